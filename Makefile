@@ -1,0 +1,62 @@
+# oncepipe: every target installs what it needs first; see README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+INFRA := $(PY) -m infra
+PYTEST_ARGS ?=
+
+.PHONY: help install up down env status test test-unit test-integration lint format demo bench chaos clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "oncepipe needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## virtualenv, Python deps, Kafka jars, PostgreSQL server binaries
+	$(INFRA) install
+
+up: install ## start Kafka and PostgreSQL (a no-op for what already runs)
+	$(INFRA) up
+
+down: ## stop the services; leaves no process behind
+	@if [ -x $(PY) ]; then $(INFRA) down; fi
+
+env: $(STAMP) ## print export lines pointing ONCEPIPE_* at the services
+	@$(INFRA) env
+
+status: $(STAMP) ## show which services run
+	@$(INFRA) status
+
+test: install ## everything: starts the services, runs all tests, stops what it started
+	$(INFRA) run -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## fast tests, no services
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: install ## the duplicated-click-signals story, naive vs oncepipe
+	@echo "make demo: the demo (issue 11) has not landed yet; nothing to run"
+
+bench: install ## side-by-side benchmarks into bench/results
+	@echo "make bench: the benchmarks (issue 10) have not landed yet; nothing to run"
+
+chaos: install ## long fault-injection run (DURATION=... SEED=...)
+	@echo "make chaos: the chaos harness (issue 8) has not landed yet; nothing to run"
+
+clean: down ## stop services, remove the venv and this clone's service state
+	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

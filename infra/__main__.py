@@ -1,0 +1,166 @@
+"""``python -m infra``: start, stop, kill and inspect the native Kafka and PostgreSQL.
+
+python -m infra up [SERVICE...]        start (a no-op for what already runs)
+python -m infra down [SERVICE...]      stop cleanly; leaves no process behind
+python -m infra kill SERVICE           SIGKILL, as a crash would
+python -m infra restart SERVICE
+python -m infra status [--json]
+python -m infra env                    export lines for ONCEPIPE_* variables
+python -m infra logs SERVICE [-n N]
+python -m infra run -- CMD...          start what is not running, run CMD with the
+                                       ONCEPIPE_* variables set, stop what it started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from infra.process import ServiceError, tail
+from infra.services import Service, all_services, service_env
+
+
+def _pick(names: list[str]) -> list[Service]:
+    services = all_services()
+    unknown = [name for name in names if name not in services]
+    if unknown:
+        raise SystemExit(f"unknown service {unknown[0]!r}; choose from {', '.join(services)}")
+    return [services[name] for name in names] if names else list(services.values())
+
+
+def _up(services: list[Service]) -> list[Service]:
+    started = []
+    for service in services:
+        begin = time.monotonic()
+        if service.start():
+            started.append(service)
+            print(f"{service.name}: started in {time.monotonic() - begin:.1f}s", file=sys.stderr)
+        else:
+            print(f"{service.name}: already running", file=sys.stderr)
+    return started
+
+
+def _down(services: list[Service]) -> None:
+    for service in reversed(services):
+        stopped = service.stop()
+        print(f"{service.name}: {'stopped' if stopped else 'not running'}", file=sys.stderr)
+
+
+def _run(command: list[str]) -> int:
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise SystemExit("run needs a command after --")
+    started = _up(list(all_services().values()))
+    try:
+        env = {**os.environ, **service_env()}
+        return subprocess.call(command, env=env)
+    finally:
+        _down(started)
+
+
+def _one(args: argparse.Namespace) -> Service:
+    (service,) = _pick([args.service])
+    return service
+
+
+def _cmd_install(_: argparse.Namespace) -> int:
+    for service in _pick([]):
+        service.install()
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    _up(_pick(args.services))
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    _down(_pick(args.services))
+    return 0
+
+
+def _cmd_kill(args: argparse.Namespace) -> int:
+    service = _one(args)
+    print(f"{service.name}: {'killed' if service.kill() else 'not running'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_restart(args: argparse.Namespace) -> int:
+    _one(args).restart()
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    rows = {s.name: {"running": s.running(), "pid": s.pid()} for s in _pick([])}
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for name, row in rows.items():
+        state = f"running (pid {row['pid']})" if row["running"] else "stopped"
+        print(f"{name}: {state}")
+    return 0
+
+
+def _cmd_env(_: argparse.Namespace) -> int:
+    for key, value in service_env().items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    print(tail(_one(args).log_path, args.n))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _run(args.cmd)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "install": _cmd_install,
+    "up": _cmd_up,
+    "down": _cmd_down,
+    "kill": _cmd_kill,
+    "restart": _cmd_restart,
+    "status": _cmd_status,
+    "env": _cmd_env,
+    "logs": _cmd_logs,
+    "run": _cmd_run,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m infra``."""
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("install", help="fetch Kafka jars and PostgreSQL binaries")
+    for name in ("up", "down"):
+        sub.add_parser(name).add_argument("services", nargs="*")
+    for name in ("kill", "restart"):
+        sub.add_parser(name).add_argument("service")
+    status = sub.add_parser("status")
+    status.add_argument("--json", action="store_true")
+    sub.add_parser("env")
+    logs = sub.add_parser("logs")
+    logs.add_argument("service")
+    logs.add_argument("-n", type=int, default=50)
+    run = sub.add_parser("run")
+    run.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    try:
+        return COMMANDS[args.command](args)
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

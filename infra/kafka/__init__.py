@@ -1,0 +1,1 @@
+"""The Kafka broker service (Maven-fetched jars, KRaft combined mode)."""

@@ -1,0 +1,53 @@
+"""Where the native services keep their state, caches and ports.
+
+The state folder (git-ignored) holds data, logs and pid files of this clone's services; the
+cache folder, outside the clone, holds downloads shared by every clone on the machine.
+Every location and port can be overridden by an ``ONCEPIPE_INFRA_*`` environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["InfraLayout", "layout"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class InfraLayout:
+    """Folders and ports used by the native services."""
+
+    state_dir: Path
+    cache_dir: Path
+    kafka_port: int
+    kafka_controller_port: int
+    postgres_port: int
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SystemExit(
+            f"{name}={raw!r} is not a port number; unset it or give an integer"
+        ) from exc
+
+
+def layout() -> InfraLayout:
+    """Read the layout from the environment, with defaults under the clone and ~/.cache."""
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return InfraLayout(
+        state_dir=Path(os.environ.get("ONCEPIPE_INFRA_STATE_DIR", REPO_ROOT / ".state")).resolve(),
+        cache_dir=Path(
+            os.environ.get("ONCEPIPE_INFRA_CACHE_DIR", cache_home / "oncepipe")
+        ).resolve(),
+        kafka_port=_env_int("ONCEPIPE_INFRA_KAFKA_PORT", 39092),
+        kafka_controller_port=_env_int("ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT", 39093),
+        postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 35432),
+    )

@@ -1,0 +1,261 @@
+"""Our own PostgreSQL cluster: initdb into the state folder, pg_ctl start/stop, own port.
+
+initdb and pg_ctl refuse to run as root, so when we are root the cluster belongs to the
+unprivileged ``postgres`` system user and every server command runs as that user.
+
+Public names: ``Postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from infra.paths import InfraLayout
+from infra.process import (
+    ServiceError,
+    child_pids,
+    port_open,
+    read_pid,
+    send_signal,
+    tail,
+    wait_until,
+)
+
+__all__ = ["Postgres"]
+
+SUPERUSER = "oncepipe"
+DATABASE = "oncepipe"
+SERVICE_USER = "postgres"
+CREATECLUSTER_CONF = Path("/etc/postgresql-common/createcluster.conf")
+
+SERVER_SETTINGS = {
+    "listen_addresses": "'127.0.0.1'",
+    "max_connections": "200",
+    "shared_buffers": "128MB",
+    "fsync": "on",
+    "synchronous_commit": "on",
+    "max_wal_size": "1GB",
+    "logging_collector": "off",
+    "log_line_prefix": "'%m [%p] %a '",
+    "log_min_messages": "warning",
+    "timezone": "'UTC'",
+}
+
+
+def _find_bin_dir() -> Path | None:
+    override = os.environ.get("ONCEPIPE_INFRA_PG_BIN_DIR")
+    if override:
+        return Path(override)
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if versions:
+        return versions[-1].parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).parent if on_path else None
+
+
+class Postgres:
+    """Install, initialise, start, stop, kill and restart the native PostgreSQL."""
+
+    name = "postgres"
+
+    def __init__(self, layout: InfraLayout) -> None:
+        self.layout = layout
+        self.home = layout.state_dir / "postgres"
+        self.data_dir = self.home / "data"
+        self.socket_dir = self.home / "run"
+        self.log_path = self.home / "postgres.log"
+        self.port = layout.postgres_port
+
+    # -- installation -------------------------------------------------------------------
+    @property
+    def _as_root(self) -> bool:
+        return os.geteuid() == 0
+
+    def install(self) -> Path:
+        """Return the server binaries' folder, installing Debian's package when root."""
+        bin_dir = _find_bin_dir()
+        if bin_dir is not None:
+            return bin_dir
+        if not self._as_root or shutil.which("apt-get") is None:
+            raise ServiceError(
+                "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
+                "(Debian/Ubuntu: apt-get install postgresql) or set ONCEPIPE_INFRA_PG_BIN_DIR"
+            )
+        # The package would otherwise create and start its own cluster on port 5432.
+        CREATECLUSTER_CONF.parent.mkdir(parents=True, exist_ok=True)
+        if "create_main_cluster = false" not in (
+            CREATECLUSTER_CONF.read_text() if CREATECLUSTER_CONF.exists() else ""
+        ):
+            with CREATECLUSTER_CONF.open("a") as conf:
+                conf.write("\ncreate_main_cluster = false\n")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+            result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if result.returncode != 0:
+                raise ServiceError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
+        bin_dir = _find_bin_dir()
+        if bin_dir is None:
+            raise ServiceError("installed postgresql but found no initdb under /usr/lib/postgresql")
+        return bin_dir
+
+    def _run(self, *cmd: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run a server command as the cluster's owner."""
+        if self._as_root:
+            kwargs.setdefault("user", SERVICE_USER)
+            kwargs.setdefault("group", SERVICE_USER)
+            kwargs.setdefault("extra_groups", [])
+        return subprocess.run(list(cmd), capture_output=True, text=True, check=False, **kwargs)
+
+    def _prepare_home(self) -> None:
+        for folder in (self.home, self.socket_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self._as_root:
+            try:
+                owner = pwd.getpwnam(SERVICE_USER)
+            except KeyError as exc:
+                raise ServiceError(
+                    f"running as root needs the unprivileged '{SERVICE_USER}' user to own the "
+                    "cluster; install Debian's postgresql package or run as a normal user"
+                ) from exc
+            for folder in (self.home, self.socket_dir):
+                os.chown(folder, owner.pw_uid, owner.pw_gid)
+            if self.data_dir.exists():
+                os.chown(self.data_dir, owner.pw_uid, owner.pw_gid)
+
+    def _initdb(self, bin_dir: Path) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        result = self._run(
+            str(bin_dir / "initdb"),
+            "--pgdata", str(self.data_dir),
+            "--username", SUPERUSER,
+            "--auth", "trust",
+            "--encoding", "UTF8",
+            "--locale", "C.UTF-8",
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ServiceError(f"initdb failed:\n{result.stdout[-1000:]}{result.stderr[-2000:]}")
+        settings = {**SERVER_SETTINGS, "port": str(self.port)}
+        settings["unix_socket_directories"] = f"'{self.socket_dir}'"
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("\n# oncepipe native service\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """The connection URL of the service's database."""
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def pid(self) -> int | None:
+        """The postmaster's pid when it runs."""
+        return read_pid(self.data_dir / "postmaster.pid")
+
+    def running(self) -> bool:
+        """True when the postmaster is alive."""
+        return self.pid() is not None
+
+    def start(self, timeout: float = 60.0) -> bool:
+        """Start the cluster (initialising it first) and wait until it accepts queries."""
+        bin_dir = self.install()
+        if self.running():
+            self.wait_ready(timeout)
+            return False
+        if port_open(self.port):
+            raise ServiceError(
+                f"port {self.port} is taken by another process; stop it or set "
+                "ONCEPIPE_INFRA_POSTGRES_PORT to a free port"
+            )
+        self._prepare_home()
+        self._initdb(bin_dir)
+        # pg_ctl's own -w waits for the postmaster; readiness below also needs the database.
+        result = self._run(
+            str(bin_dir / "pg_ctl"), "start", "--wait", f"--timeout={int(timeout)}",
+            "--pgdata", str(self.data_dir), "--log", str(self.log_path),
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ServiceError(
+                f"pg_ctl start failed: {result.stdout.strip()} {result.stderr.strip()}\n"
+                f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
+            )
+        self._create_database(bin_dir)
+        self.wait_ready(timeout)
+        return True
+
+    def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
+        psql = bin_dir / "psql" if (bin_dir / "psql").exists() else Path("psql")
+        result = subprocess.run(
+            [str(psql), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
+             "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ServiceError(f"psql {sql!r} failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def _create_database(self, bin_dir: Path) -> None:
+        exists = self._psql(bin_dir, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
+        if exists != "1":
+            self._psql(bin_dir, f"CREATE DATABASE {DATABASE}")
+
+    def _ready(self) -> bool:
+        bin_dir = _find_bin_dir()
+        if bin_dir is None or not (bin_dir / "pg_isready").exists():
+            return port_open(self.port)
+        check = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+             "-U", SUPERUSER, "-d", DATABASE],
+            check=False,
+        )  # fmt: skip
+        return check.returncode == 0
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until the server accepts connections to the service's database."""
+        wait_until(
+            self._ready, timeout=timeout, what="postgres to accept connections", log=self.log_path
+        )
+
+    def stop(self, timeout: float = 60.0, mode: str = "fast") -> bool:
+        """Stop with pg_ctl (``fast`` or ``immediate``); False when it was not running."""
+        if not self.running():
+            return False
+        bin_dir = self.install()
+        result = self._run(
+            str(bin_dir / "pg_ctl"), "stop", "--wait", f"--timeout={int(timeout)}",
+            "--pgdata", str(self.data_dir), "--mode", mode,
+        )  # fmt: skip
+        if result.returncode != 0 and self.running():
+            raise ServiceError(f"pg_ctl stop failed: {result.stderr.strip()}")
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL the postmaster, as a crash would; False when it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        # A crashed machine takes the backends with it; orphans would hold shared memory.
+        for child in [pid, *child_pids(pid)]:
+            send_signal(child, signal.SIGKILL)
+        # Wait until the processes are reaped, not just dead: the next postmaster refuses to
+        # start while the old pid (even a zombie) still answers kill(0).
+        wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=30, what="postgres to exit")
+        wait_until(lambda: not child_pids(pid), timeout=10, what="postgres backends to exit")
+        return True
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """Stop (fast) and start again."""
+        self.stop()
+        self.start(timeout)
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point oncepipe at this database."""
+        return {"ONCEPIPE_DATABASE_URL": self.url}

@@ -1,0 +1,1 @@
+"""The ``oncepipe`` command line: one entry point, one module per subcommand group."""

@@ -1,0 +1,57 @@
+"""Entry point of the ``oncepipe`` command.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error. Errors print one line on
+stderr saying what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from oncepipe import __version__
+from oncepipe.cli import admin
+from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
+from oncepipe.errors import ConfigError, OncepipeError
+from oncepipe.logging import configure_logging
+from oncepipe.settings import load_settings
+
+__all__ = ["app", "run"]
+
+app = typer.Typer(
+    name="oncepipe",
+    help="Kafka to PostgreSQL with exactly-once effects. Configure with ONCEPIPE_* variables.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="print the version and exit"),
+) -> None:
+    if version:
+        print(__version__)
+        raise typer.Exit
+    settings = load_settings()
+    configure_logging(settings)
+    ctx.obj = AppState(settings=settings)
+
+
+app.command("migrate")(admin.migrate)
+app.command("config")(admin.config)
+
+
+def run() -> None:
+    """Run the CLI, turning oncepipe errors into one line on stderr and an exit code."""
+    try:
+        app()  # standalone: usage errors exit 2 on their own
+    except ConfigError as exc:
+        print(f"oncepipe: {exc}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except OncepipeError as exc:
+        print(f"oncepipe: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)

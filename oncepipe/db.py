@@ -1,0 +1,60 @@
+"""PostgreSQL connection factories.
+
+Worker sessions carry ``idle_in_transaction_session_timeout`` so a stalled worker cannot hold
+row locks forever, and an ``application_name`` so operators can tell sessions apart.
+
+Public names: ``connect``, ``create_pool``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
+
+from oncepipe.errors import DatabaseUnavailableError
+from oncepipe.settings import Settings
+
+__all__ = ["connect", "create_pool"]
+
+
+def _connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
+    timeout = settings.idle_in_transaction_timeout_ms
+    return {
+        "application_name": application_name,
+        "options": f"-c idle_in_transaction_session_timeout={timeout}",
+        "connect_timeout": 10,
+    }
+
+
+def connect(
+    settings: Settings, application_name: str = "oncepipe", *, autocommit: bool = False
+) -> psycopg.Connection[TupleRow]:
+    """Open one connection; an unreachable server raises ``DatabaseUnavailableError``."""
+    try:
+        return psycopg.connect(
+            settings.database_url.get_secret_value(),
+            autocommit=autocommit,
+            **_connect_kwargs(settings, application_name),
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(
+            f"cannot connect to PostgreSQL ({exc.sqlstate or 'no SQLSTATE'}): "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+            "check ONCEPIPE_DATABASE_URL and that the server runs (make up)"
+        ) from exc
+
+
+def create_pool(
+    settings: Settings, application_name: str = "oncepipe", *, min_size: int = 1, max_size: int = 4
+) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+    """A connection pool with the same session settings as ``connect``."""
+    return ConnectionPool(
+        settings.database_url.get_secret_value(),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=_connect_kwargs(settings, application_name),
+        open=True,
+    )

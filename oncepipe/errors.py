@@ -1,0 +1,56 @@
+"""The one exception tree. A class says what the caller should do about it.
+
+- ``RetriableError``: roll back, back off with jitter, retry; never dead-letter.
+- ``PoisonError``: this message can never succeed; dead-letter it and move on.
+- ``FencedError``: this worker no longer owns the partition; roll back, reload offsets, seek.
+- ``ConfigError``: the configuration or the command line is wrong; fix it and start again.
+
+Public names: the classes below.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "DatabaseUnavailableError",
+    "FencedError",
+    "OncepipeError",
+    "PoisonError",
+    "RetriableError",
+]
+
+
+class OncepipeError(Exception):
+    """Root of every error oncepipe raises on purpose."""
+
+
+class ConfigError(OncepipeError):
+    """Settings or arguments are invalid; the message names the setting and a fix."""
+
+
+class RetriableError(OncepipeError):
+    """A dependency failed transiently: roll back and retry with backoff."""
+
+
+class DatabaseUnavailableError(RetriableError):
+    """PostgreSQL could not be reached or dropped the connection."""
+
+
+class BrokerError(OncepipeError):
+    """A Kafka client error, keeping librdkafka's code and its retriable/fatal flags."""
+
+    def __init__(self, message: str, *, code: int, name: str, retriable: bool, fatal: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.retriable = retriable
+        self.fatal = fatal
+
+
+class PoisonError(OncepipeError):
+    """The message can never be processed; it belongs in the dead-letter topic."""
+
+
+class FencedError(OncepipeError):
+    """A stored offset changed under us: another consumer owns the partition now."""

@@ -1,0 +1,77 @@
+"""Configuration, read once at the entry point from ``ONCEPIPE_*`` environment variables.
+
+Inner components take these frozen models and never read the environment themselves.
+
+Public names: ``Settings``, ``load_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from oncepipe.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """Settings shared by every oncepipe process."""
+
+    model_config = SettingsConfigDict(env_prefix="ONCEPIPE_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:39092", description="Kafka bootstrap servers, host:port[,host:port]"
+    )
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://oncepipe@127.0.0.1:35432/oncepipe"),
+        description="PostgreSQL connection URL (libpq syntax)",
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    idle_in_transaction_timeout_ms: int = Field(
+        60_000, ge=0, description="server ends a worker session idle in a transaction this long"
+    )
+    crash_points: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="test only: comma-separated named points where a worker SIGKILLs itself",
+    )
+
+    @field_validator("crash_points", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with secrets masked, for printing."""
+        data = self.model_dump(mode="json")
+        data["database_url"] = _mask_url(self.database_url.get_secret_value())
+        return data
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password of a connection URL."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, turning validation errors into a ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ONCEPIPE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,7 @@
+"""Fixtures live as plugins under tests/fixtures/; this file only registers them."""
+
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.database",
+    "tests.fixtures.kafka",
+]
