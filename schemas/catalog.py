@@ -104,5 +104,6 @@ def _check_distinct(versions: Sequence[SchemaVersion]) -> None:
             # told apart from the other on the wire.
             raise CatalogError(
                 f"{version.path.name} has the fingerprint of {other.path.name}: they differ "
-                "only in docs, defaults or aliases; change the earlier file in place instead"
+                "only in docs, defaults or aliases, which the wire cannot tell apart; make "
+                "such a change in the newest file instead of adding a version"
             )
