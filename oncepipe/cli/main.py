@@ -11,7 +11,7 @@ import sys
 import typer
 
 from oncepipe import __version__
-from oncepipe.cli import admin
+from oncepipe.cli import admin, relay, simulate, topics
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging
@@ -43,6 +43,9 @@ def _root(
 
 app.command("migrate")(admin.migrate)
 app.command("config")(admin.config)
+app.command("relay")(relay.relay)
+app.command("simulate")(simulate.simulate)
+app.add_typer(topics.topics_app, name="topics")
 
 
 def run() -> None:

@@ -1,0 +1,41 @@
+"""``oncepipe relay``: publish the transactional outbox to Kafka."""
+
+from __future__ import annotations
+
+import typer
+
+from oncepipe.cli.context import state
+from oncepipe.cli.options import build_settings, install_stop_handlers
+from producers.relay import Relay
+from producers.settings import ProducerSettings, RelaySettings
+
+__all__ = ["relay"]
+
+
+def relay(
+    ctx: typer.Context,
+    batch_size: int | None = typer.Option(
+        None, help="rows per publish batch [env ONCEPIPE_RELAY_BATCH_SIZE, default 1000]"
+    ),
+    poll_interval: float | None = typer.Option(
+        None, "--poll-interval", help="seconds between polls [env ONCEPIPE_RELAY_POLL_INTERVAL_S]"
+    ),
+    listen: bool | None = typer.Option(
+        None, "--listen/--no-listen", help="wake on NOTIFY [env ONCEPIPE_RELAY_LISTEN, default on]"
+    ),
+    retention: float | None = typer.Option(
+        None, help="seconds to keep published rows [env ONCEPIPE_RELAY_RETENTION_S, default 7d]"
+    ),
+) -> None:
+    """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight)."""
+    settings = state(ctx).settings
+    relay_settings = build_settings(
+        RelaySettings,
+        batch_size=batch_size,
+        poll_interval_s=poll_interval,
+        listen=listen,
+        retention_s=retention,
+    )
+    worker = Relay(settings, relay_settings, build_settings(ProducerSettings))
+    install_stop_handlers(worker.request_stop)
+    worker.run()

@@ -1,0 +1,67 @@
+"""``oncepipe simulate``: an upstream service submitting click signals."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+from oncepipe.cli.context import emit_json, state
+from oncepipe.cli.options import build_settings
+from producers.settings import ProducerSettings
+from producers.simulator import SimulationPlan, Simulator
+from schemas import Codec
+
+__all__ = ["simulate"]
+
+
+def simulate(
+    ctx: typer.Context,
+    mode: str = typer.Option(
+        "outbox", help="outbox: through the transactional outbox; direct: straight to Kafka"
+    ),
+    topic: str = typer.Option("events.click", help="destination topic"),
+    count: int = typer.Option(1000, min=0, help="distinct events to submit"),
+    keys: int = typer.Option(100, min=1, help="distinct users (the Kafka key)"),
+    items: int = typer.Option(50, min=1, help="distinct items"),
+    duplicate_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="share of events submitted twice (retries)"
+    ),
+    poison_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="share of submissions that are poison"
+    ),
+    rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
+    seed: int = typer.Option(0, help="random seed: the same seed submits the same events"),
+    manifest: Path | None = typer.Option(
+        None, help="write every submission as a JSON line to this file"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Submit simulated click signals, with upstream retries and poison if asked."""
+    if mode not in {"outbox", "direct"}:
+        raise typer.BadParameter("choose outbox or direct", param_hint="--mode")
+    plan = SimulationPlan(
+        mode="outbox" if mode == "outbox" else "direct",
+        topic=topic,
+        count=count,
+        keys=keys,
+        items=items,
+        duplicate_rate=duplicate_rate,
+        poison_rate=poison_rate,
+        rate=rate,
+        seed=seed,
+    )
+    simulator = Simulator(state(ctx).settings, Codec.load(), plan, build_settings(ProducerSettings))
+    if manifest is not None:
+        with manifest.open("w") as sink:
+            report = simulator.run(sink)
+    else:
+        report = simulator.run()
+    if as_json:
+        emit_json(asdict(report))
+        return
+    for key, value in asdict(report).items():
+        print(f"{key}\t{value}")
+    print(f"submitted {report.distinct_events} events in {report.seconds}s", file=sys.stderr)

@@ -1,0 +1,167 @@
+"""The transactional outbox table: ``enqueue`` for upstream code, and the relay's queries.
+
+Upstream code calls ``enqueue(conn, event, codec=...)`` inside its own transaction, next to its
+business writes: both commit or neither does. A retried request with the same idempotency key
+(``event_id``) adds no second row. ``enqueue`` speaks plain DB-API (``%s`` parameters, a
+cursor), so psycopg 3 and psycopg2 connections both work; other languages call the SQL function
+``oncepipe.enqueue(topic, dedupe_id, key, value, headers)``.
+
+Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
+``fetch_pending``, ``mark_published``, ``record_failure``, ``delete_published``,
+``pending_count``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel
+
+from producers.topics import topic_for
+from schemas import Codec, Encoded
+
+__all__ = [
+    "OutboxRow",
+    "delete_published",
+    "enqueue",
+    "enqueue_record",
+    "event_headers",
+    "fetch_pending",
+    "mark_published",
+    "pending_count",
+    "record_failure",
+]
+
+Headers = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One unpublished outbox row, as the relay reads it."""
+
+    id: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    attempts: int
+
+
+def event_headers(
+    encoded: Encoded, *, produced_at: datetime | None = None, traceparent: str | None = None
+) -> Headers:
+    """The Kafka headers every event carries (DESIGN.md §3), as plain strings."""
+    headers = [
+        ("event_id", str(encoded.event_id)),
+        ("event_type", encoded.event_type),
+        ("schema_fingerprint", encoded.fingerprint),
+        ("produced_at", (produced_at or datetime.now(UTC)).isoformat(timespec="milliseconds")),
+    ]
+    if traceparent:
+        headers.append(("traceparent", traceparent))
+    return headers
+
+
+def enqueue_record(
+    conn: Any, topic: str, dedupe_id: str, *, key: bytes | None, value: bytes, headers: Headers
+) -> int | None:
+    """Add one already-encoded record in the caller's transaction; None when it was there."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(
+            "SELECT oncepipe.enqueue(%s, %s, %s, %s, %s::jsonb)",
+            (topic, dedupe_id, key, value, json.dumps(headers)),
+        )
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def enqueue(
+    conn: Any,
+    event: BaseModel,
+    *,
+    codec: Codec,
+    topic: str | None = None,
+    traceparent: str | None = None,
+) -> bool:
+    """Encode ``event`` and add it to the outbox in the caller's transaction.
+
+    Returns False when an event with the same ``event_id`` is already queued for that topic
+    (an upstream retry): nothing is added, and the caller's transaction may commit as usual.
+    """
+    encoded = codec.encode(event)
+    row_id = enqueue_record(
+        conn,
+        topic or topic_for(encoded.event_type),
+        str(encoded.event_id),
+        key=encoded.key,
+        value=encoded.value,
+        headers=event_headers(encoded, traceparent=traceparent),
+    )
+    return row_id is not None
+
+
+def fetch_pending(conn: psycopg.Connection[Any], limit: int) -> list[OutboxRow]:
+    """Unpublished rows in id order (never "id > last seen": ids commit out of order)."""
+    rows = conn.execute(
+        "SELECT id, topic, key, value, headers, attempts FROM oncepipe.outbox"
+        " WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT %s",
+        (limit,),
+    ).fetchall()
+    return [
+        OutboxRow(
+            id=row[0],
+            topic=row[1],
+            key=bytes(row[2]) if row[2] is not None else None,
+            value=bytes(row[3]),
+            headers=[(str(name), str(value)) for name, value in row[4]],
+            attempts=row[5],
+        )
+        for row in rows
+    ]
+
+
+def mark_published(conn: psycopg.Connection[Any], ids: Sequence[int]) -> int:
+    """Mark rows published (after the broker acknowledged them); return how many."""
+    if not ids:
+        return 0
+    cursor = conn.execute(
+        "UPDATE oncepipe.outbox SET published_at = now(), last_error = NULL"
+        " WHERE id = ANY(%s) AND published_at IS NULL",
+        (list(ids),),
+    )
+    return cursor.rowcount
+
+
+def record_failure(conn: psycopg.Connection[Any], row_id: int, error: str, *, park: bool) -> None:
+    """Count a refused publish; ``park`` takes the row out of the queue for an operator."""
+    conn.execute(
+        "UPDATE oncepipe.outbox SET attempts = attempts + 1, last_error = %s,"
+        " failed_at = CASE WHEN %s THEN now() ELSE NULL END WHERE id = %s",
+        (error[:2000], park, row_id),
+    )
+
+
+def delete_published(conn: psycopg.Connection[Any], older_than_s: float, limit: int) -> int:
+    """Delete up to ``limit`` rows published more than ``older_than_s`` seconds ago."""
+    cursor = conn.execute(
+        "DELETE FROM oncepipe.outbox WHERE id IN (SELECT id FROM oncepipe.outbox"
+        " WHERE published_at < now() - make_interval(secs => %s) LIMIT %s)",
+        (older_than_s, limit),
+    )
+    return cursor.rowcount
+
+
+def pending_count(conn: psycopg.Connection[Any]) -> int:
+    """How many rows wait to be published."""
+    row = conn.execute(
+        "SELECT count(*) FROM oncepipe.outbox WHERE published_at IS NULL AND failed_at IS NULL"
+    ).fetchone()
+    return int(row[0]) if row else 0

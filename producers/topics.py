@@ -1,0 +1,77 @@
+"""Topic names and topic creation: ``events.<name>`` and its dead-letter ``events.<name>.dlq``.
+
+Public names: ``topic_for``, ``dlq_topic_for``, ``create_event_topics``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from oncepipe.kafka import AdminClient, create_topics
+from producers.settings import ProducerSettings, TopicSettings
+
+__all__ = ["TopicSpec", "create_event_topics", "dlq_topic_for", "topic_for", "topic_plan"]
+
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+def topic_for(event_type: str) -> str:
+    """The topic of an event type: ``ClickEvent`` -> ``events.click``."""
+    base = event_type.removesuffix("Event") or event_type
+    return "events." + _CAMEL_BOUNDARY.sub("_", base).lower()
+
+
+def dlq_topic_for(topic: str) -> str:
+    """The dead-letter topic of a topic."""
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic to create."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_plan(
+    topics: list[str], topic_settings: TopicSettings, producer_settings: ProducerSettings
+) -> list[TopicSpec]:
+    """What ``create_event_topics`` would create: each topic, then its dead-letter topic."""
+    event_config = {
+        "retention.ms": str(topic_settings.retention_ms),
+        "min.insync.replicas": str(topic_settings.min_insync_replicas),
+        "max.message.bytes": str(producer_settings.message_max_bytes),
+    }
+    dlq_config = {
+        **event_config,
+        "retention.ms": str(topic_settings.dlq_retention_ms),
+        "max.message.bytes": str(
+            producer_settings.message_max_bytes + topic_settings.dlq_header_headroom_bytes
+        ),
+    }
+    plan: list[TopicSpec] = []
+    for topic in topics:
+        plan.append(TopicSpec(topic, topic_settings.partitions, event_config))
+        plan.append(TopicSpec(dlq_topic_for(topic), topic_settings.dlq_partitions, dlq_config))
+    return plan
+
+
+def create_event_topics(
+    admin: AdminClient,
+    topics: list[str],
+    topic_settings: TopicSettings,
+    producer_settings: ProducerSettings,
+) -> list[str]:
+    """Create each topic and its ``.dlq``; return the names created (existing ones skipped)."""
+    created: list[str] = []
+    for spec in topic_plan(topics, topic_settings, producer_settings):
+        created += create_topics(
+            admin,
+            {spec.name: spec.partitions},
+            config=spec.config,
+            replication_factor=topic_settings.replication_factor,
+        )
+    return created
