@@ -4,5 +4,6 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.database",
     "tests.fixtures.kafka",
+    "tests.fixtures.workers",
     "tests.fixtures.relay",
 ]

@@ -1,0 +1,1 @@
+"""Handlers shipped with oncepipe, registered by name in ``consumers.registry``."""

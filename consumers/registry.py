@@ -1,0 +1,56 @@
+"""Handlers by name: ``--handler clicks`` or ``--handler package.module:function``.
+
+A handler is a plain function ``handler(events, tx) -> None`` given the batch's NEW events (in
+partition order) and the open transaction; whatever it writes commits with the offsets.
+
+Public names: ``Handler``, ``HANDLERS``, ``register``, ``resolve``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+from consumers.context import HandlerContext
+from consumers.events import InboundEvent
+from oncepipe.errors import ConfigError
+
+__all__ = ["HANDLERS", "Handler", "register", "resolve"]
+
+Handler = Callable[[Sequence[InboundEvent], HandlerContext], None]
+
+# Names map to import paths so that the registry does not import every handler up front.
+HANDLERS: dict[str, str] = {"clicks": "consumers.handlers.clicks:handle_clicks"}
+_REGISTERED: dict[str, Handler] = {}
+
+
+def register(name: str) -> Callable[[Handler], Handler]:
+    """Decorator: make a handler available by ``name``."""
+
+    def add(handler: Handler) -> Handler:
+        _REGISTERED[name] = handler
+        return handler
+
+    return add
+
+
+def resolve(spec: str) -> Handler:
+    """The handler named ``spec`` (a registered name or ``module:function``)."""
+    if spec in _REGISTERED:
+        return _REGISTERED[spec]
+    path = HANDLERS.get(spec, spec)
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        known = ", ".join(sorted({*HANDLERS, *_REGISTERED}))
+        raise ConfigError(
+            f"unknown handler {spec!r}: use one of {known} or module:function "
+            "(ONCEPIPE_CONSUMER_HANDLER / --handler)"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"handler {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+    handler = getattr(module, attribute, None)
+    if not callable(handler):
+        raise ConfigError(f"handler {spec!r}: {module_name} has no function {attribute!r}")
+    return handler  # type: ignore[no-any-return]

@@ -1,0 +1,92 @@
+"""Settings of the consumer runtime (``ONCEPIPE_CONSUMER_*``); every CLI flag is one of these.
+
+Read once at the entry point; the runtime receives this frozen model.
+
+Public names: ``ConsumerSettings``, ``load_consumer_settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from oncepipe.errors import ConfigError
+
+__all__ = ["ConsumerSettings", "load_consumer_settings"]
+
+
+class ConsumerSettings(BaseSettings):
+    """What one consumer worker reads, how it batches, and how it behaves in its group."""
+
+    model_config = SettingsConfigDict(env_prefix="ONCEPIPE_CONSUMER_", frozen=True, extra="ignore")
+
+    group: str = Field("", description="consumer group id; a group is an independent pipeline")
+    topics: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="topics to consume (comma-separated in the environment)"
+    )
+    handler: str = Field("", description="a registered handler name, or module:function")
+    batch_size: int = Field(500, ge=1, le=100_000, description="records per transaction")
+    batch_timeout_s: float = Field(
+        1.0, gt=0, le=60, description="wait at most this long to fill a batch"
+    )
+    session_timeout_ms: int = Field(
+        45_000, ge=1_000, description="the broker evicts a silent member after this long"
+    )
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1_000, description="a member that does not poll this long leaves the group"
+    )
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where to start a partition that has no stored offset"
+    )
+    retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient error")
+    retry_max_s: float = Field(10.0, gt=0, description="longest backoff between retries")
+    commit_kafka_offsets: bool = Field(
+        True, description="also commit offsets to Kafka (for lag tools only; PG is the truth)"
+    )
+    client_id: str = Field("oncepipe-consumer", description="Kafka client.id of the worker")
+    stall_points: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(),
+        description="test only: named points where the worker SIGSTOPs itself once",
+    )
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("stall_points", mode="before")
+    @classmethod
+    def _split_points(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return frozenset(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> ConsumerSettings:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must be at least retry_initial_s")
+        return self
+
+    def heartbeat_interval_ms(self) -> int:
+        """A third of the session timeout, the ratio Kafka recommends."""
+        return max(100, self.session_timeout_ms // 3)
+
+
+def load_consumer_settings(**overrides: Any) -> ConsumerSettings:
+    """Read consumer settings from the environment plus CLI overrides (None means not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = ConsumerSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"ONCEPIPE_CONSUMER_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid consumer configuration: {problems}") from exc
+    return settings
