@@ -1,0 +1,1 @@
+"""Dead letters: the header contract, reading DLQ topics, failure fingerprints, replay."""

@@ -1,0 +1,564 @@
+"""Dead-letter headers: oncepipe's own (written), and Spring, Connect and Streams ones (read).
+
+oncepipe's dead letters carry the original record's key and value bytes untouched, the
+original record's headers as they were, and these plain UTF-8 string headers (readable in kcat,
+kafka-ui and AKHQ):
+
+=========================  ===============================================================
+``dlq.original.topic``     topic the record was consumed from
+``dlq.original.partition`` its partition (decimal)
+``dlq.original.offset``    its offset (decimal)
+``dlq.original.timestamp`` its Kafka timestamp, milliseconds since the epoch (decimal)
+``dlq.consumer.group``     the consumer group that gave up on it
+``dlq.stage``              ``decode``, ``validate`` or ``handle``
+``dlq.error.class``        qualified class name of the error
+``dlq.error.message``      the error message (at most ``MAX_MESSAGE_BYTES``)
+``dlq.attempts``           how many times it was tried (decimal)
+``dlq.first.failure``      first failure, ISO-8601 UTC
+``dlq.last.failure``       last failure, ISO-8601 UTC
+``dlq.stacktrace``         the stack trace (at most ``MAX_STACKTRACE_BYTES``)
+=========================  ===============================================================
+
+A replayed record keeps key, value and the original headers, loses every dead-letter header
+of the four dialects, and gains ``replay_of`` (``<dlq-topic>:<partition>:<offset>``) and
+``replay_count``.
+
+Public names: the header name constants, ``Failure``, ``DeadLetter``, ``DeadLetterFormatError``,
+``dead_letter_headers``, ``parse_dead_letter``, ``replay_headers``, ``is_dead_letter_header``,
+``format_ref``, ``parse_ref``, ``STAGES``, ``DIALECTS``.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+__all__ = [
+    "ATTEMPTS",
+    "CONSUMER_GROUP",
+    "DEAD_LETTER_PREFIXES",
+    "DIALECTS",
+    "ERROR_CLASS",
+    "ERROR_MESSAGE",
+    "FIRST_FAILURE",
+    "LAST_FAILURE",
+    "MAX_MESSAGE_BYTES",
+    "MAX_STACKTRACE_BYTES",
+    "ONCEPIPE_HEADERS",
+    "ORIGINAL_OFFSET",
+    "ORIGINAL_PARTITION",
+    "ORIGINAL_TIMESTAMP",
+    "ORIGINAL_TOPIC",
+    "PREFIX",
+    "REPLAY_COUNT",
+    "REPLAY_OF",
+    "STACKTRACE",
+    "STAGE",
+    "STAGES",
+    "DeadLetter",
+    "DeadLetterFormatError",
+    "Dialect",
+    "Failure",
+    "RawHeaders",
+    "Stage",
+    "dead_letter_headers",
+    "format_ref",
+    "is_dead_letter_header",
+    "parse_dead_letter",
+    "parse_ref",
+    "replay_headers",
+]
+
+PREFIX = "dlq."
+ORIGINAL_TOPIC = "dlq.original.topic"
+ORIGINAL_PARTITION = "dlq.original.partition"
+ORIGINAL_OFFSET = "dlq.original.offset"
+ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
+CONSUMER_GROUP = "dlq.consumer.group"
+STAGE = "dlq.stage"
+ERROR_CLASS = "dlq.error.class"
+ERROR_MESSAGE = "dlq.error.message"
+ATTEMPTS = "dlq.attempts"
+FIRST_FAILURE = "dlq.first.failure"
+LAST_FAILURE = "dlq.last.failure"
+STACKTRACE = "dlq.stacktrace"
+ONCEPIPE_HEADERS = (
+    ORIGINAL_TOPIC,
+    ORIGINAL_PARTITION,
+    ORIGINAL_OFFSET,
+    ORIGINAL_TIMESTAMP,
+    CONSUMER_GROUP,
+    STAGE,
+    ERROR_CLASS,
+    ERROR_MESSAGE,
+    ATTEMPTS,
+    FIRST_FAILURE,
+    LAST_FAILURE,
+    STACKTRACE,
+)
+
+REPLAY_OF = "replay_of"
+REPLAY_COUNT = "replay_count"
+
+# The dead-letter namespaces of the four dialects; a replay strips all of them.
+_SPRING = "kafka_dlt-"
+_CONNECT = "__connect.errors."
+_STREAMS = "__streams.errors."
+DEAD_LETTER_PREFIXES = (PREFIX, _SPRING, _CONNECT, _STREAMS)
+
+# A header of a few KB is fine for Kafka and the UIs; the DLQ topic has headroom for them.
+MAX_MESSAGE_BYTES = 4096
+MAX_STACKTRACE_BYTES = 8192
+
+Stage = Literal["decode", "validate", "handle"]
+STAGES: tuple[Stage, ...] = ("decode", "validate", "handle")
+Dialect = Literal["oncepipe", "spring", "connect", "streams"]
+DIALECTS: tuple[Dialect, ...] = ("oncepipe", "spring", "connect", "streams")
+
+RawHeaders = Sequence[tuple[str, str | bytes | None]]
+"""Kafka headers as the client hands them over: (name, bytes) pairs, names may repeat."""
+
+
+class DeadLetterFormatError(ValueError):
+    """A record has no dead-letter headers of any known dialect, or malformed ones."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong: the error's class, message and stack trace, as text."""
+
+    error_class: str
+    message: str
+    stacktrace: str = ""
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> Failure:
+        """The failure an exception describes, with its formatted traceback."""
+        kind = type(error)
+        module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
+        return cls(
+            error_class=f"{module}{kind.__qualname__}",
+            message=str(error),
+            stacktrace="".join(traceback.format_exception(error)),
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead letter, whatever wrote it: where it sits, where it came from, why it failed."""
+
+    dlq_topic: str
+    dlq_partition: int
+    dlq_offset: int
+    dialect: Dialect
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    source_timestamp: datetime | None
+    consumer_group: str | None
+    stage: str | None
+    error_class: str
+    error_message: str
+    attempts: int | None
+    first_failure: datetime | None
+    last_failure: datetime | None
+    stacktrace: str
+    event_id: str | None
+    event_type: str | None
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    """The original record's headers (every dead-letter header removed), bytes as they were."""
+    dlq_timestamp: datetime | None = None
+    extras: Mapping[str, str] = field(default_factory=dict)
+    """Dialect-specific context: connector name, task id, raw stage, cause class, ..."""
+
+    @property
+    def ref(self) -> str:
+        """``<dlq-topic>:<partition>:<offset>``, how commands and ``replay_of`` name it."""
+        return format_ref(self.dlq_topic, self.dlq_partition, self.dlq_offset)
+
+    @property
+    def failed_at(self) -> datetime | None:
+        """The last failure, else when the dead letter was written."""
+        return self.last_failure or self.dlq_timestamp
+
+    @property
+    def replay_count(self) -> int:
+        """How often the original record had already been replayed (its ``replay_count``)."""
+        for name, raw in self.headers:
+            if name == REPLAY_COUNT and raw is not None:
+                text = raw.decode("utf-8", "replace").strip()
+                return int(text) if text.isdigit() else 0
+        return 0
+
+
+def format_ref(topic: str, partition: int, offset: int) -> str:
+    """``<topic>:<partition>:<offset>``."""
+    return f"{topic}:{partition}:{offset}"
+
+
+def parse_ref(ref: str) -> tuple[str, int, int]:
+    """Split ``<topic>:<partition>:<offset>`` (Kafka topic names cannot contain ``:``)."""
+    topic, _, rest = ref.partition(":")
+    partition, _, offset = rest.partition(":")
+    if not topic or not partition.isdigit() or not offset.isdigit():
+        raise DeadLetterFormatError(
+            f"{ref!r} is not a dead-letter reference; write <dlq-topic>:<partition>:<offset>, "
+            "e.g. events.click.dlq:0:42"
+        )
+    return topic, int(partition), int(offset)
+
+
+def is_dead_letter_header(name: str) -> bool:
+    """True for a header any of the four dialects writes when it dead-letters a record."""
+    return name.startswith(DEAD_LETTER_PREFIXES)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _bounded(text: str, limit: int, *, keep_tail: bool = False) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, saying how much was cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    marker = f"\n... [{len(data) - limit} bytes cut] ...\n"
+    room = max(limit - len(marker.encode()) - 8, 0)
+    if not keep_tail:
+        return data[:room].decode("utf-8", "ignore") + marker.rstrip("\n .")
+    # A Python traceback ends with the raising frame and the error; a Java one starts with
+    # them. Keep both ends so either reads well.
+    head = data[: room // 4].decode("utf-8", "ignore")
+    tail = data[len(data) - (room - room // 4) :].decode("utf-8", "ignore")
+    return head + marker + tail
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone; dead-letter times must be aware (UTC)")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _text(raw: str | bytes | None) -> str:
+    if raw is None:
+        return ""
+    return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+
+
+def dead_letter_headers(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    consumer_group: str,
+    stage: Stage,
+    failure: Failure | BaseException,
+    attempts: int,
+    first_failure: datetime,
+    last_failure: datetime | None = None,
+    original_headers: RawHeaders = (),
+) -> list[tuple[str, str]]:
+    """The headers of a dead letter: the original record's, then oncepipe's ``dlq.*`` ones.
+
+    The original headers keep their order; any ``dlq.*`` header among them (a dead letter of a
+    dead letter) is dropped so the new ones are the only ones. Message and stack trace are cut
+    to ``MAX_MESSAGE_BYTES`` and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
+    if attempts < 1:
+        raise ValueError(f"attempts={attempts}: a dead letter failed at least once")
+    if isinstance(failure, BaseException):
+        failure = Failure.from_exception(failure)
+    headers = [(name, _text(raw)) for name, raw in original_headers if not name.startswith(PREFIX)]
+    headers += [
+        (ORIGINAL_TOPIC, topic),
+        (ORIGINAL_PARTITION, str(partition)),
+        (ORIGINAL_OFFSET, str(offset)),
+    ]
+    if timestamp_ms is not None and timestamp_ms >= 0:
+        headers.append((ORIGINAL_TIMESTAMP, str(timestamp_ms)))
+    headers += [
+        (CONSUMER_GROUP, consumer_group),
+        (STAGE, stage),
+        (ERROR_CLASS, failure.error_class),
+        (ERROR_MESSAGE, _bounded(failure.message, MAX_MESSAGE_BYTES)),
+        (ATTEMPTS, str(attempts)),
+        (FIRST_FAILURE, _iso(first_failure)),
+        (LAST_FAILURE, _iso(last_failure or first_failure)),
+    ]
+    if failure.stacktrace:
+        headers.append(
+            (STACKTRACE, _bounded(failure.stacktrace, MAX_STACKTRACE_BYTES, keep_tail=True))
+        )
+    return headers
+
+
+def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes]]:
+    """The headers of a replay: the original ones, plus ``replay_of`` and ``replay_count``."""
+    kept = [
+        (name, raw or b"")
+        for name, raw in dead_letter.headers
+        if name not in {REPLAY_OF, REPLAY_COUNT}
+    ]
+    return [
+        *kept,
+        (REPLAY_OF, dead_letter.ref.encode()),
+        (REPLAY_COUNT, str(replay_count).encode()),
+    ]
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _as_bytes(raw: str | bytes | None) -> bytes | None:
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
+
+
+def _decimal(raw: bytes | None, name: str) -> int | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise DeadLetterFormatError(f"header {name}={text!r} is not a decimal number") from None
+
+
+def _spring_number(raw: bytes | None, name: str) -> int | None:
+    """Spring writes partition as int32 and offset/timestamp as int64, big-endian binary."""
+    if raw is None:
+        return None
+    if len(raw) in {4, 8}:
+        return int.from_bytes(raw, "big", signed=True)
+    # Some Spring ports write decimal strings; accept them rather than refuse the record.
+    return _decimal(raw, name)
+
+
+def _moment(raw: bytes | None, name: str) -> datetime | None:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise DeadLetterFormatError(f"header {name}={text!r} is not an ISO-8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _from_millis(ms: int | None) -> datetime | None:
+    return None if ms is None or ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+_DECODE_HINT = re.compile(r"(?i)(de)?serializ|converter|SchemaError|Avro|Json")
+
+
+def _guess_stage(*class_names: str | None) -> str:
+    """Spring and Streams do not say where it failed; (de)serialization errors mean decode."""
+    return "decode" if any(c and _DECODE_HINT.search(c) for c in class_names) else "handle"
+
+
+_CONNECT_STAGES = {
+    "KEY_CONVERTER": "decode",
+    "VALUE_CONVERTER": "decode",
+    "HEADER_CONVERTER": "decode",
+    "TRANSFORMATION": "validate",
+    "TASK_PUT": "handle",
+    "TASK_POLL": "handle",
+    "KAFKA_PRODUCE": "handle",
+    "KAFKA_CONSUME": "handle",
+}
+
+
+def _dialect_of(names: set[str]) -> Dialect:
+    for dialect, prefix in zip(DIALECTS, DEAD_LETTER_PREFIXES, strict=True):
+        if any(name.startswith(prefix) for name in names):
+            return dialect
+    raise DeadLetterFormatError(
+        "the record has no dead-letter headers (dlq.*, kafka_dlt-*, __connect.errors.*, "
+        "__streams.errors.*); it was not written by a dead-letter writer oncepipe knows"
+    )
+
+
+@dataclass
+class _Found:
+    """The headers of one record by name (the last value wins when a name repeats)."""
+
+    values: dict[str, bytes | None]
+
+    def text(self, *names: str) -> str | None:
+        for name in names:
+            raw = self.values.get(name)
+            if raw is not None:
+                return raw.decode("utf-8", "replace")
+        return None
+
+    def raw(self, name: str) -> bytes | None:
+        return self.values.get(name)
+
+
+@dataclass
+class _Fields:
+    """What one dialect says about the failure."""
+
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    timestamp: datetime | None = None
+    group: str | None = None
+    stage: str | None = None
+    error_class: str | None = None
+    message: str | None = None
+    stacktrace: str | None = None
+    attempts: int | None = None
+    first: datetime | None = None
+    last: datetime | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+def _read_oncepipe(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
+    return _Fields(
+        topic=found.text(ORIGINAL_TOPIC),
+        partition=_decimal(found.raw(ORIGINAL_PARTITION), ORIGINAL_PARTITION),
+        offset=_decimal(found.raw(ORIGINAL_OFFSET), ORIGINAL_OFFSET),
+        timestamp=_from_millis(_decimal(found.raw(ORIGINAL_TIMESTAMP), ORIGINAL_TIMESTAMP)),
+        group=found.text(CONSUMER_GROUP),
+        stage=found.text(STAGE),
+        error_class=found.text(ERROR_CLASS),
+        message=found.text(ERROR_MESSAGE),
+        stacktrace=found.text(STACKTRACE),
+        attempts=_decimal(found.raw(ATTEMPTS), ATTEMPTS),
+        first=_moment(found.raw(FIRST_FAILURE), FIRST_FAILURE),
+        last=_moment(found.raw(LAST_FAILURE), LAST_FAILURE),
+    )
+
+
+def _read_spring(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
+    s = _SPRING
+    error_class = found.text(s + "exception-fqcn", s + "key-exception-fqcn")
+    cause = found.text(s + "exception-cause-fqcn")
+    key_failed = found.raw(s + "key-exception-fqcn") is not None
+    extras = {
+        name: value
+        for name in ("exception-cause-fqcn", "original-timestamp-type")
+        if (value := found.text(s + name)) is not None
+    }
+    return _Fields(
+        topic=found.text(s + "original-topic"),
+        partition=_spring_number(found.raw(s + "original-partition"), "partition"),
+        offset=_spring_number(found.raw(s + "original-offset"), "offset"),
+        timestamp=_from_millis(_spring_number(found.raw(s + "original-timestamp"), "timestamp")),
+        group=found.text(s + "original-consumer-group"),
+        stage="decode" if key_failed else _guess_stage(error_class, cause),
+        error_class=error_class,
+        message=found.text(s + "exception-message", s + "key-exception-message"),
+        stacktrace=found.text(s + "exception-stacktrace", s + "key-exception-stacktrace"),
+        extras=extras,
+    )
+
+
+def _read_connect(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
+    c = _CONNECT
+    extras = {
+        name: value
+        for name in ("connector.name", "task.id", "stage", "class.name")
+        if (value := found.text(c + name)) is not None
+    }
+    raw_stage = extras.get("stage")
+    connector = extras.get("connector.name")
+    return _Fields(
+        topic=found.text(c + "topic"),
+        partition=_decimal(found.raw(c + "partition"), "partition"),
+        offset=_decimal(found.raw(c + "offset"), "offset"),
+        # A sink connector consumes as the group connect-<connector name>.
+        group=f"connect-{connector}" if connector else None,
+        stage=_CONNECT_STAGES.get(raw_stage or "", raw_stage),
+        error_class=found.text(c + "exception.class.name"),
+        message=found.text(c + "exception.message"),
+        stacktrace=found.text(c + "exception.stacktrace"),
+        extras=extras,
+    )
+
+
+def _read_streams(found: _Found, dlq_timestamp_ms: int | None) -> _Fields:
+    s = _STREAMS
+    # Kafka Streams (KIP-1034) writes .exception, .message and .stacktrace; some write-ups
+    # name them .exception.message and .exception.stacktrace, so read those too.
+    error_class = found.text(s + "exception", s + "exception.class.name")
+    return _Fields(
+        topic=found.text(s + "topic"),
+        partition=_decimal(found.raw(s + "partition"), "partition"),
+        offset=_decimal(found.raw(s + "offset"), "offset"),
+        # Streams gives the dead letter the original record's timestamp.
+        timestamp=_from_millis(dlq_timestamp_ms),
+        stage=_guess_stage(error_class),
+        error_class=error_class,
+        message=found.text(s + "message", s + "exception.message"),
+        stacktrace=found.text(s + "stacktrace", s + "exception.stacktrace"),
+    )
+
+
+_READERS = {
+    "oncepipe": _read_oncepipe,
+    "spring": _read_spring,
+    "connect": _read_connect,
+    "streams": _read_streams,
+}
+
+
+def parse_dead_letter(
+    headers: RawHeaders | None,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    dlq_topic: str,
+    dlq_partition: int,
+    dlq_offset: int,
+    dlq_timestamp_ms: int | None = None,
+) -> DeadLetter:
+    """Read a dead letter of any of the four dialects; raises ``DeadLetterFormatError``."""
+    pairs = [(name, _as_bytes(raw)) for name, raw in headers or ()]
+    found = _Found(dict(pairs))
+    original = tuple((n, raw) for n, raw in pairs if not is_dead_letter_header(n))
+    dialect = _dialect_of(set(found.values))
+    fields = _READERS[dialect](found, dlq_timestamp_ms)
+    return DeadLetter(
+        dlq_topic=dlq_topic,
+        dlq_partition=dlq_partition,
+        dlq_offset=dlq_offset,
+        dialect=dialect,
+        source_topic=fields.topic or None,
+        source_partition=fields.partition,
+        source_offset=fields.offset,
+        source_timestamp=fields.timestamp,
+        consumer_group=fields.group or None,
+        stage=fields.stage or None,
+        error_class=fields.error_class or "",
+        error_message=fields.message or "",
+        attempts=fields.attempts,
+        first_failure=fields.first,
+        last_failure=fields.last,
+        stacktrace=fields.stacktrace or "",
+        event_id=_original_text(original, "event_id"),
+        event_type=_original_text(original, "event_type"),
+        key=key,
+        value=value,
+        headers=original,
+        dlq_timestamp=_from_millis(dlq_timestamp_ms),
+        extras=fields.extras,
+    )
+
+
+def _original_text(headers: Sequence[tuple[str, bytes | None]], name: str) -> str | None:
+    for header, raw in headers:
+        if header == name and raw:
+            return raw.decode("utf-8", "replace")
+    return None
