@@ -12,6 +12,8 @@ import typer
 
 from oncepipe import __version__
 from oncepipe.cli import admin, relay, simulate, topics
+from oncepipe.cli import consume as consume_cli
+from oncepipe.cli import offsets as offsets_cli
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging
@@ -46,6 +48,8 @@ app.command("config")(admin.config)
 app.command("relay")(relay.relay)
 app.command("simulate")(simulate.simulate)
 app.add_typer(topics.topics_app, name="topics")
+app.command("consume")(consume_cli.consume)
+app.add_typer(offsets_cli.app, name="offsets")
 
 
 def run() -> None:

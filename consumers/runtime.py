@@ -1,0 +1,344 @@
+"""The consumer worker: consume a batch, apply it in one transaction, repeat.
+
+Public names: ``ConsumerRuntime``, ``stop_on_signals``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from consumers import offsets
+from consumers.assignment import Assignment
+from consumers.backoff import Backoff
+from consumers.batch import BatchResult, apply_batch
+from consumers.context import OutboxSink
+from consumers.decoding import Decoder, decode_records
+from consumers.events import Coordinates
+from consumers.registry import Handler
+from consumers.settings import ConsumerSettings
+from consumers.stall import stall_point
+from oncepipe.crash import crash_point
+from oncepipe.db import connect
+from oncepipe.errors import FencedError, PoisonError, RetriableError
+from oncepipe.kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaException,
+    TopicPartition,
+    broker_error,
+    create_consumer,
+)
+from oncepipe.logging import get_logger
+from oncepipe.settings import Settings
+
+__all__ = ["ConsumerRuntime", "stop_on_signals"]
+
+
+class ConsumerRuntime:
+    """One worker of a consumer group; several processes of one group share its partitions.
+
+    Callbacks of the group protocol run only inside ``consume()`` and ``close()``, and the loop
+    calls those only between batches: a batch is read by one ``consume()`` and committed or
+    rolled back before the next one. So when a revoke arrives, the batch in flight is already
+    committed while this worker still owned the partition (the broker hands a partition to its
+    next owner only after this worker revoked it), and records of a revoked or lost partition
+    that the same ``consume()`` returned are dropped unapplied. A worker that is no longer
+    owner without knowing it (a stall past ``session.timeout.ms``) is refused by the offset
+    compare-and-set in PostgreSQL.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        consumer_settings: ConsumerSettings,
+        *,
+        decoder: Decoder,
+        handler: Handler,
+        sink: OutboxSink | None = None,
+    ) -> None:
+        self._settings = settings
+        self._config = consumer_settings
+        self._group = consumer_settings.group
+        self._decoder = decoder
+        self._handler = handler
+        self._sink = sink
+        self._stopping = threading.Event()
+        self._assignment = Assignment()
+        self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._consumer: Any = None
+        self._callback_error: BaseException | None = None
+        self._log = get_logger("consumer", consumer_group=self._group)
+
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight, leave the group and return."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Consume until ``stop``; raises ``PoisonError`` on a record that cannot be decoded."""
+        self._connection()
+        self._consumer = create_consumer(self._settings, self._group, self._client_config())
+        self._consumer.subscribe(
+            list(self._config.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._log.info("consumer started", topics=list(self._config.topics))
+        try:
+            while not self._stopping.is_set():
+                self._step()
+        finally:
+            self._close()
+
+    def _client_config(self) -> dict[str, Any]:
+        config = self._config
+        return {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": config.session_timeout_ms,
+            "heartbeat.interval.ms": config.heartbeat_interval_ms(),
+            "max.poll.interval.ms": config.max_poll_interval_ms,
+            "auto.offset.reset": config.auto_offset_reset,
+            "client.id": config.client_id,
+        }
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
+        records = self._consumer.consume(self._config.batch_size, self._config.batch_timeout_s)
+        self._raise_callback_error()
+        records = self._without_errors(records)
+        admitted = self._assignment.admit(records)
+        if len(admitted) < len(records):
+            # Revoked or lost inside this consume(), or fetched before a seek: not ours to apply.
+            self._log.debug("records dropped", records=len(records) - len(admitted))
+        if not admitted:
+            return
+        decoded = decode_records(self._decoder, admitted)
+        self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
+        stall_point(self._config, "consumer.before_transaction")
+        if decoded.events:
+            result = self._apply(decoded.events)
+            if result is None:
+                return
+            crash_point(self._settings, "consumer.after_commit")
+            self._commit_to_kafka(result)
+        if decoded.poison:
+            first = decoded.poison[0]
+            self._log.error(
+                "undecodable record; stopping without moving its offset",
+                topic=first.topic,
+                partition=first.partition,
+                offset=first.offset,
+                event_id=None,
+                stage=first.stage,
+                error=first.error,
+            )
+            raise PoisonError(
+                f"cannot decode {first.describe()}; the worker stopped before it and its "
+                f"offset stays there (consumer group {self._group!r})"
+            )
+
+    def _apply(self, events: Sequence[Any]) -> BatchResult | None:
+        """Commit one batch; on a fence or a transient failure, rewind to the stored offsets."""
+        try:
+            result = apply_batch(
+                self._connection(),
+                settings=self._settings,
+                group=self._group,
+                events=events,
+                positions=self._assignment.positions,
+                handler=self._handler,
+                sink=self._sink,
+            )
+        except FencedError as exc:
+            self._log.warning("batch fenced", reason=str(exc), events=len(events))
+            self._rewind(wait=False)
+            return None
+        except RetriableError as exc:
+            self._log.warning("batch failed, will retry", reason=str(exc), events=len(events))
+            self._rewind(wait=True)
+            return None
+        self._assignment.advance(result.moves)
+        self._backoff.reset()
+        self._log.info(
+            "batch committed",
+            ranges=[[m.topic, m.partition, m.expected, m.next_offset] for m in result.moves],
+            events=result.events,
+            applied=result.applied,
+            duplicates=result.duplicates,
+            emitted=result.emitted,
+        )
+        return result
+
+    def _without_errors(self, records: Sequence[Any]) -> list[Any]:
+        kept = []
+        for record in records:
+            error = record.error()
+            if error is None:
+                kept.append(record)
+            elif error.fatal():
+                raise broker_error(error, "consuming")
+            else:
+                # Transport hiccups and the like: librdkafka recovers on its own.
+                self._log.warning("consumer error", error=error.str(), code=error.name())
+        return kept
+
+    def _commit_to_kafka(self, result: BatchResult) -> None:
+        """Best effort, for external lag tools only: PostgreSQL holds the offsets that count."""
+        if not self._config.commit_kafka_offsets or not result.moves:
+            return
+        offsets_ = [TopicPartition(m.topic, m.partition, m.next_offset) for m in result.moves]
+        try:
+            self._consumer.commit(offsets=offsets_, asynchronous=True)
+        except KafkaException as exc:
+            self._log.debug("kafka offset commit skipped", reason=str(exc))
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The open connection, reconnecting with backoff while PostgreSQL is unreachable."""
+        while self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = connect(self._settings, f"oncepipe-consumer:{self._group}")
+            except RetriableError as exc:
+                self._pause(str(exc))
+                if self._stopping.is_set():
+                    raise
+        return self._conn
+
+    def _pause(self, reason: str) -> None:
+        delay = self._backoff.next_delay()
+        self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
+        self._stopping.wait(delay)
+
+    def _load_positions(
+        self, partitions: Sequence[Coordinates]
+    ) -> dict[Coordinates, int | None] | None:
+        """Stored offsets of ``partitions``, retried with backoff; None if asked to stop."""
+        while True:
+            try:
+                conn = self._connection()
+                with conn.cursor() as cursor:
+                    positions = offsets.load(cursor, self._group, partitions)
+                conn.rollback()
+                return positions
+            except (RetriableError, psycopg.OperationalError) as exc:
+                if self._conn is not None and self._conn.broken:
+                    self._conn.close()
+                if self._stopping.is_set():
+                    return None
+                self._pause(str(exc))
+
+    def _rewind(self, *, wait: bool) -> None:
+        """Reload the stored offsets of every owned partition and seek there."""
+        if wait:
+            self._pause("batch failed")
+        owned = list(self._assignment.positions)
+        positions = self._load_positions(owned)
+        if positions is None:
+            return  # stopping: nothing will be applied any more
+        for where, position in positions.items():
+            self._seek(where, position)
+        self._assignment.own(positions)
+
+    def _start_offset(self, position: int | None) -> int:
+        if position is not None:
+            return position
+        return OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
+
+    def _seek(self, where: Coordinates, position: int | None) -> None:
+        partition = TopicPartition(where[0], where[1], self._start_offset(position))
+        try:
+            self._consumer.seek(partition)
+        except KafkaException:
+            # Not fetching yet (just assigned): re-assigning sets the start offset instead.
+            self._consumer.incremental_unassign([TopicPartition(where[0], where[1])])
+            self._consumer.incremental_assign([partition])
+
+    # -- group protocol callbacks (run inside consume() and close()) ------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
+        wanted = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            positions = self._load_positions(wanted) if wanted else {}
+        except Exception as exc:  # noqa: BLE001 - re-raised by the loop once consume() returns
+            self._callback_error = exc
+            positions = None
+        start = positions or {}
+        consumer.incremental_assign(
+            [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
+        )
+        if positions is None:
+            return  # assigned (librdkafka needs that) but not owned: its records are dropped
+        self._assignment.own(positions)
+        if wanted:
+            self._log.info("partitions assigned", partitions=_names(positions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
+        consumer.incremental_unassign(partitions)
+        if released:
+            self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
+
+    def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
+        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
+        consumer.incremental_unassign(partitions)
+        self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
+
+    def _raise_callback_error(self) -> None:
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+
+    def _close(self) -> None:
+        """Leave the group at once (no wait for the session timeout), then disconnect."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                self._log.warning("consumer close failed", reason=str(exc))
+            self._consumer = None
+        self._assignment.clear()
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._log.info("consumer stopped")
+
+
+def _ranges(records: Sequence[Any]) -> list[list[Any]]:
+    """[topic, partition, first offset, last offset] per partition of partition-ordered records."""
+    ranges: list[list[Any]] = []
+    for record in records:
+        topic, partition, offset = record.topic(), record.partition(), record.offset()
+        if ranges and ranges[-1][0] == topic and ranges[-1][1] == partition:
+            ranges[-1][3] = offset
+        else:
+            ranges.append([topic, partition, offset, offset])
+    return ranges
+
+
+def _names(positions: dict[Coordinates, int | None]) -> dict[str, int | None]:
+    return {f"{t}[{p}]": offset for (t, p), offset in sorted(positions.items())}
+
+
+def stop_on_signals(runtime: ConsumerRuntime) -> None:
+    """SIGTERM and SIGINT ask the runtime to stop after the batch in flight."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        runtime.stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

@@ -1,0 +1,79 @@
+"""``oncepipe consume``: run one worker of a consumer group until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import typer
+
+from consumers.context import outbox_sink
+from consumers.registry import resolve
+from consumers.runtime import ConsumerRuntime, stop_on_signals
+from consumers.settings import ConsumerSettings, load_consumer_settings
+from oncepipe.cli.context import state
+from oncepipe.errors import ConfigError
+from schemas import Codec, SchemaStore
+
+__all__ = ["consume"]
+
+
+def _require(settings: ConsumerSettings) -> None:
+    missing = [
+        flag
+        for flag, value in (
+            ("--group", settings.group),
+            ("--topic", settings.topics),
+            ("--handler", settings.handler),
+        )
+        if not value
+    ]
+    if missing:
+        env = {"--group": "GROUP", "--topic": "TOPICS", "--handler": "HANDLER"}
+        names = ", ".join(f"{flag} (ONCEPIPE_CONSUMER_{env[flag]})" for flag in missing)
+        raise ConfigError(f"oncepipe consume needs {names}")
+
+
+def consume(
+    ctx: typer.Context,
+    group: str | None = typer.Option(
+        None, "--group", help="consumer group [env ONCEPIPE_CONSUMER_GROUP]"
+    ),
+    topic: list[str] | None = typer.Option(
+        None, "--topic", help="topic to consume, repeatable [env ONCEPIPE_CONSUMER_TOPICS, a,b]"
+    ),
+    handler: str | None = typer.Option(
+        None, "--handler", help="handler name or module:function [env ONCEPIPE_CONSUMER_HANDLER]"
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
+    ),
+    batch_timeout: float | None = typer.Option(
+        None, "--batch-timeout", help="seconds to fill a batch [ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]"
+    ),
+    session_timeout_ms: int | None = typer.Option(
+        None, "--session-timeout-ms", help="[env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]"
+    ),
+    auto_offset_reset: str | None = typer.Option(
+        None,
+        "--auto-offset-reset",
+        help="earliest|latest, for partitions without a stored offset "
+        "[env ONCEPIPE_CONSUMER_AUTO_OFFSET_RESET]",
+    ),
+) -> None:
+    """Apply events to PostgreSQL exactly once per group; SIGTERM finishes the batch, exits 0."""
+    settings = state(ctx).settings
+    consumer_settings = load_consumer_settings(
+        group=group,
+        topics=tuple(topic) if topic else None,
+        handler=handler,
+        batch_size=batch_size,
+        batch_timeout_s=batch_timeout,
+        session_timeout_ms=session_timeout_ms,
+        auto_offset_reset=auto_offset_reset,
+    )
+    _require(consumer_settings)
+    handler_fn = resolve(consumer_settings.handler)
+    codec = Codec.load(lookup=SchemaStore(settings.database_url.get_secret_value()).lookup)
+    runtime = ConsumerRuntime(
+        settings, consumer_settings, decoder=codec, handler=handler_fn, sink=outbox_sink(codec)
+    )
+    stop_on_signals(runtime)
+    runtime.run()

@@ -1,0 +1,128 @@
+"""``oncepipe offsets show|reset``: the offsets each consumer group resumes from (PostgreSQL)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from consumers import group as kafka_group
+from consumers import offsets as store
+from oncepipe.cli.context import emit_json, state
+from oncepipe.db import connect
+from oncepipe.errors import ConfigError, OncepipeError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Consumer offsets stored in PostgreSQL (the ones that count; Kafka's are for lag tools).",
+    no_args_is_help=True,
+)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    group: str | None = typer.Option(None, "--group", help="only this consumer group"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """List stored offsets: group, topic, partition, next offset to apply."""
+    settings = state(ctx).settings
+    with connect(settings, "oncepipe-offsets") as conn, conn.cursor() as cursor:
+        rows = store.list_stored(cursor, group)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "consumer_group": r.consumer_group,
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "next_offset": r.next_offset,
+                    "updated_at": r.updated_at.isoformat(),
+                }
+                for r in rows
+            ]
+        )
+        return
+    for r in rows:
+        print(f"{r.consumer_group}\t{r.topic}\t{r.partition}\t{r.next_offset}")
+    print(f"{len(rows)} stored offset(s)", file=sys.stderr)
+
+
+def _targets(to: str, bounds: dict[int, tuple[int, int]]) -> dict[int, int]:
+    if to == "earliest":
+        return {p: low for p, (low, _) in bounds.items()}
+    if to == "latest":
+        return {p: high for p, (_, high) in bounds.items()}
+    try:
+        offset = int(to)
+    except ValueError:
+        raise ConfigError(f"--to {to!r}: use earliest, latest or an offset number") from None
+    if offset < 0:
+        raise ConfigError(f"--to {offset}: offsets are not negative")
+    return dict.fromkeys(bounds, offset)
+
+
+@app.command("reset")
+def reset(
+    ctx: typer.Context,
+    group: str = typer.Option(..., "--group", help="consumer group"),
+    topic: str = typer.Option(..., "--topic", help="topic"),
+    to: str = typer.Option(..., "--to", help="earliest, latest, or an offset"),
+    partition: int | None = typer.Option(None, "--partition", help="only this partition"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the change, make none"),
+    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+    force: bool = typer.Option(False, "--force", help="even while the group has live members"),
+    as_json: bool = typer.Option(False, "--json", help="print the plan as JSON"),
+) -> None:
+    """Move a group's stored offsets; refused while the group has live members unless --force."""
+    settings = state(ctx).settings
+    bounds = kafka_group.partition_bounds(settings, topic)
+    if partition is not None:
+        if partition not in bounds:
+            raise ConfigError(
+                f"--partition {partition}: {topic} has partitions 0..{len(bounds) - 1}"
+            )
+        bounds = {partition: bounds[partition]}
+    targets = _targets(to, bounds)
+    members = kafka_group.active_members(settings, group)
+    if members and not force and not dry_run:
+        raise OncepipeError(
+            f"group {group!r} has {len(members)} live member(s); stop its workers first "
+            "(or pass --force: running workers then fence themselves and resume from here)"
+        )
+    with connect(settings, "oncepipe-offsets") as conn:
+        with conn.cursor() as cursor:
+            current = store.load(cursor, group, [(topic, p) for p in targets])
+        plan: list[dict[str, Any]] = [
+            {
+                "partition": p,
+                "from": current[(topic, p)],
+                "to": targets[p],
+                "earliest": bounds[p][0],
+                "latest": bounds[p][1],
+            }
+            for p in sorted(targets)
+        ]
+        _print_plan(group, topic, plan, dry_run=dry_run, as_json=as_json)
+        if dry_run:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError("offsets reset changes state: pass --yes (or --dry-run)")
+            typer.confirm(f"reset {len(plan)} partition(s) of {group!r}?", abort=True)
+        with conn.cursor() as cursor:
+            store.overwrite(cursor, group, topic, targets)
+        conn.commit()
+    print(f"reset {len(plan)} partition(s) of group {group!r} on {topic}", file=sys.stderr)
+
+
+def _print_plan(
+    group: str, topic: str, plan: list[dict[str, Any]], *, dry_run: bool, as_json: bool
+) -> None:
+    if as_json:
+        emit_json({"group": group, "topic": topic, "dry_run": dry_run, "partitions": plan})
+        return
+    for row in plan:
+        print(f"{group}\t{topic}\t{row['partition']}\t{row['from']} -> {row['to']}")
