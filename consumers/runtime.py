@@ -127,7 +127,13 @@ class ConsumerRuntime:
             self._log.debug("records dropped", records=len(records) - len(admitted))
         if not admitted:
             return
-        decoded = decode_records(self._decoder, admitted)
+        try:
+            decoded = decode_records(self._decoder, admitted)
+        except psycopg.OperationalError as exc:
+            # The schema store (PostgreSQL) is unreachable: transient, never poison.
+            self._log.warning("decoding failed, will retry", reason=str(exc).strip())
+            self._rewind(wait=True)
+            return
         self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
         stall_point(self._config, "consumer.before_transaction")
         if decoded.events:
