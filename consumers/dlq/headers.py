@@ -515,7 +515,7 @@ _READERS = {
 
 
 def parse_dead_letter(
-    headers: RawHeaders | None,
+    headers: RawHeaders | Mapping[str, str | bytes | None] | None,
     key: bytes | None,
     value: bytes | None,
     *,
@@ -525,7 +525,8 @@ def parse_dead_letter(
     dlq_timestamp_ms: int | None = None,
 ) -> DeadLetter:
     """Read a dead letter of any of the four dialects; raises ``DeadLetterFormatError``."""
-    pairs = [(name, _as_bytes(raw)) for name, raw in headers or ()]
+    items = headers.items() if isinstance(headers, Mapping) else headers or ()
+    pairs = [(name, _as_bytes(raw)) for name, raw in items]
     found = _Found(dict(pairs))
     original = tuple((n, raw) for n, raw in pairs if not is_dead_letter_header(n))
     dialect = _dialect_of(set(found.values))

@@ -13,6 +13,7 @@ import typer
 from oncepipe import __version__
 from oncepipe.cli import admin, relay, simulate, topics
 from oncepipe.cli import consume as consume_cli
+from oncepipe.cli import dlq as dlq_cli
 from oncepipe.cli import offsets as offsets_cli
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe.errors import ConfigError, OncepipeError
@@ -50,6 +51,7 @@ app.command("simulate")(simulate.simulate)
 app.add_typer(topics.topics_app, name="topics")
 app.command("consume")(consume_cli.consume)
 app.add_typer(offsets_cli.app, name="offsets")
+app.add_typer(dlq_cli.dlq_app, name="dlq")
 
 
 def run() -> None:

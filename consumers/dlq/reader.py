@@ -1,0 +1,287 @@
+"""Reading dead-letter topics: from the beginning to the end they had when reading started.
+
+The reader assigns partitions itself (no group membership, no offset commits: looking at a
+dead-letter topic never moves anybody's position) and stops at each partition's high
+watermark taken up front, so a scan ends even while new dead letters arrive.
+
+Public names: ``DLQ_SUFFIXES``, ``is_dlq_topic``, ``Selection``, ``DeadLetterReader``,
+``Scan``, ``DeadLetterNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from consumers.dlq.fingerprint import fingerprint_of
+from consumers.dlq.headers import DeadLetter, DeadLetterFormatError, parse_dead_letter, parse_ref
+from oncepipe.errors import ConfigError, OncepipeError
+from oncepipe.kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+    broker_error,
+    create_consumer,
+)
+from oncepipe.logging import get_logger
+from oncepipe.settings import Settings
+from producers.topics import dlq_topic_for
+
+__all__ = [
+    "DLQ_SUFFIXES",
+    "DeadLetterNotFoundError",
+    "DeadLetterReader",
+    "Scan",
+    "Selection",
+    "is_dlq_topic",
+]
+
+log = get_logger("dlq.reader")
+
+# oncepipe names them <topic>.dlq, Spring's default is <topic>.DLT.
+DLQ_SUFFIXES = (".dlq", ".DLT")
+
+
+def is_dlq_topic(name: str) -> bool:
+    """True when the name says dead-letter topic."""
+    return name.endswith(DLQ_SUFFIXES)
+
+
+class DeadLetterNotFoundError(OncepipeError):
+    """No dead letter sits at the requested coordinates."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a command works on; empty fields select everything."""
+
+    topics: tuple[str, ...] = ()
+    """Source topics or dead-letter topics (names ending ``.dlq``/``.DLT``)."""
+    dlq_topics: tuple[str, ...] = ()
+    """Topics to read as dead-letter topics whatever their names."""
+    group: str | None = None
+    error: str | None = None
+    """A substring of the error class or message, case-insensitive."""
+    stage: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    event_ids: frozenset[str] = frozenset()
+    fingerprint: str | None = None
+    refs: tuple[str, ...] = ()
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """True when ``letter`` passes every filter."""
+        sources = [t for t in self.topics if not is_dlq_topic(t)]
+        checks = (
+            not sources or letter.source_topic in sources or letter.dlq_topic in self.topics,
+            self.group is None or letter.consumer_group == self.group,
+            self.stage is None or letter.stage == self.stage,
+            self.error is None or self._error_matches(letter),
+            not self.event_ids or letter.event_id in self.event_ids,
+            self.fingerprint is None or fingerprint_of(letter).startswith(self.fingerprint),
+            self._in_window(letter.failed_at),
+        )
+        return all(checks)
+
+    def _error_matches(self, letter: DeadLetter) -> bool:
+        needle = (self.error or "").lower()
+        return needle in letter.error_class.lower() or needle in letter.error_message.lower()
+
+    def _in_window(self, moment: datetime | None) -> bool:
+        if self.since is None and self.until is None:
+            return True
+        if moment is None:
+            return False
+        return (self.since is None or moment >= self.since) and (
+            self.until is None or moment < self.until
+        )
+
+
+@dataclass
+class Scan:
+    """What a scan found: the dead letters selected, and records that were not dead letters."""
+
+    topics: list[str]
+    letters: list[DeadLetter] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """``ref: reason`` of records in a dead-letter topic that could not be parsed."""
+
+
+class DeadLetterReader:
+    """Reads dead-letter topics with a consumer that never joins a group or commits."""
+
+    def __init__(self, settings: Settings, *, idle_timeout_s: float = 30.0) -> None:
+        self._settings = settings
+        self._idle_timeout_s = idle_timeout_s
+
+    def select(self, selection: Selection, *, limit: int | None = None) -> Scan:
+        """Every selected dead letter (at most ``limit``), in topic/partition/offset order."""
+        if selection.refs:
+            letters = [self.fetch(ref) for ref in selection.refs]
+            scan = Scan(sorted({letter.dlq_topic for letter in letters}))
+            scan.letters = [letter for letter in letters if selection.matches(letter)][:limit]
+            return scan
+        consumer = self._consumer()
+        try:
+            scan = Scan(self._topics(consumer, selection))
+            for letter in self._read(consumer, scan):
+                if selection.matches(letter):
+                    scan.letters.append(letter)
+                    if limit is not None and len(scan.letters) >= limit:
+                        break
+            return scan
+        finally:
+            consumer.close()
+
+    def fetch(self, ref: str) -> DeadLetter:
+        """The dead letter at ``<dlq-topic>:<partition>:<offset>``."""
+        try:
+            topic, partition, offset = parse_ref(ref)
+        except DeadLetterFormatError as exc:
+            raise ConfigError(str(exc)) from exc
+        consumer = self._consumer()
+        try:
+            low, high = self._watermarks(consumer, topic, partition)
+            if not low <= offset < high:
+                raise DeadLetterNotFoundError(
+                    f"{ref}: no such record; {topic} partition {partition} holds offsets "
+                    f"{low}..{high - 1}"
+                    if high > low
+                    else f"{ref}: the partition is empty"
+                )
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            message = self._next_message(consumer, ref)
+            if message.offset() != offset:
+                # A transaction marker or an aborted record sits there.
+                raise DeadLetterNotFoundError(f"{ref}: no committed record at this offset")
+            letter = self._parse(message)
+            if isinstance(letter, str):
+                raise DeadLetterNotFoundError(f"{ref} is not a dead letter: {letter}")
+            return letter
+        finally:
+            consumer.close()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _consumer(self) -> Consumer:
+        return create_consumer(
+            self._settings,
+            # librdkafka wants a group id even for assign(); nothing is ever committed to it.
+            f"oncepipe-dlq-reader-{uuid.uuid4().hex[:12]}",
+            {"enable.partition.eof": True, "auto.offset.reset": "earliest"},
+        )
+
+    def _topics(self, consumer: Consumer, selection: Selection) -> list[str]:
+        try:
+            existing = set(consumer.list_topics(timeout=10).topics)
+        except KafkaException as exc:
+            raise broker_error(exc, "listing topics") from exc
+        wanted: set[str] = set()
+        for name in selection.dlq_topics:
+            wanted.add(self._existing(name, existing))
+        for name in selection.topics:
+            if is_dlq_topic(name):
+                wanted.add(self._existing(name, existing))
+                continue
+            own = [t for t in (dlq_topic_for(name), f"{name}.DLT") if t in existing]
+            # No dead-letter topic named after it: its dead letters may sit in any of them.
+            wanted.update(own or (t for t in existing if is_dlq_topic(t)))
+        if not selection.topics and not selection.dlq_topics:
+            wanted = {t for t in existing if is_dlq_topic(t)}
+        return sorted(wanted)
+
+    @staticmethod
+    def _existing(name: str, existing: set[str]) -> str:
+        if name not in existing:
+            raise ConfigError(f"topic {name} does not exist; `oncepipe topics create` makes it")
+        return name
+
+    def _watermarks(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10, cached=False
+            )
+        except KafkaException as exc:
+            raise broker_error(exc, f"reading the watermarks of {topic}[{partition}]") from exc
+        return int(low), int(high)
+
+    def _read(self, consumer: Consumer, scan: Scan) -> Iterator[DeadLetter]:
+        end: dict[tuple[str, int], int] = {}
+        start: list[TopicPartition] = []
+        metadata = consumer.list_topics(timeout=10)
+        for topic in scan.topics:
+            for partition in sorted(metadata.topics[topic].partitions):
+                low, high = self._watermarks(consumer, topic, partition)
+                if high > low:
+                    end[topic, partition] = high
+                    start.append(TopicPartition(topic, partition, low))
+        if not start:
+            return
+        consumer.assign(start)
+        idle_until = time.monotonic() + self._idle_timeout_s
+        while end:
+            if time.monotonic() > idle_until:
+                raise OncepipeError(
+                    f"reading dead letters stalled for {self._idle_timeout_s:.0f}s with "
+                    f"{len(end)} partition(s) unfinished; is the broker reachable?"
+                )
+            for message in consumer.consume(1000, timeout=0.5):
+                idle_until = time.monotonic() + self._idle_timeout_s
+                where = (message.topic() or "", message.partition() or 0)
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        # With read_committed the end may be an open transaction's start.
+                        end.pop(where, None)
+                        continue
+                    raise broker_error(error, f"reading {where[0]}[{where[1]}]")
+                stop = end.get(where)
+                offset = message.offset() or 0
+                if stop is None or offset >= stop:
+                    end.pop(where, None)
+                    continue
+                if offset >= stop - 1:
+                    end.pop(where)
+                letter = self._parse(message)
+                if isinstance(letter, str):
+                    scan.skipped.append(letter)
+                    continue
+                yield letter
+
+    def _next_message(self, consumer: Consumer, ref: str) -> Message:
+        deadline = time.monotonic() + self._idle_timeout_s
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return message
+            if error.code() == KafkaError._PARTITION_EOF:
+                raise DeadLetterNotFoundError(f"{ref}: no committed record at this offset")
+            raise broker_error(error, f"reading {ref}")
+        raise OncepipeError(f"reading {ref} timed out after {self._idle_timeout_s:.0f}s")
+
+    @staticmethod
+    def _parse(message: Message) -> DeadLetter | str:
+        """The dead letter in ``message``, or why it is not one."""
+        topic, partition, offset = message.topic() or "", message.partition(), message.offset()
+        kind, timestamp = message.timestamp()
+        try:
+            return parse_dead_letter(
+                message.headers(),
+                message.key(),
+                message.value(),
+                dlq_topic=topic,
+                dlq_partition=partition or 0,
+                dlq_offset=offset or 0,
+                dlq_timestamp_ms=timestamp if kind else None,
+            )
+        except DeadLetterFormatError as exc:
+            log.warning("not a dead letter", topic=topic, partition=partition, offset=offset)
+            return f"{topic}:{partition}:{offset}: {exc}"

@@ -1,0 +1,259 @@
+"""Replaying dead letters: back to their source topic (or another), once each.
+
+A replay record has the dead letter's key and value bytes and its original headers (so the
+same ``event_id``), none of the dead-letter headers of any dialect, plus ``replay_of`` and
+``replay_count``. Each chunk of dead letters goes through the ledger (``consumers.dlq.ledger``):
+
+1. claim the chunk in a committed transaction; skip what another replay holds or sent;
+2. publish the claimed ones with the idempotent producer and wait for every acknowledgement;
+3. record ``sent`` (with the replay's partition and offset) or ``failed`` for each.
+
+A replay killed between 1 and 3 leaves claims that a later replay takes over once stale; the
+consumer's inbox absorbs a record that was in fact sent twice.
+
+Public names: ``ReplayOutcome``, ``Replayer``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from consumers.dlq import ledger
+from consumers.dlq.headers import DeadLetter, replay_headers
+from oncepipe.db import connect
+from oncepipe.errors import ConfigError
+from oncepipe.kafka import KafkaException, broker_error, create_admin
+from oncepipe.logging import get_logger
+from oncepipe.settings import Settings
+from producers.producer import EventProducer, OutgoingRecord
+from producers.settings import ProducerSettings
+
+__all__ = ["Outcome", "ReplayOutcome", "Replayer"]
+
+log = get_logger("dlq.replay")
+
+Outcome = Literal["sent", "skipped", "failed", "would-send", "would-skip"]
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    """What happened to one selected dead letter."""
+
+    ref: str
+    outcome: Outcome
+    destination: str | None
+    event_id: str | None = None
+    replay_count: int | None = None
+    partition: int | None = None
+    offset: int | None = None
+    reason: str = ""
+
+
+Progress = Callable[[Sequence[ReplayOutcome]], None]
+
+
+class Replayer:
+    """Replays dead letters through the ledger with an idempotent, acks=all producer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer_settings: ProducerSettings,
+        *,
+        batch_size: int = 500,
+        stale_claim_s: float = ledger.DEFAULT_STALE_CLAIM_S,
+    ) -> None:
+        self._settings = settings
+        self._producer_settings = producer_settings
+        self._batch_size = batch_size
+        self._stale_claim_s = stale_claim_s
+
+    def plan(
+        self, letters: Sequence[DeadLetter], *, to: str | None = None, force: bool = False
+    ) -> list[ReplayOutcome]:
+        """What ``replay`` would do, reading the ledger but writing nothing and sending nothing."""
+        routed, outcomes = self._route(letters, to)
+        with connect(self._settings, "oncepipe-dlq-replay") as conn:
+            known = ledger.entries(conn, [ledger.key_of(letter) for letter, _ in routed])
+        for letter, destination in routed:
+            entry = known.get(ledger.key_of(letter))
+            if entry is None or entry.outcome == "failed" or force:
+                count = (entry.replay_count + 1) if entry else letter.replay_count + 1
+                outcomes.append(
+                    ReplayOutcome(letter.ref, "would-send", destination, letter.event_id, count)
+                )
+            else:
+                outcomes.append(self._skipped(letter, destination, entry, would=True))
+        return _in_order(letters, outcomes)
+
+    def replay(
+        self,
+        letters: Sequence[DeadLetter],
+        *,
+        to: str | None = None,
+        force: bool = False,
+        rate: float | None = None,
+        progress: Progress | None = None,
+    ) -> list[ReplayOutcome]:
+        """Replay each dead letter at most once (``force``: once more); see the module."""
+        routed, outcomes = self._route(letters, to)
+        self._check_destinations({destination for _, destination in routed})
+        if progress and outcomes:
+            progress(outcomes)
+        chunk = self._batch_size if rate is None else max(1, min(self._batch_size, int(rate)))
+        producer = EventProducer(self._settings, self._producer_settings)
+        try:
+            with connect(self._settings, "oncepipe-dlq-replay", autocommit=True) as conn:
+                for start in range(0, len(routed), chunk):
+                    began = time.monotonic()
+                    done = self._replay_chunk(conn, producer, routed[start : start + chunk], force)
+                    outcomes += done
+                    if progress:
+                        progress(done)
+                    if rate:
+                        # Pace whole chunks: chunk / rate seconds each at the least.
+                        time.sleep(max(0.0, len(done) / rate - (time.monotonic() - began)))
+        finally:
+            producer.close()
+        return _in_order(letters, outcomes)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _route(
+        letters: Sequence[DeadLetter], to: str | None
+    ) -> tuple[list[tuple[DeadLetter, str]], list[ReplayOutcome]]:
+        routed: list[tuple[DeadLetter, str]] = []
+        refused: list[ReplayOutcome] = []
+        seen: set[str] = set()
+        for letter in letters:
+            if letter.ref in seen:
+                continue
+            seen.add(letter.ref)
+            destination = to or letter.source_topic
+            if destination is None:
+                refused.append(
+                    ReplayOutcome(
+                        letter.ref,
+                        "failed",
+                        None,
+                        letter.event_id,
+                        reason="the dead letter names no source topic; choose one with --to",
+                    )
+                )
+            else:
+                routed.append((letter, destination))
+        return routed, refused
+
+    def _check_destinations(self, topics: set[str]) -> None:
+        if not topics:
+            return
+        try:
+            existing = create_admin(self._settings).list_topics(timeout=10).topics
+        except KafkaException as exc:
+            raise broker_error(exc, "listing topics") from exc
+        missing = sorted(topics - set(existing))
+        if missing:
+            raise ConfigError(
+                f"destination topic(s) {', '.join(missing)} do not exist; create them "
+                "(oncepipe topics create) or choose another with --to"
+            )
+
+    def _replay_chunk(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        producer: EventProducer,
+        chunk: Sequence[tuple[DeadLetter, str]],
+        force: bool,
+    ) -> list[ReplayOutcome]:
+        claim = ledger.claim(conn, chunk, force=force, stale_after_s=self._stale_claim_s)
+        claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
+                   if ledger.key_of(letter) in claim.counts]  # fmt: skip
+        outcomes: list[ReplayOutcome] = []
+        try:
+            records = [
+                OutgoingRecord(
+                    ref=i,
+                    topic=to,
+                    key=letter.key,
+                    value=letter.value if letter.value is not None else b"",
+                    headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
+                )
+                for i, letter, to in claimed
+            ]
+            deliveries = {d.ref: d for d in producer.send_all(records)} if records else {}
+        except BaseException:
+            # Interrupted before the acks came back: let the next replay take these over.
+            ledger.record_failed(
+                conn,
+                claim.claim_id,
+                [(ledger.key_of(letter), "interrupted before the send was acknowledged")
+                 for _, letter, _ in claimed],
+            )  # fmt: skip
+            raise
+        sent: list[tuple[ledger.Key, int | None, int | None]] = []
+        failed: list[tuple[ledger.Key, str]] = []
+        for i, letter, to in claimed:
+            delivery = deliveries[i]
+            key, count = ledger.key_of(letter), claim.counts[ledger.key_of(letter)]
+            if delivery.ok:
+                sent.append((key, delivery.partition, delivery.offset))
+                outcomes.append(
+                    ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
+                                  delivery.partition, delivery.offset)
+                )  # fmt: skip
+            else:
+                reason = str(delivery.error)
+                failed.append((key, reason))
+                outcomes.append(
+                    ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
+                )
+                log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
+        ledger.record_sent(conn, claim.claim_id, sent)
+        ledger.record_failed(conn, claim.claim_id, failed)
+        if len(claimed) < len(chunk):
+            known = ledger.entries(
+                conn,
+                [ledger.key_of(letter) for letter, _ in chunk
+                 if ledger.key_of(letter) not in claim.counts],
+            )  # fmt: skip
+            for letter, to in chunk:
+                entry = known.get(ledger.key_of(letter))
+                if ledger.key_of(letter) not in claim.counts:
+                    outcomes.append(self._skipped(letter, to, entry))
+        return outcomes
+
+    @staticmethod
+    def _skipped(
+        letter: DeadLetter, to: str, entry: ledger.LedgerEntry | None, *, would: bool = False
+    ) -> ReplayOutcome:
+        if entry is None:
+            reason = "claimed by another replay"
+        elif entry.outcome == "sent":
+            reason = (
+                f"already replayed to {entry.destination_topic} by {entry.replayed_by} at "
+                f"{entry.replayed_at:%Y-%m-%d %H:%M:%S}; --force replays it again"
+            )
+        else:
+            reason = f"being replayed by {entry.replayed_by} since {entry.claimed_at:%H:%M:%S}"
+        return ReplayOutcome(
+            letter.ref,
+            "would-skip" if would else "skipped",
+            to,
+            letter.event_id,
+            entry.replay_count if entry else None,
+            entry.replay_partition if entry else None,
+            entry.replay_offset if entry else None,
+            reason,
+        )
+
+
+def _in_order(letters: Sequence[DeadLetter], outcomes: list[ReplayOutcome]) -> list[ReplayOutcome]:
+    position = {letter.ref: i for i, letter in enumerate(letters)}
+    return sorted(outcomes, key=lambda o: position.get(o.ref, len(position)))
