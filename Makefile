@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 INFRA := $(PY) -m infra
 PYTEST_ARGS ?=
+# `make up KAFKA_BROKERS=3`: a three-node KRaft cluster (RF 3, min.insync.replicas 2).
+ifdef KAFKA_BROKERS
+export ONCEPIPE_INFRA_KAFKA_BROKERS := $(KAFKA_BROKERS)
+endif
 
 .PHONY: help install up down env status test test-unit test-integration lint format demo bench chaos clean
 

@@ -2,8 +2,8 @@
 
 python -m infra up [SERVICE...]        start (a no-op for what already runs)
 python -m infra down [SERVICE...]      stop cleanly; leaves no process behind
-python -m infra kill SERVICE           SIGKILL, as a crash would
-python -m infra restart SERVICE
+python -m infra kill SERVICE [--node N]     SIGKILL (one Kafka node of a cluster with --node)
+python -m infra restart SERVICE [--node N]
 python -m infra status [--json]
 python -m infra env                    export lines for ONCEPIPE_* variables
 python -m infra logs SERVICE [-n N]
@@ -22,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from infra.kafka.broker import Kafka
+from infra.kafka.node import KafkaNode
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
 
@@ -86,14 +88,29 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_kill(args: argparse.Namespace) -> int:
+def _kafka_node(args: argparse.Namespace) -> KafkaNode | None:
+    if args.node is None:
+        return None
     service = _one(args)
-    print(f"{service.name}: {'killed' if service.kill() else 'not running'}", file=sys.stderr)
+    if not isinstance(service, Kafka):
+        raise SystemExit("--node applies to kafka only")
+    return service.node(args.node)
+
+
+def _cmd_kill(args: argparse.Namespace) -> int:
+    target: Service | KafkaNode = _kafka_node(args) or _one(args)
+    print(f"{args.service}: {'killed' if target.kill() else 'not running'}", file=sys.stderr)
     return 0
 
 
 def _cmd_restart(args: argparse.Namespace) -> int:
-    _one(args).restart()
+    service = _one(args)
+    node = _kafka_node(args)
+    if node is not None and isinstance(service, Kafka):
+        node.stop()
+        service.start(node_id=node.node_id)
+    else:
+        service.restart()
     return 0
 
 
@@ -144,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("up", "down"):
         sub.add_parser(name).add_argument("services", nargs="*")
     for name in ("kill", "restart"):
-        sub.add_parser(name).add_argument("service")
+        command = sub.add_parser(name)
+        command.add_argument("service")
+        command.add_argument("--node", type=int, help="one Kafka node (1-based) of a cluster")
     status = sub.add_parser("status")
     status.add_argument("--json", action="store_true")
     sub.add_parser("env")

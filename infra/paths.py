@@ -25,6 +25,7 @@ class InfraLayout:
     kafka_port: int
     kafka_controller_port: int
     postgres_port: int
+    kafka_brokers: int = 1
 
 
 def _env_int(name: str, default: int) -> int:
@@ -39,6 +40,13 @@ def _env_int(name: str, default: int) -> int:
         ) from exc
 
 
+def _kafka_brokers() -> int:
+    count = _env_int("ONCEPIPE_INFRA_KAFKA_BROKERS", 1)
+    if count not in {1, 3}:
+        raise SystemExit(f"ONCEPIPE_INFRA_KAFKA_BROKERS={count}: choose 1 or 3")
+    return count
+
+
 def layout() -> InfraLayout:
     """Read the layout from the environment, with defaults under the clone and ~/.cache."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -50,4 +58,5 @@ def layout() -> InfraLayout:
         kafka_port=_env_int("ONCEPIPE_INFRA_KAFKA_PORT", 39092),
         kafka_controller_port=_env_int("ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT", 39093),
         postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 35432),
+        kafka_brokers=_kafka_brokers(),
     )

@@ -19,7 +19,10 @@ class Service(Protocol):
     """What every native service controller offers."""
 
     name: str
-    log_path: Path
+
+    @property
+    def log_path(self) -> Path:
+        """The service's main log file."""
 
     def install(self) -> object: ...
     def start(self, timeout: float = ...) -> bool: ...

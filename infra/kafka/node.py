@@ -1,0 +1,194 @@
+"""One KRaft node (broker and controller in one JVM) of the native Kafka service.
+
+Public names: ``KafkaNode``, ``cluster_settings``.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from infra.kafka.jars import jars_dir
+from infra.paths import InfraLayout
+from infra.process import ServiceError, port_open, read_pid, send_signal, tail, wait_until
+
+__all__ = ["KafkaNode", "cluster_settings"]
+
+LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
+STARTED_MARKER = "Kafka Server started"
+HEAP = ["-Xms128m", "-Xmx512m"]
+
+
+def cluster_settings(nodes: int) -> dict[str, str]:
+    """Broker settings for a cluster of ``nodes``: internal topics must fit on it."""
+    replicas = str(min(nodes, 3))
+    # With one node, min.insync.replicas=2 could never be met; with three, 2 survives a loss.
+    min_isr = "1" if nodes == 1 else "2"
+    return {
+        "offsets.topic.replication.factor": replicas,
+        "offsets.topic.num.partitions": "6",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "transaction.state.log.num.partitions": "6",
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+        "num.partitions": "6",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "unclean.leader.election.enable": "false",
+        # Let tests use short sessions so a killed member's partitions move within seconds.
+        "group.min.session.timeout.ms": "1000",
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+
+
+class KafkaNode:
+    """Start, stop and kill one node; its files live under ``home``."""
+
+    def __init__(self, layout: InfraLayout, home: Path, node_id: int, nodes: int) -> None:
+        self.layout = layout
+        self.node_id = node_id
+        self.nodes = nodes
+        self.port = layout.kafka_port + 2 * (node_id - 1)
+        self.controller_port = layout.kafka_controller_port + 2 * (node_id - 1)
+        self.home = home
+        self.data_dir = home / "data"
+        self.logs_dir = home / "logs"
+        self.config_file = home / "server.properties"
+        self.pid_file = home / "kafka.pid"
+        self.console_log = self.logs_dir / "console.log"
+        self.log_path = self.logs_dir / "server.log"
+
+    @property
+    def address(self) -> str:
+        """host:port of this node's client listener."""
+        return f"127.0.0.1:{self.port}"
+
+    def write_config(self, voters: str) -> None:
+        """Write server.properties for this node."""
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            ),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            **cluster_settings(self.nodes),
+        }
+        for folder in (self.data_dir, self.logs_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+
+    def java(self, main: str, *args: str) -> list[str]:
+        """The java command line running ``main`` with the broker's classpath and logging."""
+        return [
+            "java", *HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            "-cp", f"{jars_dir(self.layout.cache_dir)}/*", main, *args,
+        ]  # fmt: skip
+
+    def format_storage(self, cluster_id: str) -> None:
+        """Format the log dir for ``cluster_id`` unless it already is."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        fmt = subprocess.run(
+            self.java("kafka.tools.StorageTool", "format", "-t", cluster_id,
+                      "-c", str(self.config_file)),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr[-2000:]}")
+
+    def pid(self) -> int | None:
+        """The node's pid when it runs."""
+        return read_pid(self.pid_file)
+
+    def running(self) -> bool:
+        """True when the node's process is alive."""
+        return self.pid() is not None
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Start the JVM without waiting; None when it already runs."""
+        if self.running():
+            return None
+        if port_open(self.port):
+            raise ServiceError(
+                f"port {self.port} is taken by another process; stop it or set "
+                "ONCEPIPE_INFRA_KAFKA_PORT to a free port"
+            )
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.console_log.open("ab") as console:
+            proc = subprocess.Popen(
+                self.java("kafka.Kafka", str(self.config_file)),
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def await_started(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait for the "started" line of this launch and the open port."""
+
+        def started() -> bool:
+            if proc.poll() is not None:
+                raise ServiceError(
+                    f"kafka node {self.node_id} exited with code {proc.returncode} while "
+                    f"starting\n--- {self.console_log} ---\n{tail(self.console_log)}\n"
+                    f"--- {self.log_path} ---\n{tail(self.log_path)}"
+                )
+            return self._log_has_marker() and port_open(self.port)
+
+        wait_until(started, timeout=timeout, what=f"kafka node {self.node_id} to start",
+                   log=self.log_path)  # fmt: skip
+
+    def _log_has_marker(self) -> bool:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                return STARTED_MARKER.encode() in log.read()
+        except FileNotFoundError:
+            return False
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Stop cleanly (SIGTERM), SIGKILL after ``timeout``; False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        send_signal(pid, signal.SIGTERM)
+        try:
+            self._await_exit(timeout)
+        except ServiceError:
+            send_signal(pid, signal.SIGKILL)
+            self._await_exit(timeout=10)
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL the node, as a crash would; False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        send_signal(pid, signal.SIGKILL)
+        self._await_exit(timeout=10)
+        return True
+
+    def _await_exit(self, timeout: float) -> None:
+        # The JVM's leader thread can turn zombie while other threads still hold the sockets,
+        # so "not running" is only true once the listener is gone too.
+        wait_until(
+            lambda: read_pid(self.pid_file) is None and not port_open(self.port),
+            timeout=timeout,
+            what=f"kafka node {self.node_id} to exit and release its port",
+        )
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,104 @@
+"""Three-broker mode: killing partition leaders (chased twice) loses no acknowledged record."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from infra import Kafka
+from infra.paths import layout
+from oncepipe.kafka import AdminClient, create_producer, create_topics
+from oncepipe.settings import Settings
+from tests.fixtures.kafka import read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
+    """A three-node KRaft cluster of this module's own, on ports beside the default ones."""
+    base = layout()
+    where = replace(
+        base,
+        state_dir=Path(tmp_path_factory.mktemp("kafka-cluster")),
+        kafka_port=base.kafka_port + 100,
+        kafka_controller_port=base.kafka_controller_port + 100,
+        kafka_brokers=3,
+    )
+    kafka = Kafka(where)
+    kafka.start(timeout=120)
+    try:
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def leader_of(admin: AdminClient, topic: str, partition: int) -> int:
+    metadata = admin.list_topics(topic, timeout=10)
+    return int(metadata.topics[topic].partitions[partition].leader)
+
+
+def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        if all(len(p.isrs) == replicas for p in partitions):
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{topic} did not get back to {replicas} in-sync replicas in {timeout}s")
+
+
+def test_chasing_the_leader_loses_no_acknowledged_record(cluster: Kafka) -> None:
+    settings = Settings(kafka_bootstrap_servers=cluster.bootstrap_servers)
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    topic = f"chase.{uuid.uuid4().hex[:8]}"
+    create_topics(admin, {topic: 3}, replication_factor=3, config={"min.insync.replicas": "2"})
+    wait_in_sync(admin, topic, 3)
+
+    acked: list[str] = []
+    failed: list[str] = []
+    done = threading.Event()
+
+    def produce() -> None:
+        producer = create_producer(settings, {"linger.ms": 5, "delivery.timeout.ms": 60000})
+        n = 0
+        while not done.is_set():
+            value = f"v-{n}"
+
+            def report(err: object, _msg: object, value: str = value) -> None:
+                (failed if err else acked).append(value)
+
+            producer.produce(topic, key=str(n % 17), value=value.encode(), on_delivery=report)
+            producer.poll(0)
+            n += 1
+            time.sleep(0.002)
+        producer.flush(90)
+
+    writer = threading.Thread(target=produce)
+    writer.start()
+    killed = []
+    try:
+        for _ in range(2):  # chase the leader of partition 0 twice
+            time.sleep(3)
+            leader = leader_of(admin, topic, 0)
+            cluster.kill(node_id=leader)
+            killed.append(leader)
+            time.sleep(3)
+            cluster.start(node_id=leader, timeout=120)
+            wait_in_sync(admin, topic, 3)
+    finally:
+        done.set()
+        writer.join(120)
+
+    assert len(killed) == 2
+    assert len(acked) > 500
+    records = read_topic(cluster.bootstrap_servers, topic, expected=len(acked), timeout=90)
+    on_topic = {r.value.decode() for r in records}
+    assert set(acked) <= on_topic  # no acknowledged record lost
+    assert len(records) == len(on_topic)  # and the idempotent producer wrote none twice
