@@ -53,8 +53,9 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: install ## the duplicated-click-signals story, naive vs oncepipe
-	@echo "make demo: the demo (issue 11) has not landed yet; nothing to run"
+demo: install ## the duplicated-click-signals story, naive vs oncepipe (report in demo-output/)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
+	$(INFRA) run -- $(VENV)/bin/oncepipe demo $(DEMO_ARGS)
 
 bench: install ## side-by-side benchmarks into bench/results
 	@echo "make bench: the benchmarks (issue 10) have not landed yet; nothing to run"

@@ -16,6 +16,7 @@ from oncepipe.cli import consume as consume_cli
 from oncepipe.cli import dlq as dlq_cli
 from oncepipe.cli import offsets as offsets_cli
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
+from oncepipe.cli.demo import demo_app
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
@@ -49,6 +50,7 @@ app.command("config")(admin.config)
 app.command("relay")(relay.relay)
 app.command("simulate")(simulate.simulate)
 app.add_typer(topics.topics_app, name="topics")
+app.add_typer(demo_app, name="demo")
 app.command("consume")(consume_cli.consume)
 app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")

@@ -1,0 +1,95 @@
+"""The naive consumer of the story: how the recommendation pipeline used to read clicks.
+
+Auto-commit every few seconds, no inbox, one UPDATE per delivery: every duplicate record an
+upstream re-sent is counted again, and every record redelivered after a crash (delivered but
+not yet auto-committed) is counted twice. Its counters are what the model trained on.
+
+Public names: ``run_naive_consumer``, ``naive_counts``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from oncepipe.db import connect
+from oncepipe.kafka import Consumer
+from oncepipe.logging import get_logger
+from oncepipe.settings import Settings
+from schemas import ClickEvent, Codec, SchemaError
+
+__all__ = ["create_naive_tables", "naive_counts", "run_naive_consumer"]
+
+log = get_logger("naive-consumer")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS public.demo_naive_item_counts (
+    run text NOT NULL, item_id text NOT NULL, count bigint NOT NULL,
+    PRIMARY KEY (run, item_id)
+);
+CREATE TABLE IF NOT EXISTS public.demo_naive_deliveries (
+    run text PRIMARY KEY, delivered bigint NOT NULL
+);
+"""
+
+
+def run_naive_consumer(settings: Settings, *, run: str, group: str, topic: str) -> None:
+    """Consume ``topic`` with auto-commit and apply every delivery, until SIGTERM."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": True,  # the flaw: offsets move on a timer, not with the writes
+            "auto.commit.interval.ms": 5000,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    codec = Codec.load()
+    with connect(settings, "oncepipe-demo-naive", autocommit=True) as conn:
+        consumer.subscribe([topic])
+        try:
+            while not stop.is_set():
+                for message in consumer.consume(200, timeout=0.5):
+                    if message.error() is None:
+                        _apply(conn, codec, run, message.value())
+        finally:
+            consumer.close()
+
+
+def _apply(conn: Any, codec: Codec, run: str, value: bytes | None) -> None:
+    conn.execute(
+        "INSERT INTO public.demo_naive_deliveries VALUES (%s, 1)"
+        " ON CONFLICT (run) DO UPDATE SET delivered = demo_naive_deliveries.delivered + 1",
+        (run,),
+    )
+    try:
+        event = codec.to_model(codec.decode(value))
+    except SchemaError:
+        return  # the old pipeline dropped what it could not read, silently
+    if not isinstance(event, ClickEvent):
+        return
+    conn.execute(
+        "INSERT INTO public.demo_naive_item_counts VALUES (%s, %s, 1) ON CONFLICT (run, item_id)"
+        " DO UPDATE SET count = demo_naive_item_counts.count + 1",
+        (run, event.item_id),
+    )
+
+
+def create_naive_tables(conn: Any) -> None:
+    """Create the naive consumer's own tables (demo only, not a migration)."""
+    conn.execute(_SCHEMA)
+
+
+def naive_counts(conn: Any, run: str) -> tuple[dict[str, int], int]:
+    """The naive consumer's per-item counts and how many deliveries it processed."""
+    rows = conn.execute(
+        "SELECT item_id, count FROM public.demo_naive_item_counts WHERE run = %s", (run,)
+    ).fetchall()
+    delivered = conn.execute(
+        "SELECT delivered FROM public.demo_naive_deliveries WHERE run = %s", (run,)
+    ).fetchone()
+    return {item: int(count) for item, count in rows}, int(delivered[0]) if delivered else 0
