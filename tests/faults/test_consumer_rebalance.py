@@ -41,7 +41,7 @@ def test_scaling_one_to_three_to_one_member_keeps_counters_exact(
     time.sleep(2)
     joined = [worker_pool.start(batch_size="200", handler=SLOW) for _ in range(2)]
     for worker in joined:
-        wait_until(worker.logged("batch committed"), 30, "a new member to commit a batch")
+        wait_until(worker.logged("partitions assigned"), 30, "a new member to get partitions")
     time.sleep(2)
     for worker in joined:
         assert worker.terminate() == 0, worker.text()[-2000:]

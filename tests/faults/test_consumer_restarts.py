@@ -24,12 +24,13 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 def test_a_sigterm_rolling_restart_processes_no_offset_twice(worker_pool: WorkerPool) -> None:
     events = make_clicks(6000, seed=41)
     records = with_duplicates(events, 0.2, seed=41)
-    stream = ClickStream(worker_pool.settings, worker_pool.topic, records, rate=800)
+    stream = ClickStream(worker_pool.settings, worker_pool.topic, records, rate=500)
     url = worker_pool.settings.database_url.get_secret_value()
     running = [worker_pool.start(batch_size="50") for _ in range(2)]
     stream.start()
     for _ in range(3):
-        wait_until(running[-1].logged("batch committed"), 30, "the newest member to commit")
+        # Replace the oldest member once the newest one has joined, as a deployment would.
+        wait_until(running[-1].logged("partitions assigned"), 30, "the newest member to join")
         replacement = worker_pool.start(batch_size="50")
         old = running.pop(0)
         assert old.terminate() == 0, old.text()[-2000:]
