@@ -57,8 +57,9 @@ demo: install ## the duplicated-click-signals story, naive vs oncepipe (report i
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
 	$(INFRA) run -- $(VENV)/bin/oncepipe demo $(DEMO_ARGS)
 
-bench: install ## side-by-side benchmarks into bench/results
-	@echo "make bench: the benchmarks (issue 10) have not landed yet; nothing to run"
+bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~2 min smoke run)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	$(INFRA) run -- $(PY) -m bench
 
 chaos: install ## long fault-injection run (DURATION=... SEED=...)
 	@echo "make chaos: the chaos harness (issue 8) has not landed yet; nothing to run"

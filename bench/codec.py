@@ -1,0 +1,36 @@
+"""The codec's per-core encode and decode rates (``bench/codec_rates.py``), in the same run.
+
+Public names: ``run_codec``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.results import RESULTS_DIR
+
+__all__ = ["run_codec"]
+
+SCRIPT = Path(__file__).resolve().parent / "codec_rates.py"
+
+
+def run_codec(*, quick: bool, runs: int) -> Path:
+    """Run codec_rates.py and write ``bench/results/codec.json``; return its path."""
+    events = 20_000 if quick else 100_000
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "--json", "--events", str(events), "--repeats", str(runs)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=SCRIPT.parent.parent,
+    )
+    data: dict[str, Any] = json.loads(out.stdout)
+    data.update({"suite": "codec", "quick": quick, "events": events, "repeats": runs})
+    path = RESULTS_DIR / "codec.json"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path

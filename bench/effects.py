@@ -1,0 +1,59 @@
+"""``python -m bench.effects``: an oncepipe consumer that logs when each effect committed.
+
+Runs ``ConsumerRuntime`` with the click handler and appends ``<event_id> <unix time>`` for
+every event of a batch right after that batch's transaction committed (the runtime's call
+of ``apply_batch`` returned). Stops on SIGTERM. Used by the end-to-end latency benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+from unittest import mock
+
+import consumers.runtime as runtime_module
+from consumers.batch import apply_batch
+from consumers.handlers.clicks import handle_clicks
+from consumers.runtime import ConsumerRuntime, stop_on_signals
+from consumers.settings import ConsumerSettings
+from oncepipe.logging import configure_logging
+from oncepipe.settings import load_settings
+from schemas import Codec
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Consume ``--topic`` as ``--group`` until SIGTERM, logging effect commit times."""
+    parser = argparse.ArgumentParser(prog="python -m bench.effects")
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-timeout", type=float, default=0.05)
+    args = parser.parse_args(argv)
+    settings = load_settings(log_level="WARNING")
+    configure_logging(settings)
+    consumer_settings = ConsumerSettings(
+        group=args.group, topics=(args.topic,), handler="clicks",
+        batch_size=args.batch_size, batch_timeout_s=args.batch_timeout,
+    )  # fmt: skip
+    runtime = ConsumerRuntime(
+        settings, consumer_settings, decoder=Codec.load(), handler=handle_clicks
+    )
+    stop_on_signals(runtime)
+    with open(args.out, "a", buffering=1) as out:  # noqa: PTH123 - a line-buffered log
+
+        def logged_apply(conn: Any, **kwargs: Any) -> Any:
+            result = apply_batch(conn, **kwargs)
+            now = time.time()
+            out.write("".join(f"{e.event_id} {now:.6f}\n" for e in kwargs["events"]))
+            return result
+
+        with mock.patch.object(runtime_module, "apply_batch", logged_apply):
+            runtime.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

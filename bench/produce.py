@@ -1,0 +1,123 @@
+"""Produce: oncepipe's producer path next to raw confluent-kafka on the same bytes.
+
+Variants, per event size, on one fresh 6-partition topic:
+
+- ``raw, idempotence off, acks=1``: the cheapest safe-looking producer, pre-encoded bytes;
+- ``raw idempotent (baseline)``: confluent-kafka with exactly oncepipe's settings
+  (``ProducerSettings.client_config()`` + ``enable.idempotence=true`` + ``acks=all``),
+  pre-encoded bytes and headers, ``produce`` in a loop, ``poll(0)`` every 1,000, one ``flush``;
+- ``oncepipe send_all (pre-encoded)``: ``EventProducer.send_all`` in chunks of 1,000 (the
+  relay's batch), which waits for every delivery report of a chunk before the next one;
+- ``oncepipe encode + headers + send_all``: the whole producer path from event models.
+
+Every client is created and warmed up (connected, producer id acquired) before it is timed.
+
+Public names: ``run_produce``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from bench.env import BenchEnv
+from bench.events import EVENT_KINDS, EventSet
+from bench.measure import Sample, Stopwatch
+from bench.raw import Producer, raw_config, raw_send
+from bench.results import SuiteResult, Variant, interleave
+from bench.services import ServiceCpu
+from producers.outbox import event_headers
+from producers.producer import EventProducer, OutgoingRecord
+from producers.settings import ProducerSettings
+from schemas import Codec
+
+__all__ = ["run_produce"]
+
+CHUNK = 1000  # the relay's default batch_size
+BASELINE = "raw idempotent (baseline)"
+
+
+def _send_chunks(producer: EventProducer, records: Sequence[OutgoingRecord]) -> None:
+    for start in range(0, len(records), CHUNK):
+        deliveries = producer.send_all(records[start : start + CHUNK])
+        if not all(d.ok for d in deliveries):
+            raise RuntimeError("oncepipe producer: some deliveries failed")
+
+
+def _variants(env: BenchEnv, topic: str, data: EventSet, codec: Codec) -> list[Variant]:
+    cpu = ServiceCpu()
+    warm = data.encoded[0]
+
+    def raw(idempotent: bool) -> Callable[[], Sample]:
+        def run() -> Sample:
+            producer = Producer(raw_config(env, idempotent=idempotent))
+            producer.produce(topic, warm.value, warm.key)
+            producer.flush(30)
+            with Stopwatch(cpu) as sw:
+                raw_send(producer, topic, data)
+            return sw.sample(len(data.events), data.payload_bytes)
+
+        return run
+
+    def oncepipe(encode: bool) -> Callable[[], Sample]:
+        prebuilt = [
+            OutgoingRecord(n, topic, e.key, e.value, h)
+            for n, (e, h) in enumerate(zip(data.encoded, data.headers, strict=True))
+        ]
+
+        def run() -> Sample:
+            producer = EventProducer(env.settings, ProducerSettings())
+            _send_chunks(producer, prebuilt[:1])
+            with Stopwatch(cpu) as sw:
+                if encode:
+                    for start in range(0, len(data.events), CHUNK):
+                        chunk = codec.encode_batch(data.events[start : start + CHUNK])
+                        records = [
+                            OutgoingRecord(start + n, topic, e.key, e.value, event_headers(e))
+                            for n, e in enumerate(chunk)
+                        ]
+                        _send_chunks(producer, records)
+                else:
+                    _send_chunks(producer, prebuilt)
+            producer.close()
+            return sw.sample(len(data.events), data.payload_bytes)
+
+        return run
+
+    return [
+        Variant(
+            "raw, idempotence off, acks=1",
+            "confluent-kafka, pre-encoded bytes, enable.idempotence=false, acks=1",
+            raw(False),
+        ),
+        Variant(BASELINE, "confluent-kafka, pre-encoded bytes, oncepipe's settings", raw(True)),
+        Variant(
+            "oncepipe send_all (pre-encoded)",
+            f"EventProducer.send_all in chunks of {CHUNK}, pre-encoded records",
+            oncepipe(False),
+        ),
+        Variant(
+            "oncepipe encode + headers + send_all",
+            f"Codec.encode_batch + event_headers + EventProducer.send_all, chunks of {CHUNK}",
+            oncepipe(True),
+        ),
+    ]
+
+
+def run_produce(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
+    """Run the produce benchmark for both event sizes."""
+    result = SuiteResult("produce", quick=quick)
+    codec = Codec.load()
+    counts = {"click": 30_000 if quick else 100_000, "click-2k": 10_000 if quick else 30_000}
+    for kind in EVENT_KINDS:
+        data = EventSet.build(kind, counts[kind], codec)
+        with env.topic("produce") as topic:
+            variants = _variants(env, topic, data, codec)
+            samples = interleave(runs, variants)
+        result.add_case(
+            kind,
+            variants,
+            samples,
+            baseline=BASELINE,
+            params={"events": counts[kind], "event_bytes": data.median_bytes, "partitions": 6},
+        )
+    return result
