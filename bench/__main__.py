@@ -22,7 +22,7 @@ from bench.report import write_report
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-SUITES = ("codec", "produce", "outbox", "latency", "consume", "peer")
+SUITES = ("codec", "produce", "outbox", "latency", "consume", "profile")
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
@@ -32,6 +32,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.outbox import run_outbox  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
+    from bench.profile import main as profile_consumer  # noqa: PLC0415
 
     return {
         "codec": lambda: run_codec(quick=quick, runs=max(runs, 3)),
@@ -39,6 +40,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "outbox": lambda: run_outbox(env, quick=quick, runs=runs).write(),
         "latency": lambda: run_latency(env, quick=quick, runs=runs).write(),
         "consume": lambda: run_consume(env, quick=quick, runs=runs).write(),
+        "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
     }
 
 
