@@ -22,7 +22,7 @@ from bench.report import write_report
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-SUITES = ("codec", "produce", "outbox", "latency", "consume", "profile")
+SUITES = ("codec", "produce", "outbox", "latency", "consume", "peer", "profile")
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
@@ -31,6 +31,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.consume import run_consume  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.outbox import run_outbox  # noqa: PLC0415
+    from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
 
@@ -40,6 +41,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "outbox": lambda: run_outbox(env, quick=quick, runs=runs).write(),
         "latency": lambda: run_latency(env, quick=quick, runs=runs).write(),
         "consume": lambda: run_consume(env, quick=quick, runs=runs).write(),
+        "peer": lambda: run_peer(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
     }
 
