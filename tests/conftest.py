@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.workers",
     "tests.fixtures.relay",
+    "tests.fixtures.chaos",
 ]

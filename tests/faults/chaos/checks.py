@@ -1,0 +1,307 @@
+"""The invariants of DESIGN.md §2, checked on the evidence of a drained run.
+
+Each check returns a ``CheckResult``: how many things it looked at, how many violated the
+invariant, and the first few violations, so a failure names the records to look at.
+
+Public names: ``CheckResult``, ``run_checks``, ``Observations``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.faults.chaos.evidence import Evidence
+
+__all__ = ["CheckResult", "Observations", "run_checks"]
+
+EXAMPLES = 5
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one invariant check."""
+
+    name: str
+    invariant: str
+    checked: int = 0
+    violations: int = 0
+    examples: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things seen that are not violations
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing violated the invariant (and something was checked)."""
+        return self.violations == 0 and self.checked > 0
+
+    def violate(self, example: str) -> None:
+        """Count one violation, keeping the first few as examples."""
+        self.violations += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(example)
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What was seen during the run (not in the final state)."""
+
+    samples: int
+    orphans: list[str]
+    sampled_regressions: list[tuple[str, int, int, int]]
+    clean_stops: list[tuple[str, int, bool]]
+    drained: bool
+    drain_detail: str
+
+
+def _submitted(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line["kind"] == kind]
+
+
+def check_no_effect_without_inbox(ev: Evidence, obs: Observations) -> CheckResult:
+    """During the run (REPEATABLE READ samples) and at the end: no click row lacks its inbox row."""
+    result = CheckResult("no_effect_without_inbox_row", "2,3 (sampled during the run)")
+    result.checked = obs.samples + len(ev.clicks)
+    for event_id in obs.orphans:
+        result.violate(f"sampled click row {event_id} without an inbox row")
+    for click in ev.clicks:
+        if click.event_id not in ev.inbox:
+            result.violate(f"click row {click.event_id} without an inbox row at the end")
+    return result
+
+
+def check_offsets_covered(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Every record below a stored offset is applied, an absorbed duplicate, or dead-lettered."""
+    result = CheckResult("records_below_stored_offset_applied", "1,3")
+    for topic, records in ev.records.items():
+        for record in records:
+            stored = ev.stored.get((topic, record.partition), 0)
+            if record.offset >= stored:
+                continue
+            result.checked += 1
+            where = (topic, record.partition, record.offset)
+            row = ev.inbox.get(record.event_id or "")
+            if row is not None and (row.topic, row.partition, row.offset) == where:
+                continue  # applied from this very record
+            if row is not None:
+                continue  # absorbed: the same event_id was applied from another record
+            if ev.dead_letters.get(where):
+                continue
+            result.violate(f"{topic}[{record.partition}]@{record.offset} ({record.event_id}) lost")
+    for (topic, partition), stored in ev.stored.items():
+        end = ev.ends.get(topic, {}).get(partition, 0)
+        if stored > end:
+            result.violate(f"{topic}[{partition}] stored offset {stored} beyond the end {end}")
+    return result
+
+
+def check_everything_consumed(ev: Evidence, obs: Observations) -> CheckResult:
+    """After the drain every partition's stored offset is at its end."""
+    result = CheckResult("every_record_consumed", "1 (after the drain)")
+    for topic, ends in ev.ends.items():
+        for partition, end in ends.items():
+            result.checked += 1
+            stored = ev.stored.get((topic, partition), 0)
+            if stored != end:
+                result.violate(f"{topic}[{partition}] stored {stored}, end {end}")
+    if not obs.drained:
+        result.violate(f"not drained: {obs.drain_detail}")
+    return result
+
+
+def check_inbox_points_at_records(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Every inbox row names a record of the topic that carries the same event_id."""
+    result = CheckResult("inbox_rows_match_their_records", "3")
+    by_place = {
+        (topic, r.partition, r.offset): r.event_id
+        for topic, records in ev.records.items()
+        for r in records
+    }
+    for row in ev.inbox.values():
+        result.checked += 1
+        found = by_place.get((row.topic, row.partition, row.offset))
+        if found != row.event_id:
+            result.violate(
+                f"inbox {row.event_id} at {row.topic}[{row.partition}]@{row.offset} holds {found}"
+            )
+    return result
+
+
+def check_applied_exactly_once(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Each distinct submitted event has one click row; poison is dead-lettered once."""
+    result = CheckResult("each_event_applied_exactly_once", "1,2")
+    submitted = {
+        line["event_id"] for lines in ev.manifests.values() for line in _submitted(lines, "event")
+    }
+    clicks = Counter(click.event_id for click in ev.clicks)
+    result.checked = len(submitted)
+    for event_id in sorted(submitted - set(clicks)):
+        result.violate(f"event {event_id} never applied")
+    for event_id, count in clicks.items():
+        if count > 1:
+            result.violate(f"event {event_id} applied {count} times")
+        if event_id not in submitted:
+            result.violate(f"click row {event_id} for an event nobody submitted")
+    if set(ev.inbox) != set(clicks):
+        result.violate(f"{len(set(ev.inbox) ^ set(clicks))} event ids in inbox xor click rows")
+    result.checked += _check_poison(ev, result)
+    return result
+
+
+def _check_poison(ev: Evidence, result: CheckResult) -> int:
+    """Poison records: each dead-lettered exactly once by its source coordinates."""
+    poison_ids = {
+        line["event_id"] for lines in ev.manifests.values() for line in _submitted(lines, "poison")
+    }
+    places = list(ev.poison_coordinates)
+    for topic, records in ev.records.items():
+        places += [(topic, r.partition, r.offset) for r in records if r.event_id in poison_ids]
+    for place in places:
+        if ev.dead_letters.get(place, 0) != 1:
+            result.violate(f"poison {place} dead-lettered {ev.dead_letters.get(place, 0)} times")
+    for place, count in ev.dead_letters.items():
+        if count > 1:
+            result.violate(f"{place} dead-lettered {count} times")
+    return len(places)
+
+
+def _recomputed(ev: Evidence) -> tuple[Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+    items = Counter((c.item_id, c.action) for c in ev.clicks)
+    user_items = Counter((c.user_id, c.item_id) for c in ev.clicks)
+    return items, user_items
+
+
+def _compare(result: CheckResult, what: str, got: dict[Any, int], want: dict[Any, int]) -> None:
+    for key in sorted(set(got) | set(want)):
+        result.checked += 1
+        if got.get(key, 0) != want.get(key, 0):
+            result.violate(f"{what} {key}: {got.get(key, 0)} != {want.get(key, 0)}")
+
+
+def check_counters_vs_click_events(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Both counter tables equal the counts recomputed from ``click_events``."""
+    result = CheckResult("counters_equal_click_events", "2")
+    items, user_items = _recomputed(ev)
+    _compare(result, "item_click_counts", ev.item_counts, items)
+    _compare(result, "user_item_click_counts", ev.user_item_counts, user_items)
+    return result
+
+
+def check_counters_vs_manifests(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Both counter tables equal the counts of the distinct events the simulators submitted."""
+    result = CheckResult("counters_equal_manifests", "1,2")
+    distinct = {
+        line["event_id"]: line
+        for lines in ev.manifests.values()
+        for line in _submitted(lines, "event")
+    }.values()
+    items = Counter((line["item_id"], line["action"]) for line in distinct)
+    user_items = Counter((line["key"], line["item_id"]) for line in distinct)
+    _compare(result, "item_click_counts", ev.item_counts, items)
+    _compare(result, "user_item_click_counts", ev.user_item_counts, user_items)
+    return result
+
+
+def check_key_order(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Per key, events were applied in partition order, which is the submission order."""
+    result = CheckResult("per_key_order_is_submission_order", "5")
+    for topic, lines in ev.manifests.items():
+        expected: dict[str, list[str]] = defaultdict(list)
+        for line in sorted(_submitted(lines, "event"), key=lambda x: x["seq"]):
+            expected[line["key"]].append(line["event_id"])
+        keys = {eid: key for key, ids in expected.items() for eid in ids}
+        applied: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+        for row in ev.inbox.values():
+            if row.topic == topic and row.event_id in keys:
+                applied[keys[row.event_id]].append((row.partition, row.offset, row.event_id))
+        for key, ids in expected.items():
+            result.checked += 1
+            got = sorted(applied.get(key, []))
+            if len({p for p, _, _ in got}) > 1:
+                result.violate(f"{topic} key {key} applied from several partitions")
+            if [eid for _, _, eid in got] != ids:
+                first = next(
+                    (n for n, (g, w) in enumerate(zip(got, ids, strict=False)) if g[2] != w),
+                    min(len(got), len(ids)),
+                )
+                result.violate(f"{topic} key {key}: order differs at position {first}")
+    return result
+
+
+def check_partition_order(ev: Evidence, _obs: Observations) -> CheckResult:
+    """Per partition, inbox rows were committed in offset order (applied_at never decreases)."""
+    result = CheckResult("applied_in_partition_order", "5")
+    by_partition: dict[tuple[str, int], list[tuple[int, Any]]] = defaultdict(list)
+    for row in ev.inbox.values():
+        by_partition[(row.topic, row.partition)].append((row.offset, row.applied_at))
+    for (topic, partition), rows in by_partition.items():
+        rows.sort()
+        for (o1, t1), (o2, t2) in itertools.pairwise(rows):
+            result.checked += 1
+            if t2 < t1:
+                result.violate(f"{topic}[{partition}] @{o2} applied before @{o1}")
+    return result
+
+
+def check_outbox_published(ev: Evidence, _obs: Observations) -> CheckResult:
+    """No committed outbox row is left unpublished, and each one is on its topic."""
+    result = CheckResult("outbox_rows_all_published", "1")
+    on_topic = {(topic, r.event_id) for topic, records in ev.records.items() for r in records}
+    for topic, dedupe_id, published, failed in ev.outbox:
+        result.checked += 1
+        if not published or failed:
+            result.violate(f"outbox row {topic}/{dedupe_id} unpublished (failed={failed})")
+        elif topic in ev.records and (topic, dedupe_id) not in on_topic:
+            result.violate(f"outbox row {topic}/{dedupe_id} marked published, not on the topic")
+    return result
+
+
+def check_offsets_monotonic(ev: Evidence, obs: Observations) -> CheckResult:
+    """Stored offsets never went backwards: every committed change (trigger) and every sample."""
+    result = CheckResult("stored_offsets_never_backwards", "3,4")
+    result.checked = len(ev.offset_history) + obs.samples
+    for topic, partition, old, new, writer in ev.offset_history:
+        if old is not None and new < old:
+            result.violate(f"{topic}[{partition}] {old} -> {new} by {writer}")
+    for topic, partition, before, after in obs.sampled_regressions:
+        result.violate(f"sampled {topic}[{partition}] {before} -> {after}")
+    return result
+
+
+def check_clean_stops(_ev: Evidence, obs: Observations) -> CheckResult:
+    """Every worker stopped with SIGTERM exited 0 (it committed or rolled back its batch)."""
+    result = CheckResult("sigterm_stops_exit_0", "6")
+    for name, code, ready in obs.clean_stops:
+        if not ready and code == -signal.SIGTERM:
+            # Killed by SIGTERM before it installed its handler: it had joined nothing and
+            # held no batch, so there was nothing to commit or roll back.
+            result.notes.append(f"{name} got SIGTERM while starting (default action)")
+            continue
+        result.checked += 1
+        if code != 0:
+            result.violate(f"{name} exited {code} after SIGTERM")
+    return result
+
+
+CHECKS: list[Callable[[Evidence, Observations], CheckResult]] = [
+    check_no_effect_without_inbox,
+    check_offsets_covered,
+    check_everything_consumed,
+    check_inbox_points_at_records,
+    check_applied_exactly_once,
+    check_counters_vs_click_events,
+    check_counters_vs_manifests,
+    check_key_order,
+    check_partition_order,
+    check_outbox_published,
+    check_offsets_monotonic,
+    check_clean_stops,
+]
+
+
+def run_checks(evidence: Evidence, observations: Observations) -> list[CheckResult]:
+    """Every check, in a fixed order."""
+    return [check(evidence, observations) for check in CHECKS]

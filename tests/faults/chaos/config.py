@@ -1,0 +1,103 @@
+"""What one chaos run does: its size, its seed, and which faults it may inject.
+
+Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["FAULT_KINDS", "ChaosConfig", "FaultKind", "ScriptedFault"]
+
+FaultKind = Literal[
+    "consumer_sigkill",
+    "consumer_crash_point",
+    "relay_sigkill",
+    "relay_crash_point",
+    "rolling_restart",
+    "zombie",
+    "member_added",
+    "member_removed",
+    "broker_sigkill",
+    "broker_restart",
+    "postgres_immediate",
+    "backend_terminated",
+    "outbox_gap",
+    "poison_records",
+]
+
+# Relative weights of the seeded random schedule: cheap worker faults often, the ones that
+# stop a whole service (and take 10-20 s each) less often, so a 10-minute run sees them all.
+FAULT_KINDS: dict[FaultKind, int] = {
+    "consumer_sigkill": 6,
+    "consumer_crash_point": 5,
+    "relay_sigkill": 4,
+    "relay_crash_point": 4,
+    "rolling_restart": 2,
+    "zombie": 3,
+    "member_added": 2,
+    "member_removed": 2,
+    "broker_sigkill": 2,
+    "broker_restart": 1,
+    "postgres_immediate": 2,
+    "backend_terminated": 4,
+    "outbox_gap": 4,
+    "poison_records": 2,
+}
+
+
+@dataclass(frozen=True)
+class ScriptedFault:
+    """One fault at a fixed second of the run (short runs and defect rounds use a script)."""
+
+    at_s: float
+    kind: FaultKind
+    option: str = ""  # e.g. the crash point to use
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """One run: duration, seed, load and faults; the seed replays the same schedule."""
+
+    duration_s: float = 600.0
+    seed: int = 42
+    events: int = 100_000  # distinct events over both simulators
+    outbox_share: float = 0.6  # the rest goes straight to Kafka
+    duplicate_rate: float = 0.1
+    keys: int = 200
+    items: int = 100
+    partitions: int = 6
+    consumers: int = 2  # members at the start; member faults move between 2 and 3
+    max_consumers: int = 3
+    relays: int = 2
+    session_timeout_ms: int = 6000
+    batch_size: int = 200
+    # Submissions end this share into the run, so faults also hit a draining pipeline.
+    load_share: float = 0.85
+    mean_gap_s: float = 7.0  # mean pause between two random faults
+    drain_timeout_s: float = 300.0
+    # Poison and oversized/undecodable records need the dead-letter writer: until it exists
+    # an undecodable record stops the consumer (by design), so both stay off.
+    poison_rate: float = 0.0
+    raw_poison: bool = False
+    script: tuple[ScriptedFault, ...] | None = None  # None: seeded random faults
+    kinds: tuple[FaultKind, ...] = tuple(FAULT_KINDS)
+    defect: str = ""  # a deliberately broken worker (tests.faults.chaos.defects)
+    sample_interval_s: float = 1.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def outbox_events(self) -> int:
+        """Distinct events the outbox-mode simulator submits."""
+        return round(self.events * self.outbox_share)
+
+    @property
+    def direct_events(self) -> int:
+        """Distinct events the direct-mode simulator submits."""
+        return self.events - self.outbox_events
+
+    @property
+    def load_seconds(self) -> float:
+        """How long the simulators take to submit everything."""
+        return max(1.0, self.duration_s * self.load_share)

@@ -1,0 +1,163 @@
+"""Everything the end-of-run checks look at, loaded once: database rows, topics, manifests.
+
+Public names: ``Evidence``, ``InboxRow``, ``ClickRow``, ``load_evidence``, ``read_manifest``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from consumers.dlq.headers import ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TOPIC
+from tests.faults.chaos.topic import TopicRecord, end_offsets, read_all
+
+__all__ = ["ClickRow", "Evidence", "InboxRow", "load_evidence", "read_manifest"]
+
+Coordinates = tuple[str, int, int]  # topic, partition, offset
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """One ``oncepipe.inbox`` row of the group."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    applied_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRow:
+    """One ``public.click_events`` row of the group."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    action: str
+
+
+@dataclass
+class Evidence:
+    """The state of a drained run, read from PostgreSQL, the topics and the manifests."""
+
+    topics: dict[str, str]  # mode -> topic
+    records: dict[str, list[TopicRecord]] = field(default_factory=dict)  # topic -> records
+    ends: dict[str, dict[int, int]] = field(default_factory=dict)
+    dead_letters: dict[Coordinates, int] = field(default_factory=dict)  # source -> how many
+    inbox: dict[str, InboxRow] = field(default_factory=dict)
+    clicks: list[ClickRow] = field(default_factory=list)
+    item_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    user_item_counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    stored: dict[tuple[str, int], int] = field(default_factory=dict)
+    offset_history: list[tuple[str, int, int | None, int, str]] = field(default_factory=list)
+    outbox: list[tuple[str, str, bool, bool]] = field(default_factory=list)
+    manifests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # topic -> lines
+    poison_coordinates: list[Coordinates] = field(default_factory=list)
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a manifest (empty when the file does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, int]:
+    found: dict[Coordinates, int] = {}
+    for record in read_all(bootstrap, dlq_topic, keep_headers=True):
+        headers = record.headers
+        try:
+            source = (
+                headers[ORIGINAL_TOPIC],
+                int(headers[ORIGINAL_PARTITION]),
+                int(headers[ORIGINAL_OFFSET]),
+            )
+        except (KeyError, ValueError):
+            continue  # not an oncepipe dead letter: the checks only count ours
+        found[source] = found.get(source, 0) + 1
+    return found
+
+
+def load_evidence(
+    url: str,
+    *,
+    group: str,
+    bootstrap: str,
+    topics: dict[str, str],
+    dlq_topics: dict[str, str],
+    manifests: dict[str, list[Path]],
+    poison_manifest: Path,
+) -> Evidence:
+    """Read everything the checks need (after the pipeline drained and the workers stopped)."""
+    evidence = Evidence(topics=topics)
+    for topic in topics.values():
+        evidence.ends[topic] = end_offsets(bootstrap, topic)
+        evidence.records[topic] = read_all(bootstrap, topic)
+    for dlq_topic in dlq_topics.values():
+        for source, count in _dead_letters(bootstrap, dlq_topic).items():
+            evidence.dead_letters[source] = evidence.dead_letters.get(source, 0) + count
+    for mode, paths in manifests.items():
+        evidence.manifests[topics[mode]] = [line for p in paths for line in read_manifest(p)]
+    evidence.poison_coordinates = [
+        (p["topic"], int(p["partition"]), int(p["offset"])) for p in read_manifest(poison_manifest)
+    ]
+    group_only = {"group": group}
+    with psycopg.connect(url, application_name="oncepipe-chaos-checks") as conn:
+        for event_id, topic, partition, offset, applied_at in conn.execute(
+            'SELECT event_id::text, topic, partition, "offset", applied_at FROM oncepipe.inbox'
+            " WHERE consumer_group = %(group)s",
+            group_only,
+        ):
+            evidence.inbox[event_id] = InboxRow(event_id, topic, partition, offset, applied_at)
+        evidence.clicks = [
+            ClickRow(*row)
+            for row in conn.execute(
+                "SELECT event_id::text, user_id, item_id, action FROM public.click_events"
+                " WHERE consumer_group = %(group)s",
+                group_only,
+            )
+        ]
+        evidence.item_counts = {
+            (item, action): count
+            for item, action, count in conn.execute(
+                "SELECT item_id, action, count FROM public.item_click_counts"
+                " WHERE consumer_group = %(group)s",
+                group_only,
+            )
+        }
+        evidence.user_item_counts = {
+            (user, item): count
+            for user, item, count in conn.execute(
+                "SELECT user_id, item_id, count FROM public.user_item_click_counts"
+                " WHERE consumer_group = %(group)s",
+                group_only,
+            )
+        }
+        evidence.stored = {
+            (topic, partition): offset
+            for topic, partition, offset in conn.execute(
+                "SELECT topic, partition, next_offset FROM oncepipe.consumer_offsets"
+                " WHERE consumer_group = %(group)s",
+                group_only,
+            )
+        }
+        evidence.offset_history = list(
+            conn.execute(
+                "SELECT topic, partition, old_offset, new_offset, writer FROM chaos.offset_history"
+                " WHERE consumer_group = %(group)s ORDER BY id",
+                group_only,
+            )
+        )
+        evidence.outbox = list(
+            conn.execute(
+                "SELECT topic, dedupe_id, published_at IS NOT NULL, failed_at IS NOT NULL"
+                " FROM oncepipe.outbox"
+            )
+        )
+    return evidence

@@ -1,0 +1,318 @@
+"""Every fault kind the harness injects, each acting on a live pipeline.
+
+A fault returns a ``FaultRecord`` saying what it hit. Faults run one at a time (the scheduler
+waits for one to finish); the supervisor restarts workers that die on their own meanwhile.
+
+Public names: ``FaultRecord``, ``Injector``, ``CONSUMER_CRASH_POINTS``, ``RELAY_CRASH_POINTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from oncepipe.kafka import create_producer
+from producers.outbox import enqueue_record, event_headers
+from schemas import ClickAction, ClickEvent, Codec
+from tests.faults.chaos.config import FaultKind
+from tests.faults.chaos.pipeline import Pipeline
+from tests.faults.chaos.workers import Proc, Role
+
+__all__ = ["CONSUMER_CRASH_POINTS", "RELAY_CRASH_POINTS", "FaultRecord", "Injector"]
+
+CONSUMER_CRASH_POINTS = (
+    "consumer.before_handler",
+    "consumer.after_handler",
+    "consumer.after_commit",
+)
+RELAY_CRASH_POINTS = ("relay.after_ack", "relay.after_mark")
+STALL_POINT = "consumer.before_transaction"
+WORKER_APPS = {
+    "consumers": "oncepipe-consumer:%",
+    "relays": "oncepipe-relay%",
+    "all workers": "oncepipe-%",
+}
+
+
+@dataclass
+class FaultRecord:
+    """One injected fault."""
+
+    kind: FaultKind
+    at_s: float
+    target: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class Injector:
+    """Injects faults into ``pipeline``; ``rng`` picks targets and options."""
+
+    pipeline: Pipeline
+    codec: Codec = field(default_factory=Codec.load)
+    gap_events: int = 0
+    poison_records: int = 0
+
+    # -- dispatch ----------------------------------------------------------------------------
+    def inject(self, kind: FaultKind, rng: random.Random, option: str = "") -> FaultRecord:
+        """Inject one fault of ``kind`` and say what it did."""
+        workers = self.pipeline.workers
+        record = FaultRecord(kind, round(workers.elapsed(), 1))
+        started = time.monotonic()
+        try:
+            getattr(self, f"_{kind}")(record, rng, option)
+        except Exception as exc:  # noqa: BLE001 - a fault that failed is reported, not fatal
+            record.error = f"{type(exc).__name__}: {exc}"
+        record.seconds = round(time.monotonic() - started, 1)
+        return record
+
+    def _live(self, role: Role, rng: random.Random) -> Proc:
+        procs = [p for p in self.pipeline.workers.of(role) if p.alive()]
+        if not procs:
+            raise RuntimeError(f"no live {role}")
+        return rng.choice(sorted(procs, key=lambda p: p.name))
+
+    def _restart_after(
+        self, proc: Proc, pause: float, *, crash_point: str = "", stall_point: str = ""
+    ) -> None:
+        time.sleep(pause)
+        self.pipeline.workers.start(proc, crash_point=crash_point, stall_point=stall_point)
+        proc.held = False
+
+    # -- worker faults -------------------------------------------------------------------------
+    def _consumer_sigkill(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        proc = self._live("consumer", rng)
+        proc.held = True
+        self.pipeline.workers.kill(proc)
+        record.target = proc.name
+        self._restart_after(proc, rng.uniform(0.2, 3.0))
+
+    def _consumer_crash_point(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        point = option or rng.choice(CONSUMER_CRASH_POINTS)
+        proc = self._live("consumer", rng)
+        proc.held = True
+        # A clean stop, then a successor that SIGKILLs itself at the point; the supervisor
+        # restarts it once it fired.
+        self.pipeline.workers.terminate(proc)
+        record.target, record.detail = proc.name, point
+        self._restart_after(proc, 0.2, crash_point=point)
+
+    def _relay_sigkill(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        proc = self._live("relay", rng)
+        proc.held = True
+        self.pipeline.workers.kill(proc)
+        record.target = proc.name
+        self._restart_after(proc, rng.uniform(0.2, 3.0))
+
+    def _relay_crash_point(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        point = option or rng.choice(RELAY_CRASH_POINTS)
+        relays = sorted(self.pipeline.workers.of("relay"), key=lambda p: p.name)
+        armed = rng.choice(relays)
+        for proc in relays:
+            proc.held = True
+            self.pipeline.workers.kill(proc)
+        # The armed relay starts first and takes the leader lock, so it publishes (and dies at
+        # the point) as soon as rows are pending; the others come back as standbys.
+        self.pipeline.workers.start(armed, crash_point=point)
+        armed.held = False
+        time.sleep(2.0)
+        for proc in relays:
+            if proc is not armed:
+                self._restart_after(proc, 0.0)
+        record.target, record.detail = armed.name, point
+
+    def _rolling_restart(self, record: FaultRecord, _rng: random.Random, _option: str) -> None:
+        codes = []
+        roles: tuple[Role, ...] = ("consumer", "relay")
+        for role in roles:
+            for proc in sorted(self.pipeline.workers.of(role), key=lambda p: p.name):
+                if not proc.alive():
+                    continue
+                proc.held = True
+                codes.append(f"{proc.name}={self.pipeline.workers.terminate(proc)}")
+                self._restart_after(proc, 0.5)
+                time.sleep(1.0)
+        record.target, record.detail = "consumers and relays", "SIGTERM exits " + " ".join(codes)
+
+    def _zombie(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        proc = self._live("consumer", rng)
+        proc.held = True
+        record.target = proc.name
+        stall = (option or rng.choice(["sigstop", "stall_point"])) == "stall_point"
+        if stall:
+            # Stopped between reading a batch and opening its transaction: on SIGCONT it
+            # tries to commit that batch although its partitions moved on.
+            self.pipeline.workers.terminate(proc)
+            self.pipeline.workers.start(proc, stall_point=STALL_POINT)
+            deadline = time.monotonic() + 30
+            while not proc.stopped() and proc.alive() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            record.detail = f"stalled at {STALL_POINT}" if proc.stopped() else "never stalled"
+        else:
+            proc.signal(signal.SIGSTOP)
+            record.detail = "SIGSTOP at a random moment"
+        stalled_for = self.pipeline.config.session_timeout_ms / 1000 + rng.uniform(2.0, 5.0)
+        time.sleep(stalled_for)
+        proc.signal(signal.SIGCONT)
+        record.detail += f", resumed after {stalled_for:.1f}s"
+        proc.held = False
+
+    def _member_added(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        consumers = self.pipeline.workers.of("consumer")
+        if len(consumers) >= self.pipeline.config.max_consumers:
+            record.kind = "member_removed"
+            self._member_removed(record, rng, option)
+            return
+        record.target = self.pipeline.add_consumer().name
+
+    def _member_removed(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        consumers = self.pipeline.workers.of("consumer")
+        if len(consumers) <= self.pipeline.config.consumers:
+            record.kind = "member_added"
+            self._member_added(record, rng, option)
+            return
+        proc = self._live("consumer", rng)
+        proc.held = proc.retired = True
+        code = self.pipeline.workers.terminate(proc)
+        record.target, record.detail = proc.name, f"SIGTERM exit {code}"
+
+    # -- service faults ------------------------------------------------------------------------
+    def _broker_sigkill(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        kafka = self.pipeline.services.kafka
+        node = rng.randint(1, len(kafka.nodes))
+        kafka.kill(node_id=node)
+        down = rng.uniform(1.0, 6.0)
+        time.sleep(down)
+        kafka.start(node_id=node, timeout=180)
+        record.target, record.detail = f"kafka node {node}", f"down {down:.1f}s"
+
+    def _broker_restart(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        kafka = self.pipeline.services.kafka
+        node = rng.randint(1, len(kafka.nodes))
+        kafka.stop(node_id=node)
+        kafka.start(node_id=node, timeout=180)
+        record.target, record.detail = f"kafka node {node}", "clean stop and start"
+
+    def _postgres_immediate(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        postgres = self.pipeline.services.postgres
+        postgres.stop(mode="immediate")
+        down = rng.uniform(0.5, 4.0)
+        time.sleep(down)
+        postgres.start(timeout=120)
+        self.pipeline.wait_database()
+        record.target, record.detail = "postgresql", f"stop -m immediate, down {down:.1f}s"
+
+    def _backend_terminated(self, record: FaultRecord, rng: random.Random, option: str) -> None:
+        who = option or rng.choice(sorted(WORKER_APPS))
+        with self.pipeline.connect() as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name LIKE %s"
+                " AND application_name <> 'oncepipe-chaos' AND pid <> pg_backend_pid()",
+                (WORKER_APPS[who],),
+            ).fetchall()
+        record.target, record.detail = who, f"{sum(1 for (ok,) in rows if ok)} sessions"
+
+    # -- data faults ---------------------------------------------------------------------------
+    def _gap_event(self, rng: random.Random) -> ClickEvent:
+        self.gap_events += 1
+        return ClickEvent(
+            event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+            user_id=f"gap-user-{self.gap_events}",
+            item_id=f"item-{rng.randrange(self.pipeline.config.items)}",
+            action=rng.choice(list(ClickAction)),
+            occurred_at=datetime.now(UTC),
+            session_id="gap-session",
+            surface="chaos",
+        )
+
+    def _enqueue(self, conn: psycopg.Connection[TupleRow], event: ClickEvent) -> int:
+        encoded = self.codec.encode(event)
+        row_id = enqueue_record(
+            conn, self.pipeline.topics["outbox"], str(event.event_id),
+            key=encoded.key, value=encoded.value, headers=event_headers(encoded),
+        )  # fmt: skip
+        assert row_id is not None
+        return row_id
+
+    def _outbox_gap(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        """A transaction holding a lower outbox id commits after one holding a higher id."""
+        early, late = self._gap_event(rng), self._gap_event(rng)
+        with self.pipeline.connect("oncepipe-chaos") as low, self.pipeline.connect() as high:
+            low_id = self._enqueue(low, early)  # id n, transaction left open
+            high_id = self._enqueue(high, late)  # id n+1
+            high.commit()
+            self._write_gap(late)
+            # Let the relay publish the higher id first, as a high-water-mark relay would.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not self._published(high_id):
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0.2, 1.5))
+            low.commit()
+            self._write_gap(early)
+        record.target = f"outbox ids {low_id} < {high_id}"
+        record.detail = f"{high_id} committed first, {low_id} after"
+
+    def _published(self, row_id: int) -> bool:
+        with self.pipeline.connect() as conn:
+            row = conn.execute(
+                "SELECT published_at IS NOT NULL FROM oncepipe.outbox WHERE id = %s", (row_id,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def _write_gap(self, event: ClickEvent) -> None:
+        line = {
+            "seq": self.gap_events,
+            "kind": "event",
+            "event_id": str(event.event_id),
+            "key": event.user_id,
+            "item_id": event.item_id,
+            "action": event.action.value,
+            "poison_kind": None,
+        }
+        with self.pipeline.gap_manifest.open("a") as manifest:
+            manifest.write(json.dumps(line) + "\n")
+
+    def _poison_records(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        """Oversized and undecodable records written straight into the direct topic."""
+        if not self.pipeline.config.raw_poison:
+            raise RuntimeError("raw poison needs the dead-letter writer (raw_poison is off)")
+        topic = self.pipeline.topics["direct"]
+        producer = create_producer(self.pipeline.settings, {"message.max.bytes": 2_000_000})
+        written: list[dict[str, object]] = []
+
+        def delivered(err: object, msg: object) -> None:
+            if err is None:
+                written.append(
+                    {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}  # type: ignore[attr-defined]
+                )
+
+        key = f"poison-{rng.randrange(1000)}".encode()
+        producer.produce(
+            topic, key=key, value=b"\xc3\x01" + rng.randbytes(40), on_delivery=delivered
+        )
+        producer.produce(topic, key=key, value=rng.randbytes(900_000), on_delivery=delivered)
+        producer.flush(60)
+        with self.pipeline.poison_manifest.open("a") as manifest:
+            manifest.writelines(json.dumps(w) + "\n" for w in written)
+        self.poison_records += len(written)
+        record.target, record.detail = topic, f"{len(written)} records"
+
+    def summary(self) -> dict[str, object]:
+        """Counters of the data faults."""
+        return {"gap_events": self.gap_events, "poison_records": self.poison_records}
+
+
+def as_dict(record: FaultRecord) -> dict[str, object]:
+    """A fault record as JSON-ready data."""
+    return asdict(record)

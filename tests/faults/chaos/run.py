@@ -1,0 +1,180 @@
+"""One chaos run from start to verdict.
+
+1. A fresh database and topics; the offset history trigger; the monitor starts sampling.
+2. Two relays, the consumers, both simulators (paced to end at ``load_share`` of the run).
+3. Faults at their planned moments until ``duration_s``; the supervisor restarts casualties.
+4. Drain (bounded): simulators done, outbox empty, every stored offset at its partition's end.
+5. Stop every worker with SIGTERM, stop the monitor, load the evidence, run the checks.
+
+Public names: ``run_chaos``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import psycopg
+
+from tests.faults.chaos.checks import Observations, run_checks
+from tests.faults.chaos.config import ChaosConfig
+from tests.faults.chaos.evidence import Evidence, load_evidence
+from tests.faults.chaos.faults import FaultRecord, Injector
+from tests.faults.chaos.monitor import Monitor
+from tests.faults.chaos.pipeline import Pipeline, Services
+from tests.faults.chaos.report import ChaosResult
+from tests.faults.chaos.scheduler import plan_faults
+from tests.faults.chaos.topic import end_offsets
+
+__all__ = ["run_chaos"]
+
+Log = Callable[[str], None]
+
+
+def _drained(pipeline: Pipeline) -> tuple[bool, str]:
+    if not pipeline.simulators_done():
+        return False, "simulators still submitting"
+    try:
+        with pipeline.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM oncepipe.outbox WHERE published_at IS NULL"
+            ).fetchone()
+            stored = {
+                (t, p): o
+                for t, p, o in conn.execute(
+                    "SELECT topic, partition, next_offset FROM oncepipe.consumer_offsets"
+                    " WHERE consumer_group = %s",
+                    (pipeline.group,),
+                )
+            }
+    except psycopg.Error as exc:
+        return False, f"database: {exc}"
+    pending = int(row[0]) if row else 0
+    if pending:
+        return False, f"{pending} outbox rows unpublished"
+    behind = 0
+    for topic in pipeline.topics.values():
+        for partition, end in end_offsets(pipeline.settings.kafka_bootstrap_servers, topic).items():
+            behind += max(0, end - stored.get((topic, partition), 0))
+    return behind == 0, f"{behind} records not consumed"
+
+
+def _drain(pipeline: Pipeline, timeout: float, log: Log) -> tuple[bool, str, float]:
+    started = time.monotonic()
+    for proc in pipeline.workers.procs.values():
+        if not proc.retired:
+            proc.signal(signal.SIGCONT)  # no zombie is left stopped
+    detail = ""
+    while time.monotonic() - started < timeout:
+        done, detail = _drained(pipeline)
+        if done:
+            return True, "drained", time.monotonic() - started
+        time.sleep(1.0)
+    log(f"chaos: not drained after {timeout:.0f}s: {detail}")
+    return False, detail, time.monotonic() - started
+
+
+def _events(ev: Evidence, injector: Injector) -> dict[str, int]:
+    lines = [line for lines in ev.manifests.values() for line in lines]
+    records = sum(len(r) for r in ev.records.values())
+    return {
+        "distinct_submitted": len({x["event_id"] for x in lines if x["kind"] == "event"}),
+        "duplicates_submitted": sum(1 for x in lines if x["kind"] == "duplicate"),
+        "poison_submitted": sum(1 for x in lines if x["kind"] == "poison"),
+        "gap_events": injector.gap_events,
+        "raw_poison_records": injector.poison_records,
+        "topic_records": records,
+        "applied": len(ev.clicks),
+        "absorbed_duplicates": records - len(ev.inbox) - sum(ev.dead_letters.values()),
+        "dead_letters": sum(ev.dead_letters.values()),
+    }
+
+
+def run_chaos(
+    config: ChaosConfig, services: Services, workdir: Path, log: Log = print
+) -> ChaosResult:
+    """Run the pipeline under faults, drain it, check every invariant."""
+    pipeline = Pipeline(config, services, workdir)
+    pipeline.prepare()
+    plan = plan_faults(config)
+    log(
+        f"chaos: seed {config.seed}, {config.duration_s:.0f}s, {config.events} events, "
+        f"{len(plan)} faults planned, database {pipeline.database}, group {pipeline.group}"
+    )
+    monitor = Monitor(pipeline.url, pipeline.group, config.sample_interval_s)
+    workers = pipeline.workers
+    workers.started = time.monotonic()
+    injector = Injector(pipeline)
+    faults: list[FaultRecord] = []
+    drained, drain_detail, drain_s = False, "not reached", 0.0
+    monitor.start()
+    try:
+        for _ in range(config.relays):
+            pipeline.add_relay()
+        for _ in range(config.consumers):
+            pipeline.add_consumer()
+        pipeline.add_simulators()
+        workers.supervise()
+        for planned in plan:
+            time.sleep(max(0.0, planned.at_s - workers.elapsed()))
+            if workers.elapsed() >= config.duration_s:
+                break
+            record = injector.inject(planned.kind, planned.rng(), planned.option)
+            faults.append(record)
+            log(
+                f"chaos: {record.at_s:7.1f}s {record.kind:<20} {record.target} {record.detail}"
+                + (f" FAILED: {record.error}" if record.error else "")
+            )
+        time.sleep(max(0.0, config.duration_s - workers.elapsed()))
+        drained, drain_detail, drain_s = _drain(pipeline, config.drain_timeout_s, log)
+    finally:
+        workers.stop_supervising()
+        workers.stop_all()
+        monitor.stop()
+    duration = workers.elapsed() - drain_s
+    evidence = load_evidence(
+        pipeline.url,
+        group=pipeline.group,
+        bootstrap=services.kafka.bootstrap_servers,
+        topics=pipeline.topics,
+        dlq_topics=pipeline.dlq_topics(),
+        manifests={
+            "outbox": [pipeline.manifests["outbox"], pipeline.gap_manifest],
+            "direct": [pipeline.manifests["direct"]],
+        },
+        poison_manifest=pipeline.poison_manifest,
+    )
+    observations = Observations(
+        samples=monitor.samples,
+        orphans=monitor.orphans,
+        sampled_regressions=monitor.regressions,
+        clean_stops=workers.clean_stops,
+        drained=drained,
+        drain_detail=drain_detail,
+    )
+    notes = [
+        f"monitor: {monitor.samples} samples, {monitor.skipped} skipped while PostgreSQL was down",
+        f"database {pipeline.database}, group {pipeline.group}, topics "
+        + ", ".join(pipeline.topics.values()),
+    ]
+    if config.poison_rate == 0 and not config.raw_poison:
+        notes.append(
+            "poison off: simulator poison-rate 0 and no raw oversized/undecodable records, "
+            "because the dead-letter writer has not landed (an undecodable record stops the "
+            "consumer by design until then)"
+        )
+    return ChaosResult(
+        seed=config.seed,
+        duration_s=round(duration, 1),
+        drain_s=round(drain_s, 1),
+        config={k: v for k, v in asdict(config).items() if k != "script"},
+        events=_events(evidence, injector),
+        faults=faults,
+        checks=run_checks(evidence, observations),
+        exits=workers.exits,
+        workdir=str(workdir),
+        notes=notes,
+    )

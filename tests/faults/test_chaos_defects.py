@@ -1,0 +1,102 @@
+"""The checks have teeth: a short chaos round with one deliberately broken worker each, and
+the invariant check that must report it. The workers run the real CLI behind the shim in
+``tests/faults/chaos/defects.py``; the consumer and relay code are untouched.
+
+``offset_before_commit`` runs in the default suite; the others with
+``ONCEPIPE_CHAOS_ALL_DEFECTS=1`` (``make chaos`` sets it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.faults.chaos.config import ChaosConfig, ScriptedFault
+from tests.faults.chaos.pipeline import Services
+from tests.faults.chaos.report import render
+from tests.faults.chaos.run import run_chaos
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+
+ALL_DEFECTS = os.environ.get("ONCEPIPE_CHAOS_ALL_DEFECTS") == "1"
+AFTER_HANDLER = "consumer.after_handler"
+
+
+@dataclass(frozen=True)
+class DefectRound:
+    """A defect, the faults that expose it, and the checks that must fail."""
+
+    script: tuple[ScriptedFault, ...]
+    must_fail: frozenset[str]
+    drain_timeout_s: float = 40.0
+
+
+ROUNDS = {
+    # Offsets committed before the effects: a crash between the two loses the batch.
+    "offset_before_commit": DefectRound(
+        (
+            ScriptedFault(4, "consumer_crash_point", AFTER_HANDLER),
+            ScriptedFault(9, "consumer_crash_point", AFTER_HANDLER),
+        ),
+        frozenset({"records_below_stored_offset_applied", "each_event_applied_exactly_once"}),
+    ),
+    # No inbox: redeliveries and direct duplicates are counted again.
+    "skip_inbox": DefectRound(
+        (ScriptedFault(5, "consumer_sigkill"),),
+        frozenset({"no_effect_without_inbox_row", "counters_equal_click_events"}),
+    ),
+    # No compare-and-set: a zombie's late batch moves the offset backwards.
+    "no_cas": DefectRound(
+        (ScriptedFault(4, "zombie", "stall_point"),),
+        frozenset({"stored_offsets_never_backwards"}),
+    ),
+    # A handler bug: some events counted twice.
+    "double_count": DefectRound(
+        (), frozenset({"counters_equal_click_events", "counters_equal_manifests"})
+    ),
+    # "id > last seen": a row committed after a higher id is never published.
+    "relay_high_water": DefectRound(
+        (ScriptedFault(4, "outbox_gap"), ScriptedFault(8, "outbox_gap")),
+        frozenset({"outbox_rows_all_published", "each_event_applied_exactly_once"}),
+        drain_timeout_s=15.0,
+    ),
+}
+
+
+def _params() -> list[object]:
+    return [
+        pytest.param(
+            name,
+            marks=[]
+            if name == "offset_before_commit" or ALL_DEFECTS
+            else [pytest.mark.skip(reason="set ONCEPIPE_CHAOS_ALL_DEFECTS=1 (make chaos)")],
+        )
+        for name in ROUNDS
+    ]
+
+
+@pytest.mark.parametrize("defect", _params())
+def test_the_checks_report_an_injected_defect(
+    defect: str, chaos_services: Services, tmp_path: Path
+) -> None:
+    round_ = ROUNDS[defect]
+    seed = int(os.environ.get("ONCEPIPE_TEST_SEED", time.time_ns() % 100_000))
+    config = ChaosConfig(
+        duration_s=18,
+        seed=seed,
+        events=3000,
+        duplicate_rate=0.2,
+        script=round_.script,
+        defect=defect,
+        drain_timeout_s=round_.drain_timeout_s,
+    )
+    result = run_chaos(config, chaos_services, tmp_path)
+    table = render(result)
+    print(f"defect {defect}, seed {seed}\n{table}")
+    assert not result.passed, f"defect {defect} went unnoticed\n{table}"
+    missed = round_.must_fail - set(result.failed_checks())
+    assert not missed, f"defect {defect}: {sorted(missed)} passed\n{table}"
