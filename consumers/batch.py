@@ -6,18 +6,25 @@ Public names: ``BatchResult``, ``apply_batch``, ``plan_moves``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from consumers import inbox, offsets
+from consumers.classify import Kind, classify
 from consumers.context import HandlerContext, OutboxSink
+from consumers.deadletters import enqueue_dead_letters
+from consumers.decoding import Rejected
 from consumers.events import Coordinates, InboundEvent
+from consumers.failures import forget_below
+from consumers.isolate import isolate
+from consumers.judge import Judge, Judgement, default_judge
 from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from oncepipe.crash import crash_point
 from oncepipe.errors import DatabaseUnavailableError, RetriableError
+from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
 __all__ = ["BatchResult", "apply_batch", "plan_moves"]
@@ -32,19 +39,35 @@ class BatchResult:
     duplicates: int
     emitted: int
     moves: tuple[OffsetMove, ...]
+    dead_letters: int = 0
+    held: Mapping[Coordinates, int] = field(default_factory=dict)
+    """Partitions stopped at a record that may still succeed: offset to retry from."""
 
 
 def plan_moves(
-    events: Sequence[InboundEvent], positions: Mapping[Coordinates, int | None]
+    last: Mapping[Coordinates, int],
+    positions: Mapping[Coordinates, int | None],
+    held: Mapping[Coordinates, int] | None = None,
 ) -> tuple[OffsetMove, ...]:
-    """Per partition: from its stored offset to one past its last event in the batch."""
+    """Per partition: from its stored offset to one past its last record, or to its hold."""
+    moves = []
+    for (topic, partition), offset in sorted(last.items()):
+        expected = positions[(topic, partition)]
+        target = (held or {}).get((topic, partition), offset + 1)
+        if target != expected:
+            moves.append(OffsetMove(topic, partition, expected, target))
+    return tuple(moves)
+
+
+def _last_offsets(
+    events: Sequence[InboundEvent], rejected: Sequence[Rejected]
+) -> dict[Coordinates, int]:
     last: dict[Coordinates, int] = {}
-    for event in events:
-        last[event.coordinates] = max(event.offset, last.get(event.coordinates, -1))
-    return tuple(
-        OffsetMove(topic, partition, positions[(topic, partition)], offset + 1)
-        for (topic, partition), offset in sorted(last.items())
-    )
+    for where, offset in [(e.coordinates, e.offset) for e in events] + [
+        (r.coordinates, r.offset) for r in rejected
+    ]:
+        last[where] = max(offset, last.get(where, -1))
+    return last
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
@@ -66,30 +89,47 @@ def apply_batch(
     events: Sequence[InboundEvent],
     positions: Mapping[Coordinates, int | None],
     handler: Handler,
+    judge: Judge | None = None,
+    rejected: Sequence[Rejected] = (),
     sink: OutboxSink | None = None,
 ) -> BatchResult:
-    """Apply ``events`` (partition order) in one transaction and move their offsets.
+    """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
-    1. Inbox rows for every event, ON CONFLICT DO NOTHING: the rows inserted are the NEW
+    1. Verdicts on the records that did not decode (``rejected``): poison is dead-lettered,
+       a schema not registered yet holds its partition (see ``consumers.judge``).
+    2. Inbox rows for every event, ON CONFLICT DO NOTHING: the rows inserted are the NEW
        events; the others were applied before (upstream retry, redelivery, zombie).
-    2. The handler, with the NEW events only, on the same transaction.
-    3. Derived events the handler emitted go into the outbox, same transaction.
-    4. Offsets: a compare-and-set from ``positions`` (what this worker loaded from PostgreSQL)
-       to one past each partition's last event; a mismatch raises ``FencedError``.
-    5. COMMIT. Effects, dedupe records and offsets become visible together or not at all.
+    3. The handler, with the NEW events only, on the same transaction. If it fails for a
+       non-transient reason, the transaction is rolled back and steps 2-3 run again by
+       bisection under savepoints (``consumers.isolate``), around the events that fail.
+    4. Derived events the handler emitted go into the outbox, same transaction.
+    5. Dead letters into the outbox, same transaction (``consumers.deadletters``); no inbox row.
+    6. Offsets: a compare-and-set from ``positions`` (what this worker loaded from PostgreSQL)
+       to one past each partition's last record, or to its held record; a mismatch raises
+       ``FencedError``. The failure counts of records passed are deleted.
+    7. COMMIT. Effects, dedupe records, dead letters and offsets become visible together or
+       not at all.
 
     On any error the transaction is rolled back and the error re-raised; PostgreSQL's
-    transient failures come back as ``RetriableError``.
+    transient failures come back as ``RetriableError``. Without a ``judge``, one with the
+    default policy is made (its failure-log connection opens only if something fails).
     """
-    moves = plan_moves(events, positions)
+    judge = judge or default_judge(settings, group)
+    last = _last_offsets(events, rejected)
     try:
+        verdicts = judge.judge(rejected)
+        todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
+        applied, emitted = _apply(
+            conn, group=group, events=todo, handler=handler, sink=sink, judge=judge,
+            verdicts=verdicts, settings=settings,
+        )  # fmt: skip
+        condemned = verdicts.condemned
         with conn.cursor() as cursor:
-            new = inbox.claim_new(cursor, group, events)
-            crash_point(settings, "consumer.before_handler")
-            context = HandlerContext(conn, cursor, group, sink)
-            if new:
-                handler(new, context)
-            emitted = context.flush_emitted()
+            if condemned:
+                enqueue_dead_letters(conn, group, condemned, _log(group))
+                crash_point(settings, "consumer.after_dead_letter")
+            moves = plan_moves(last, positions, verdicts.held)
+            forget_below(cursor, group, moves)
             offsets.compare_and_set(cursor, group, moves)
         crash_point(settings, "consumer.after_handler")
         conn.commit()
@@ -107,10 +147,57 @@ def apply_batch(
     except BaseException:
         _rollback(conn)
         raise
+    passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
+    dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in condemned}
+    failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
     return BatchResult(
-        events=len(events),
-        applied=len(new),
-        duplicates=len(events) - len(new),
+        events=len(passed),
+        applied=len(applied),
+        duplicates=len(passed) - len(applied) - failed,
         emitted=emitted,
         moves=moves,
+        dead_letters=len(condemned),
+        held=dict(verdicts.held),
     )
+
+
+def _log(group: str) -> Any:
+    return get_logger("consumer", consumer_group=group)
+
+
+def _apply(
+    conn: psycopg.Connection[Any],
+    *,
+    group: str,
+    events: list[InboundEvent],
+    handler: Handler,
+    sink: OutboxSink | None,
+    judge: Judge,
+    verdicts: Judgement,
+    settings: Settings,
+) -> tuple[list[InboundEvent], int]:
+    """Steps 2-4: the fast path, or the bisection after a failure attributable to events."""
+    with conn.cursor() as cursor:
+        new = inbox.claim_new(cursor, group, events)
+        crash_point(settings, "consumer.before_handler")
+        context = HandlerContext(conn, cursor, group, sink)
+        try:
+            if new:
+                handler(new, context)
+            return new, context.flush_emitted()
+        except Exception as exc:
+            if classify(exc) in {Kind.TRANSIENT, Kind.FATAL} or conn.broken:
+                raise
+            failure = exc
+    # The batch transaction is aborted (or holds the failed half-work): start it again.
+    conn.rollback()
+    _log(group).warning(
+        "handler failed, isolating", error_class=type(failure).__name__, events=len(new)
+    )
+    with conn.cursor() as cursor:
+        out = isolate(
+            conn, cursor, group=group, events=events, error=failure, handler=handler,
+            sink=sink, judge=judge,
+        )  # fmt: skip
+    verdicts.merge(out.judgement)
+    return out.applied, out.emitted

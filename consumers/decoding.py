@@ -1,6 +1,7 @@
-"""Kafka records to ``InboundEvent``s with the schema batch API; poison stops a partition.
+"""Kafka records to ``InboundEvent``s with the schema batch API; failures are kept per record.
 
-Public names: ``Decoder``, ``DecodedBatch``, ``Poison``, ``decode_records``.
+Public names: ``Decoder``, ``DecodedBatch``, ``Rejected``, ``TombstoneError``,
+``MissingEventIdError``, ``decode_records``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from consumers.events import Coordinates, InboundEvent
+from consumers.dlq.headers import Stage
+from consumers.events import Coordinates, InboundEvent, RawHeaders
+from oncepipe.errors import PoisonError
 
-__all__ = ["DecodedBatch", "Decoder", "Poison", "decode_records"]
+__all__ = [
+    "DecodedBatch",
+    "Decoder",
+    "MissingEventIdError",
+    "Rejected",
+    "TombstoneError",
+    "decode_records",
+]
 
 
 class Decoder(Protocol):
@@ -25,73 +35,125 @@ class Decoder(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Poison:
-    """A record that can never become an event as it is."""
+class TombstoneError(PoisonError):
+    """The record has no value; an event always has one."""
+
+
+class MissingEventIdError(PoisonError):
+    """The record decoded into a model without a UUID ``event_id``, so it cannot be deduped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that failed at ``stage``, with everything its dead letter needs."""
 
     topic: str
     partition: int
     offset: int
-    stage: str
-    error: str
+    key: bytes | None
+    value: bytes | None
+    headers: RawHeaders
+    timestamp_ms: int | None
+    stage: Stage
+    error: BaseException
+    event_id: str | None = None
+    """The decoded event's id, else the record's ``event_id`` header, else None."""
 
-    def describe(self) -> str:
-        """One line naming the record and the reason."""
-        return f"{self.topic}[{self.partition}]@{self.offset} failed at {self.stage}: {self.error}"
+    @property
+    def coordinates(self) -> Coordinates:
+        """The (topic, partition) the record was read from."""
+        return (self.topic, self.partition)
+
+    @classmethod
+    def of_event(cls, inbound: InboundEvent, error: BaseException) -> Rejected:
+        """A decoded event its handler failed on."""
+        return cls(
+            inbound.topic,
+            inbound.partition,
+            inbound.offset,
+            inbound.key,
+            inbound.value,
+            inbound.headers,
+            inbound.timestamp_ms,
+            "handle",
+            error,
+            str(inbound.event_id),
+        )
 
 
 @dataclass
 class DecodedBatch:
-    """The events before each partition's first poison record, and those poison records."""
+    """The events that decoded, and the records that did not, each in partition order."""
 
     events: list[InboundEvent] = field(default_factory=list)
-    poison: list[Poison] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
-def _poison(record: Any, stage: str, error: str) -> Poison:
-    return Poison(record.topic(), record.partition(), record.offset(), stage, error)
+def _header_event_id(headers: RawHeaders) -> str | None:
+    for name, raw in headers:
+        if name == "event_id" and raw:
+            return raw.decode("utf-8", "replace")[:64]
+    return None
+
+
+def _reject(record: Any, headers: RawHeaders, stage: Stage, error: BaseException) -> Rejected:
+    _, timestamp = record.timestamp()
+    return Rejected(
+        record.topic(),
+        record.partition(),
+        record.offset(),
+        record.key(),
+        record.value(),
+        headers,
+        timestamp if timestamp >= 0 else None,
+        stage,
+        error,
+        _header_event_id(headers),
+    )
 
 
 def decode_records(decoder: Decoder, records: Sequence[Any]) -> DecodedBatch:
-    """Decode ``records`` (Kafka messages in partition order); stop each partition at poison.
+    """Decode ``records`` (Kafka messages in partition order); each becomes one or the other.
 
-    Nothing after a partition's first poison record is kept, so the offset stored for that
-    partition never moves past it.
+    Raises what ``decode_batch`` raises (a schema store that cannot be reached): that is
+    about the worker, not about any record.
     """
     batch = DecodedBatch()
     with_value = [r for r in records if r.value() is not None]
     results = decoder.decode_batch([r.value() for r in with_value]) if with_value else []
     decoded = {id(r): result for r, result in zip(with_value, results, strict=True)}
-    stopped: set[Coordinates] = set()
     for record in records:
-        where = (record.topic(), record.partition())
-        if where in stopped:
-            continue
+        headers: RawHeaders = tuple(record.headers() or ())
         result = decoded.get(id(record))
         if result is None:
-            batch.poison.append(_poison(record, "decode", "record has no value (tombstone)"))
-            stopped.add(where)
+            error: BaseException = TombstoneError(
+                "the record has no value (a tombstone); events always have one"
+            )
+            batch.rejected.append(_reject(record, headers, "decode", error))
             continue
         if isinstance(result, Exception):
-            stage = str(getattr(result, "stage", "decode"))
-            batch.poison.append(_poison(record, stage, f"{type(result).__name__}: {result}"))
-            stopped.add(where)
+            stage: Stage = "validate" if getattr(result, "stage", "") == "validate" else "decode"
+            batch.rejected.append(_reject(record, headers, stage, result))
             continue
         event_id = getattr(result, "event_id", None)
         if not isinstance(event_id, uuid.UUID):
-            batch.poison.append(_poison(record, "validate", "event has no UUID event_id"))
-            stopped.add(where)
+            error = MissingEventIdError(
+                f"a {type(result).__name__} has no UUID event_id; it cannot be deduplicated"
+            )
+            batch.rejected.append(_reject(record, headers, "validate", error))
             continue
         _, timestamp = record.timestamp()
         batch.events.append(
             InboundEvent(
                 event=result,
                 event_id=event_id,
-                topic=where[0],
-                partition=where[1],
+                topic=record.topic(),
+                partition=record.partition(),
                 offset=record.offset(),
                 key=record.key(),
                 timestamp_ms=timestamp if timestamp >= 0 else None,
+                value=record.value(),
+                headers=headers,
             )
         )
     return batch

@@ -1,6 +1,6 @@
 """What a handler receives: a validated event plus where it came from.
 
-Public names: ``InboundEvent``, ``Coordinates``.
+Public names: ``InboundEvent``, ``Coordinates``, ``RawHeaders``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-__all__ = ["Coordinates", "InboundEvent"]
+__all__ = ["Coordinates", "InboundEvent", "RawHeaders"]
 
 Coordinates = tuple[str, int]
 """A (topic, partition) pair."""
+
+RawHeaders = tuple[tuple[str, bytes | None], ...]
+"""A record's Kafka headers as the client returned them (names may repeat)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,9 @@ class InboundEvent:
     offset: int
     key: bytes | None = None
     timestamp_ms: int | None = None
+    value: bytes | None = None
+    """The original value bytes: what a dead letter of this event carries."""
+    headers: RawHeaders = ()
 
     @property
     def coordinates(self) -> Coordinates:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -18,14 +19,16 @@ from consumers.assignment import Assignment
 from consumers.backoff import Backoff
 from consumers.batch import BatchResult, apply_batch
 from consumers.context import OutboxSink
-from consumers.decoding import Decoder, decode_records
+from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
+from consumers.failures import FailureLog
+from consumers.judge import Judge
 from consumers.registry import Handler
 from consumers.settings import ConsumerSettings
 from consumers.stall import stall_point
 from oncepipe.crash import crash_point
 from oncepipe.db import connect
-from oncepipe.errors import FencedError, PoisonError, RetriableError
+from oncepipe.errors import ConfigError, FencedError, RetriableError
 from oncepipe.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -76,6 +79,18 @@ class ConsumerRuntime:
         self._consumer: Any = None
         self._callback_error: BaseException | None = None
         self._log = get_logger("consumer", consumer_group=self._group)
+        self._failures = FailureLog(
+            lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"), self._group
+        )
+        self._judge = Judge(
+            self._failures,
+            max_attempts=consumer_settings.max_attempts,
+            unknown_schema_grace_s=consumer_settings.unknown_schema_grace_s,
+            settings=settings,
+        )
+        # Held partitions: paused at a record that may still succeed, until their retry time.
+        self._holds: dict[Coordinates, float] = {}
+        self._hold_backoffs: dict[Coordinates, Backoff] = {}
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, leave the group and return."""
@@ -87,7 +102,7 @@ class ConsumerRuntime:
         return self._stopping.is_set()
 
     def run(self) -> None:
-        """Consume until ``stop``; raises ``PoisonError`` on a record that cannot be decoded."""
+        """Consume until ``stop``; raises ``ConfigError`` when the handler or schema is wrong."""
         self._connection()
         self._consumer = create_consumer(self._settings, self._group, self._client_config())
         self._consumer.subscribe(
@@ -118,9 +133,12 @@ class ConsumerRuntime:
 
     def _step(self) -> None:
         """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
+        self._resume_due_holds()
         records = self._consumer.consume(self._config.batch_size, self._config.batch_timeout_s)
         self._raise_callback_error()
-        records = self._without_errors(records)
+        records = [
+            r for r in self._without_errors(records) if self._record_topic(r) not in self._holds
+        ]
         admitted = self._assignment.admit(records)
         if len(admitted) < len(records):
             # Revoked or lost inside this consume(), or fetched before a seek: not ours to apply.
@@ -136,50 +154,50 @@ class ConsumerRuntime:
             return
         self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
         stall_point(self._config, "consumer.before_transaction")
-        if decoded.events:
-            result = self._apply(decoded.events)
-            if result is None:
-                return
-            crash_point(self._settings, "consumer.after_commit")
-            self._commit_to_kafka(result)
-        if decoded.poison:
-            first = decoded.poison[0]
-            self._log.error(
-                "undecodable record; stopping without moving its offset",
-                topic=first.topic,
-                partition=first.partition,
-                offset=first.offset,
-                event_id=None,
-                stage=first.stage,
-                error=first.error,
-            )
-            raise PoisonError(
-                f"cannot decode {first.describe()}; the worker stopped before it and its "
-                f"offset stays there (consumer group {self._group!r})"
-            )
+        result = self._apply(decoded)
+        if result is None:
+            return
+        crash_point(self._settings, "consumer.after_commit")
+        self._commit_to_kafka(result)
+        if result.held:
+            self._hold(result.held)
 
-    def _apply(self, events: Sequence[Any]) -> BatchResult | None:
+    def _apply(self, decoded: DecodedBatch) -> BatchResult | None:
         """Commit one batch; on a fence or a transient failure, rewind to the stored offsets."""
         try:
             result = apply_batch(
                 self._connection(),
                 settings=self._settings,
                 group=self._group,
-                events=events,
+                events=decoded.events,
+                rejected=decoded.rejected,
                 positions=self._assignment.positions,
                 handler=self._handler,
+                judge=self._judge,
                 sink=self._sink,
             )
         except FencedError as exc:
-            self._log.warning("batch fenced", reason=str(exc), events=len(events))
+            self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
             self._rewind(wait=False)
             return None
         except RetriableError as exc:
-            self._log.warning("batch failed, will retry", reason=str(exc), events=len(events))
+            self._log.warning(
+                "batch failed, will retry", reason=str(exc), events=len(decoded.events)
+            )
             self._rewind(wait=True)
             return None
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"a statement of the batch failed with SQLSTATE {exc.sqlstate} "
+                f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
+                "fix the handler or run oncepipe migrate (the offsets did not move)"
+            ) from exc
         self._assignment.advance(result.moves)
-        self._backoff.reset()
+        if not result.held:
+            self._backoff.reset()
+        for move in result.moves:
+            if (move.topic, move.partition) not in result.held:
+                self._hold_backoffs.pop((move.topic, move.partition), None)
         self._log.info(
             "batch committed",
             ranges=[[m.topic, m.partition, m.expected, m.next_offset] for m in result.moves],
@@ -187,8 +205,49 @@ class ConsumerRuntime:
             applied=result.applied,
             duplicates=result.duplicates,
             emitted=result.emitted,
+            dead_letters=result.dead_letters,
+            held=[[t, p, o] for (t, p), o in sorted(result.held.items())],
         )
         return result
+
+    # -- held partitions ------------------------------------------------------------------
+
+    @staticmethod
+    def _record_topic(record: Any) -> Coordinates:
+        return (record.topic(), record.partition())
+
+    def _hold(self, held: Mapping[Coordinates, int]) -> None:
+        """Pause each held partition at its held record until a jittered backoff passes."""
+        for where, offset in held.items():
+            if where not in self._assignment:
+                continue
+            backoff = self._hold_backoffs.setdefault(
+                where, Backoff(self._config.retry_initial_s, self._config.retry_max_s)
+            )
+            delay = backoff.next_delay()
+            # Seek first: when seeking falls back to re-assigning, that would undo a pause.
+            self._seek(where, offset)
+            self._consumer.pause([TopicPartition(where[0], where[1])])
+            self._holds[where] = time.monotonic() + delay
+            self._log.info(
+                "partition held",
+                topic=where[0],
+                partition=where[1],
+                offset=offset,
+                retry_in_s=round(delay, 3),
+            )
+
+    def _resume_due_holds(self) -> None:
+        now = time.monotonic()
+        for where in [w for w, due in self._holds.items() if due <= now]:
+            del self._holds[where]
+            if where in self._assignment:
+                self._consumer.resume([TopicPartition(where[0], where[1])])
+
+    def _forget_holds(self, partitions: Sequence[Coordinates]) -> None:
+        for where in partitions:
+            self._holds.pop(where, None)
+            self._hold_backoffs.pop(where, None)
 
     def _without_errors(self, records: Sequence[Any]) -> list[Any]:
         kept = []
@@ -296,12 +355,14 @@ class ConsumerRuntime:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
+        self._forget_holds(released)
         consumer.incremental_unassign(partitions)
         if released:
             self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
 
     def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
+        self._forget_holds(released)
         consumer.incremental_unassign(partitions)
         self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
 
@@ -319,6 +380,7 @@ class ConsumerRuntime:
                 self._log.warning("consumer close failed", reason=str(exc))
             self._consumer = None
         self._assignment.clear()
+        self._failures.close()
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped")

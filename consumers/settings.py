@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oncepipe.errors import ConfigError
+from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES
 
 __all__ = ["ConsumerSettings", "load_consumer_settings"]
 
@@ -42,6 +43,20 @@ class ConsumerSettings(BaseSettings):
     )
     retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient error")
     retry_max_s: float = Field(10.0, gt=0, description="longest backoff between retries")
+    max_attempts: int = Field(
+        3, ge=1, description="non-transient failures of one record before it is dead-lettered"
+    )
+    unknown_schema_grace_s: float = Field(
+        300.0,
+        ge=0,
+        description="an unknown writer schema is retried this long (it may not be registered "
+        "yet), then dead-lettered",
+    )
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES,
+        ge=1_024,
+        description="a larger record is poison (dead-lettered without being decoded)",
+    )
     commit_kafka_offsets: bool = Field(
         True, description="also commit offsets to Kafka (for lag tools only; PG is the truth)"
     )

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.workers",
     "tests.fixtures.relay",
     "tests.fixtures.chaos",
+    "tests.fixtures.poison",
 ]

@@ -71,7 +71,10 @@ def consume(
     )
     _require(consumer_settings)
     handler_fn = resolve(consumer_settings.handler)
-    codec = Codec.load(lookup=SchemaStore(settings.database_url.get_secret_value()).lookup)
+    codec = Codec.load(
+        lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
+        max_payload_bytes=consumer_settings.max_payload_bytes,
+    )
     runtime = ConsumerRuntime(
         settings, consumer_settings, decoder=codec, handler=handler_fn, sink=outbox_sink(codec)
     )

@@ -12,7 +12,7 @@ from consumers.context import HandlerContext, outbox_sink
 from consumers.events import InboundEvent
 from consumers.handlers.clicks import handle_clicks
 from consumers.offsets import load
-from oncepipe.errors import FencedError
+from oncepipe.errors import FencedError, PoisonError, RetriableError
 from oncepipe.settings import Settings
 from schemas import Codec
 from tests.fixtures.workers import make_clicks, read_totals
@@ -92,16 +92,81 @@ def test_a_partition_first_stored_by_someone_else_fences_the_insert(settings: Se
     assert read_totals(settings.database_url.get_secret_value(), "g").inbox == 1
 
 
-def test_a_failing_handler_leaves_no_inbox_row_and_no_offset(settings: Settings) -> None:
+def failed_counts(settings: Settings) -> list[tuple[int, int]]:
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        rows = conn.execute(
+            'SELECT "offset", attempts FROM oncepipe.consumer_failures ORDER BY 1'
+        ).fetchall()
+    return [(int(o), int(n)) for o, n in rows]
+
+
+def test_a_failing_handler_holds_the_partition_at_the_event_and_counts_it(
+    settings: Settings,
+) -> None:
     def failing(new: Sequence[InboundEvent], tx: HandlerContext) -> None:
         handle_clicks(new, tx)
         raise RuntimeError("handler bug")
 
-    with pytest.raises(RuntimeError, match="handler bug"):
-        apply(settings, inbound(make_clicks(2, seed=7)), {("t", 0): None}, handler=failing)
+    result = apply(settings, inbound(make_clicks(2, seed=7)), {("t", 0): None}, handler=failing)
+    assert dict(result.held) == {("t", 0): 0}
+    assert (result.applied, result.dead_letters) == (0, 0)
     totals = read_totals(settings.database_url.get_secret_value(), "g")
     assert (totals.inbox, totals.raw_ids, totals.items) == (0, [], {})
+    assert stored(settings)[("t", 0)] == 0
+    assert failed_counts(settings) == [(0, 1)]
+
+
+def test_the_events_before_a_failing_one_apply_and_the_partition_stops_there(
+    settings: Settings,
+) -> None:
+    events = make_clicks(10, seed=12)
+
+    def fails_on_sixth(new: Sequence[InboundEvent], tx: HandlerContext) -> None:
+        if any(e.event_id == events[5].event_id for e in new):
+            raise KeyError("sixth")
+        handle_clicks(new, tx)
+
+    result = apply(settings, inbound(events), {("t", 0): None}, handler=fails_on_sixth)
+    assert dict(result.held) == {("t", 0): 5}
+    assert (result.events, result.applied) == (5, 5)
+    totals = read_totals(settings.database_url.get_secret_value(), "g")
+    assert sorted(totals.raw_ids) == sorted(e.event_id for e in events[:5])
+    assert stored(settings)[("t", 0)] == 5
+
+
+def test_handler_poison_is_dead_lettered_in_the_batch_and_its_neighbours_apply(
+    settings: Settings,
+) -> None:
+    events = make_clicks(10, seed=13)
+    poison = {events[2].event_id, events[7].event_id}
+
+    def refusing(new: Sequence[InboundEvent], tx: HandlerContext) -> None:
+        if any(e.event_id in poison for e in new):
+            raise PoisonError("refused")
+        handle_clicks(new, tx)
+
+    result = apply(settings, inbound(events), {("t", 0): None}, handler=refusing)
+    assert (result.applied, result.dead_letters, dict(result.held)) == (8, 2, {})
+    url = settings.database_url.get_secret_value()
+    totals = read_totals(url, "g")
+    assert sorted(totals.raw_ids) == sorted(e.event_id for e in events if e.event_id not in poison)
+    assert totals.inbox == 8
+    assert stored(settings)[("t", 0)] == 10
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT topic, dedupe_id FROM oncepipe.outbox ORDER BY id").fetchall()
+    assert rows == [("t.dlq", "t:0:2"), ("t.dlq", "t:0:7")]
+
+
+def test_a_transient_handler_failure_rolls_everything_back_and_counts_nothing(
+    settings: Settings,
+) -> None:
+    def lost(new: Sequence[InboundEvent], tx: HandlerContext) -> None:
+        raise psycopg.errors.SerializationFailure("could not serialize")
+
+    with pytest.raises(RetriableError):
+        apply(settings, inbound(make_clicks(3, seed=14)), {("t", 0): None}, handler=lost)
     assert stored(settings)[("t", 0)] is None
+    assert failed_counts(settings) == []
 
 
 def test_two_groups_are_independent_pipelines(settings: Settings) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from consumers.decoding import decode_records
+from consumers.decoding import MissingEventIdError, TombstoneError, decode_records
 
 
 class Thing(BaseModel):
@@ -45,6 +45,9 @@ class Record:
     def timestamp(self) -> tuple[int, int]:
         return (1, 1700000000000)
 
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [("event_id", b"id-from-header")]
+
 
 class FakeDecoder:
     def decode_batch(self, values: list[bytes]) -> Sequence[BaseModel | Exception]:
@@ -63,15 +66,17 @@ def ids(n: int) -> bytes:
     return str(uuid.UUID(int=n)).encode()
 
 
-def test_good_records_become_events_with_their_coordinates() -> None:
+def test_good_records_become_events_with_their_coordinates_and_bytes() -> None:
     batch = decode_records(FakeDecoder(), [Record(0, 5, ids(1)), Record(1, 7, ids(2))])
-    assert not batch.poison
+    assert not batch.rejected
     assert [(e.partition, e.offset, e.event_id.int) for e in batch.events] == [(0, 5, 1), (1, 7, 2)]
     assert batch.events[0].key == b"k"
+    assert batch.events[0].value == ids(1)
+    assert batch.events[0].headers == (("event_id", b"id-from-header"),)
     assert batch.events[0].timestamp_ms == 1700000000000
 
 
-def test_a_poison_record_stops_its_partition_only() -> None:
+def test_a_failed_record_is_rejected_and_its_neighbours_still_decode() -> None:
     records = [
         Record(0, 0, ids(1)),
         Record(0, 1, b"bad"),
@@ -79,13 +84,20 @@ def test_a_poison_record_stops_its_partition_only() -> None:
         Record(1, 0, ids(4)),
     ]
     batch = decode_records(FakeDecoder(), records)
-    assert [(e.partition, e.offset) for e in batch.events] == [(0, 0), (1, 0)]
-    (poison,) = batch.poison
-    assert (poison.topic, poison.partition, poison.offset, poison.stage) == ("t", 0, 1, "validate")
-    assert "t[0]@1" in poison.describe()
+    assert [(e.partition, e.offset) for e in batch.events] == [(0, 0), (0, 2), (1, 0)]
+    (rejected,) = batch.rejected
+    assert (rejected.topic, rejected.partition, rejected.offset) == ("t", 0, 1)
+    assert rejected.stage == "validate"
+    assert isinstance(rejected.error, BrokenError)
+    assert (rejected.key, rejected.value) == (b"k", b"bad")
+    assert rejected.event_id == "id-from-header"
 
 
-def test_tombstones_and_events_without_an_id_are_poison_too() -> None:
+def test_tombstones_and_events_without_an_id_are_rejected_as_poison() -> None:
     batch = decode_records(FakeDecoder(), [Record(0, 0, None), Record(1, 0, b"noid")])
     assert batch.events == []
-    assert sorted((p.partition, p.stage) for p in batch.poison) == [(0, "decode"), (1, "validate")]
+    assert sorted((r.partition, r.stage) for r in batch.rejected) == [
+        (0, "decode"),
+        (1, "validate"),
+    ]
+    assert {type(r.error) for r in batch.rejected} == {TombstoneError, MissingEventIdError}

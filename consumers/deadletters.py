@@ -1,0 +1,79 @@
+"""Dead letters into the outbox, in the batch transaction that moves the offset past them.
+
+The relay publishes them to ``<topic>.dlq``; an unreachable dead-letter topic therefore never
+stalls the consumer, and a dead letter is never lost: it commits with the offset move or
+neither happens. Each is unique per (dead-letter topic, ``<topic>:<partition>:<offset>``), so
+a batch re-run after a crash adds no second copy. A dead-lettered record gets no inbox row:
+a replay of it, once its cause is fixed, is applied.
+
+Public names: ``Condemned``, ``dead_letter_id``, ``enqueue_dead_letters``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from consumers.decoding import Rejected
+from consumers.dlq.headers import dead_letter_headers
+from consumers.redact import describe
+from producers.outbox import enqueue_record
+from producers.topics import dlq_topic_for
+
+__all__ = ["Condemned", "dead_letter_id", "enqueue_dead_letters"]
+
+
+@dataclass(frozen=True)
+class Condemned:
+    """A rejected record judged poison, with its failure history."""
+
+    rejected: Rejected
+    attempts: int
+    first_failure: datetime
+    last_failure: datetime
+
+
+def dead_letter_id(topic: str, partition: int, offset: int) -> str:
+    """The outbox dedupe id of a dead letter: its source coordinates."""
+    return f"{topic}:{partition}:{offset}"
+
+
+def enqueue_dead_letters(conn: Any, group: str, condemned: Sequence[Condemned], log: Any) -> int:
+    """Write each dead letter into the outbox on ``conn``'s open transaction; return how many."""
+    for item in condemned:
+        record = item.rejected
+        failure = describe(record.error)
+        headers = dead_letter_headers(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            consumer_group=group,
+            stage=record.stage,
+            failure=failure,
+            attempts=item.attempts,
+            first_failure=item.first_failure,
+            last_failure=item.last_failure,
+            original_headers=record.headers,
+        )
+        enqueue_record(
+            conn,
+            dlq_topic_for(record.topic),
+            dead_letter_id(record.topic, record.partition, record.offset),
+            key=record.key,
+            value=record.value if record.value is not None else b"",
+            headers=headers,
+        )
+        log.warning(
+            "dead letter",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=record.event_id,
+            stage=record.stage,
+            error_class=failure.error_class,
+            attempts=item.attempts,
+        )
+    return len(condemned)

@@ -1,0 +1,149 @@
+"""Verdicts on rejected records: dead-letter now, or hold the partition and try again later.
+
+A held partition stops at the held record: the records before it are applied, the offset
+moves to it, and nothing after it in that partition is applied or dead-lettered in this
+batch, so offsets never run ahead of effects and the partition's order holds. The worker
+tries it again after a backoff.
+
+Public names: ``Judge``, ``Judgement``, ``default_judge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from consumers.classify import Kind, classify
+from consumers.deadletters import Condemned
+from consumers.decoding import Rejected
+from consumers.events import Coordinates
+from consumers.failures import FailureLog, History
+from consumers.settings import ConsumerSettings
+from oncepipe.crash import crash_point
+from oncepipe.db import connect
+from oncepipe.errors import RetriableError
+from oncepipe.settings import Settings
+
+__all__ = ["Judge", "Judgement", "default_judge"]
+
+
+@dataclass
+class Judgement:
+    """Records to dead-letter, and per held partition the offset it stops at."""
+
+    condemned: list[Condemned] = field(default_factory=list)
+    held: dict[Coordinates, int] = field(default_factory=dict)
+
+    def beyond_hold(self, where: Coordinates, offset: int) -> bool:
+        """True when a hold keeps the record at ``offset`` out of this batch."""
+        stop = self.held.get(where)
+        return stop is not None and offset > stop
+
+    def passes(self, where: Coordinates, offset: int) -> bool:
+        """True when the offset moves past the record at ``offset`` in this batch."""
+        stop = self.held.get(where)
+        return stop is None or offset < stop
+
+    def merge(self, other: Judgement) -> None:
+        """Add another judgement's verdicts (holds keep their lowest offset)."""
+        self.condemned += other.condemned
+        for where, offset in other.held.items():
+            self.held[where] = min(offset, self.held.get(where, offset))
+        self.condemned = [
+            c
+            for c in self.condemned
+            if not self.beyond_hold(c.rejected.coordinates, c.rejected.offset)
+        ]
+
+
+class Judge:
+    """Turns failures into verdicts with the failure log, ``max_attempts`` and the grace period."""
+
+    def __init__(
+        self,
+        failures: FailureLog,
+        *,
+        max_attempts: int,
+        unknown_schema_grace_s: float,
+        settings: Settings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._failures = failures
+        self._settings = settings
+        self._max_attempts = max_attempts
+        self._grace_s = unknown_schema_grace_s
+        self._clock = clock
+
+    def judge(self, rejected: Sequence[Rejected]) -> Judgement:
+        """Verdicts for ``rejected`` (partition order); raises for transient or fatal errors.
+
+        1. Records beyond a hold already given in this call are skipped (not counted).
+        2. Poison: dead-lettered, with what the log counted before plus this attempt.
+        3. Suspect: counted (committed); dead-lettered at ``max_attempts``, else held.
+        4. Pending schema: counted; dead-lettered once failing longer than the grace period.
+        """
+        judgement = Judgement()
+        poison: list[Rejected] = []
+        for record in rejected:
+            if judgement.beyond_hold(record.coordinates, record.offset):
+                continue
+            kind = classify(record.error)
+            if kind is Kind.TRANSIENT:
+                raise RetriableError(
+                    f"{type(record.error).__name__} at {record.topic}[{record.partition}]"
+                    f"@{record.offset} is transient; retrying the batch"
+                ) from record.error
+            if kind is Kind.FATAL:
+                raise record.error
+            if kind is Kind.POISON:
+                poison.append(record)
+                continue
+            history = self._failures.record(record)
+            if self._settings is not None:
+                crash_point(self._settings, "consumer.after_failure_counted")
+            if self._exhausted(kind, history):
+                judgement.condemned.append(Condemned(record, *_fields(history)))
+            else:
+                judgement.held[record.coordinates] = record.offset
+        self._condemn(judgement, poison)
+        judgement.condemned.sort(
+            key=lambda c: (c.rejected.topic, c.rejected.partition, c.rejected.offset)
+        )
+        return judgement
+
+    def _condemn(self, judgement: Judgement, poison: Sequence[Rejected]) -> None:
+        """Dead-letter ``poison``, with the failures counted before plus this one."""
+        if not poison:
+            return
+        now = self._clock()
+        known = self._failures.history(poison)
+        for record in poison:
+            before = known.get((record.topic, record.partition, record.offset))
+            if before is None:
+                judgement.condemned.append(Condemned(record, 1, now, now))
+            else:
+                judgement.condemned.append(
+                    Condemned(record, before.attempts + 1, before.first_failure, now)
+                )
+
+    def _exhausted(self, kind: Kind, history: History) -> bool:
+        if kind is Kind.PENDING:
+            failing_for = (history.last_failure - history.first_failure).total_seconds()
+            return failing_for >= self._grace_s
+        return history.attempts >= self._max_attempts
+
+
+def _fields(history: History) -> tuple[int, datetime, datetime]:
+    return history.attempts, history.first_failure, history.last_failure
+
+
+def default_judge(settings: Settings, group: str) -> Judge:
+    """A judge with the default ``max_attempts`` and grace period, for callers without one."""
+    failures = FailureLog(lambda: connect(settings, f"oncepipe-consumer-failures:{group}"), group)
+    return Judge(
+        failures,
+        settings=settings,
+        max_attempts=ConsumerSettings.model_fields["max_attempts"].default,
+        unknown_schema_grace_s=ConsumerSettings.model_fields["unknown_schema_grace_s"].default,
+    )
