@@ -74,7 +74,11 @@ def check_no_effect_without_inbox(ev: Evidence, obs: Observations) -> CheckResul
 
 
 def check_offsets_covered(ev: Evidence, _obs: Observations) -> CheckResult:
-    """Every record below a stored offset is applied, an absorbed duplicate, or dead-lettered."""
+    """Every record below a stored offset is applied, an absorbed duplicate, or dead-lettered.
+
+    A duplicate is absorbed only if an EARLIER record of the same partition carried its event
+    (one key, one partition): an event applied from a later copy means this record was skipped.
+    """
     result = CheckResult("records_below_stored_offset_applied", "1,3")
     for topic, records in ev.records.items():
         for record in records:
@@ -86,8 +90,13 @@ def check_offsets_covered(ev: Evidence, _obs: Observations) -> CheckResult:
             row = ev.inbox.get(record.event_id or "")
             if row is not None and (row.topic, row.partition, row.offset) == where:
                 continue  # applied from this very record
-            if row is not None:
-                continue  # absorbed: the same event_id was applied from another record
+            if row is not None and (row.topic, row.partition) == where[:2]:
+                if row.offset < record.offset:
+                    continue  # absorbed: an earlier record of the same event was applied
+                # Applied from a LATER copy: this record was skipped, and a duplicate hid it.
+                result.violate(f"{topic}[{record.partition}]@{record.offset} skipped, its event "
+                               f"{record.event_id} applied later from @{row.offset}")  # fmt: skip
+                continue
             if ev.dead_letters.get(where):
                 continue
             result.violate(f"{topic}[{record.partition}]@{record.offset} ({record.event_id}) lost")

@@ -1,0 +1,136 @@
+"""The chaos checks on hand-made evidence (no services): each one names the violation it must.
+
+The harness's end-to-end teeth are in test_chaos_defects.py; these pin the edge cases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from tests.faults.chaos.checks import (
+    Observations,
+    check_applied_exactly_once,
+    check_clean_stops,
+    check_counters_vs_click_events,
+    check_key_order,
+    check_offsets_covered,
+    check_offsets_monotonic,
+    check_partition_order,
+    run_checks,
+)
+from tests.faults.chaos.config import ChaosConfig
+from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow
+from tests.faults.chaos.scheduler import plan_faults
+from tests.faults.chaos.topic import TopicRecord
+
+T = "events.t"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def record(offset: int, event_id: str, key: str = "u1") -> TopicRecord:
+    return TopicRecord(0, offset, key, event_id, 10, {})
+
+
+def inbox(event_id: str, offset: int, second: int = 0) -> InboxRow:
+    return InboxRow(event_id, T, 0, offset, START + timedelta(seconds=second))
+
+
+def line(seq: int, event_id: str, kind: str = "event", key: str = "u1") -> dict[str, object]:
+    return {"seq": seq, "kind": kind, "event_id": event_id, "key": key, "item_id": "i",
+            "action": "click"}  # fmt: skip
+
+
+def observations(**changes: object) -> Observations:
+    base: dict[str, object] = {
+        "samples": 1, "orphans": [], "sampled_regressions": [], "clean_stops": [],
+        "drained": True, "drain_detail": "drained",
+    }  # fmt: skip
+    return Observations(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def healthy() -> Evidence:
+    """a at 0, its duplicate at 1 (absorbed), b at 2: all applied, offsets at the end."""
+    ev = Evidence(topics={"direct": T})
+    ev.records[T] = [record(0, "a"), record(1, "a"), record(2, "b")]
+    ev.ends[T] = {0: 3}
+    ev.stored[(T, 0)] = 3
+    ev.inbox = {"a": inbox("a", 0), "b": inbox("b", 2, 1)}
+    ev.clicks = [ClickRow("a", "u1", "i", "click"), ClickRow("b", "u1", "i", "click")]
+    ev.item_counts = {("i", "click"): 2}
+    ev.user_item_counts = {("u1", "i"): 2}
+    ev.manifests[T] = [line(0, "a"), line(1, "a", "duplicate"), line(2, "b")]
+    ev.offset_history = [(T, 0, None, 2, "w"), (T, 0, 2, 3, "w")]
+    ev.outbox = [(T, "b", True, False)]
+    return ev
+
+
+def test_a_healthy_run_passes_every_check() -> None:
+    results = run_checks(healthy(), observations(clean_stops=[("consumer-0.1", 0, True)]))
+    assert [r.name for r in results if not r.passed] == []
+
+
+def test_a_record_below_the_stored_offset_without_inbox_row_is_lost() -> None:
+    ev = healthy()
+    ev.inbox.pop("b")
+    result = check_offsets_covered(ev, observations())
+    assert result.violations == 1
+    assert "@2 (b) lost" in result.examples[0]
+
+
+def test_a_record_whose_event_was_applied_from_a_later_copy_was_skipped() -> None:
+    ev = healthy()
+    ev.inbox["a"] = inbox("a", 1)  # the duplicate at 1 applied, the original at 0 skipped
+    result = check_offsets_covered(ev, observations())
+    assert result.violations == 1
+    assert "@0 skipped" in result.examples[0]
+
+
+def test_an_event_applied_twice_or_never_is_reported() -> None:
+    ev = healthy()
+    ev.clicks.append(ClickRow("b", "u1", "i", "click"))
+    ev.manifests[T].append(line(3, "c"))
+    result = check_applied_exactly_once(ev, observations())
+    assert any("b applied 2 times" in e for e in result.examples)
+    assert any("c never applied" in e for e in result.examples)
+
+
+def test_counters_off_by_one_from_click_events_are_reported() -> None:
+    ev = healthy()
+    ev.item_counts[("i", "click")] = 3
+    assert check_counters_vs_click_events(ev, observations()).violations == 1
+
+
+def test_an_offset_that_moved_backwards_once_is_reported() -> None:
+    ev = healthy()
+    ev.offset_history.append((T, 0, 3, 1, "zombie"))
+    result = check_offsets_monotonic(ev, observations(sampled_regressions=[(T, 0, 3, 2)]))
+    assert result.violations == 2
+
+
+def test_events_of_one_key_applied_out_of_submission_order_are_reported() -> None:
+    ev = healthy()
+    ev.manifests[T] = [line(0, "b"), line(1, "a")]
+    assert check_key_order(ev, observations()).violations == 1
+
+
+def test_a_later_offset_committed_before_an_earlier_one_is_reported() -> None:
+    ev = healthy()
+    ev.inbox["b"] = inbox("b", 2, second=-5)
+    assert check_partition_order(ev, observations()).violations == 1
+
+
+def test_sigterm_before_the_worker_started_is_listed_not_counted() -> None:
+    result = check_clean_stops(
+        healthy(), observations(clean_stops=[("c.1", -15, False), ("c.2", 1, True)])
+    )
+    assert result.violations == 1
+    assert len(result.notes) == 1
+
+
+def test_the_same_seed_plans_the_same_faults() -> None:
+    config = ChaosConfig(duration_s=300, seed=7)
+    assert plan_faults(config) == plan_faults(config)
+    assert plan_faults(config) != plan_faults(ChaosConfig(duration_s=300, seed=8))
+    kinds = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
+    assert "poison_records" not in kinds  # off until the dead-letter writer exists
+    assert len(kinds) == 13
