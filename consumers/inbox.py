@@ -1,6 +1,7 @@
 """The inbox table (``oncepipe.inbox``): one row per event a consumer group applied.
 
-The only module with the inbox's SQL, so changing its layout (time partitions) is one change.
+Partitioned by day on ``applied_at``; this module inserts, ``consumers.inbox_partitions``
+creates and drops the partitions.
 
 Public names: ``claim_new``.
 """
@@ -13,20 +14,18 @@ from typing import Any
 import psycopg
 
 from consumers.events import InboundEvent
+from oncepipe.errors import DatabaseUnavailableError
 
 __all__ = ["claim_new"]
 
-# Array order is the insert order (WITH ORDINALITY), so of two records of one event in the
-# same batch the earlier one is the one inserted, and the one the handler gets.
-_CLAIM = """
-INSERT INTO oncepipe.inbox AS i (consumer_group, event_id, topic, partition, "offset")
-SELECT %(group)s, e.event_id, e.topic, e.partition, e.offset
-FROM unnest(%(event_ids)s::uuid[], %(topics)s::text[], %(partitions)s::int[],
-            %(offsets)s::bigint[]) WITH ORDINALITY AS e(event_id, topic, partition, "offset", n)
-ORDER BY e.n
-ON CONFLICT (consumer_group, event_id) DO NOTHING
-RETURNING i.topic, i.partition, i."offset"
-"""
+# The inbox is partitioned by day (infra/migrations/0007_inbox_partitioned.sql): the SQL
+# function takes the locks that keep dedupe exact across a day boundary, then inserts the rows
+# no partition has. Array order is the insert order (WITH ORDINALITY), so of two records of one
+# event in the same batch the earlier one is the one inserted, and the one the handler gets.
+_CLAIM = (
+    "SELECT * FROM oncepipe.inbox_claim(%(group)s, %(event_ids)s::uuid[], %(topics)s::text[],"
+    " %(partitions)s::int[], %(offsets)s::bigint[])"
+)
 
 
 def claim_new(
@@ -35,15 +34,22 @@ def claim_new(
     """Insert inbox rows for ``events``; return those not applied before, in input order."""
     if not events:
         return []
-    cursor.execute(
-        _CLAIM,
-        {
-            "group": group,
-            "event_ids": [e.event_id for e in events],
-            "topics": [e.topic for e in events],
-            "partitions": [e.partition for e in events],
-            "offsets": [e.offset for e in events],
-        },
-    )
+    try:
+        cursor.execute(
+            _CLAIM,
+            {
+                "group": group,
+                "event_ids": [e.event_id for e in events],
+                "topics": [e.topic for e in events],
+                "partitions": [e.partition for e in events],
+                "offsets": [e.offset for e in events],
+            },
+        )
+    except psycopg.errors.CheckViolation as exc:
+        # The only check on the inbox is its partitioning: no partition covers today yet.
+        raise DatabaseUnavailableError(
+            "oncepipe.inbox has no partition for today; retrying (consumers create them every "
+            "hour, or run oncepipe inbox maintain)"
+        ) from exc
     inserted = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
     return [e for e in events if (e.topic, e.partition, e.offset) in inserted]

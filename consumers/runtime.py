@@ -22,6 +22,7 @@ from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
 from consumers.failures import FailureLog
+from consumers.inbox_partitions import Maintainer
 from consumers.judge import Judge
 from consumers.registry import Handler
 from consumers.settings import ConsumerSettings
@@ -105,6 +106,7 @@ class ConsumerRuntime:
         """Consume until ``stop``; raises ``ConfigError`` when the handler or schema is wrong."""
         self._connection()
         self._consumer = create_consumer(self._settings, self._group, self._client_config())
+        maintainer = self._start_maintainer()
         self._consumer.subscribe(
             list(self._config.topics),
             on_assign=self._on_assign,
@@ -116,7 +118,21 @@ class ConsumerRuntime:
             while not self._stopping.is_set():
                 self._step()
         finally:
+            if maintainer is not None:
+                maintainer.stop()
             self._close()
+
+    def _start_maintainer(self) -> Maintainer | None:
+        if not self._config.inbox_maintenance_interval_s:
+            return None
+        maintainer = Maintainer(
+            lambda: connect(self._settings, "oncepipe-inbox-maintenance", autocommit=True),
+            retention_days=self._config.inbox_retention_days,
+            interval_s=self._config.inbox_maintenance_interval_s,
+            log=self._log,
+        )
+        maintainer.start()
+        return maintainer
 
     def _client_config(self) -> dict[str, Any]:
         config = self._config

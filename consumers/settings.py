@@ -57,6 +57,15 @@ class ConsumerSettings(BaseSettings):
         ge=1_024,
         description="a larger record is poison (dead-lettered without being decoded)",
     )
+    inbox_retention_days: int = Field(
+        14,
+        ge=2,
+        description="drop inbox partitions older than this; must exceed the topics' retention "
+        "plus the longest replay window",
+    )
+    inbox_maintenance_interval_s: float = Field(
+        3600.0, ge=0, description="create and drop inbox partitions this often (0: never)"
+    )
     commit_kafka_offsets: bool = Field(
         True, description="also commit offsets to Kafka (for lag tools only; PG is the truth)"
     )

@@ -14,6 +14,7 @@ from oncepipe import __version__
 from oncepipe.cli import admin, relay, simulate, topics
 from oncepipe.cli import consume as consume_cli
 from oncepipe.cli import dlq as dlq_cli
+from oncepipe.cli import inbox as inbox_cli
 from oncepipe.cli import offsets as offsets_cli
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe.cli.demo import demo_app
@@ -54,6 +55,7 @@ app.add_typer(demo_app, name="demo")
 app.command("consume")(consume_cli.consume)
 app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")
+app.add_typer(inbox_cli.app, name="inbox")
 
 
 def run() -> None:

@@ -1,0 +1,195 @@
+"""Inbox partitions: create the coming days' ahead, drop those past the retention.
+
+Neither blocks running consumers:
+
+1. a new day is created as a standalone table, then attached (``oncepipe.inbox_create_
+   partition``): ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, which inserts (ROW
+   EXCLUSIVE) do not conflict with;
+2. an expired day is detached with ``DETACH PARTITION ... CONCURRENTLY``, which waits for the
+   transactions that may still read it instead of locking them out; one left half-detached by
+   an interrupted run is finished with ``DETACH ... FINALIZE``;
+3. the detached table is dropped under a short ``lock_timeout``, retried: nothing but a
+   straggler that planned with it before the detach can hold a lock on it.
+
+Only one maintainer runs at a time (a session advisory lock; the others skip). Retention must
+exceed the topics' retention plus the longest replay window: an event redelivered after its
+inbox row was dropped would be applied again.
+
+Public names: ``LEGACY``, ``Partition``, ``MaintenanceReport``, ``Maintainer``, ``maintain``,
+``list_partitions``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["LEGACY", "Maintainer", "MaintenanceReport", "Partition", "list_partitions", "maintain"]
+
+LEGACY = "inbox_legacy"
+"""The pre-partitioning inbox, converted in place into the partition of all earlier days."""
+_LOCK_KEY = 0x6F6E_6365_6962  # "onceib": one inbox maintainer at a time
+_DROP_LOCK_TIMEOUT = "2s"
+_DROP_TRIES = 5
+
+_PARTITIONS = """
+SELECT c.relname,
+       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]::timestamptz,
+       i.inhdetachpending,
+       c.reltuples::bigint
+FROM pg_inherits AS i
+JOIN pg_class AS c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'oncepipe.inbox'::regclass
+ORDER BY 2 NULLS LAST
+"""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition of the inbox and the end of its range (exclusive)."""
+
+    name: str
+    upper: datetime
+    detach_pending: bool = False
+    estimated_rows: int = 0
+
+
+@dataclass
+class MaintenanceReport:
+    """What a maintenance run created and dropped (or would have, with ``dry_run``)."""
+
+    created: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    skipped: bool = False
+    """Another maintainer held the lock; this run did nothing."""
+
+
+def list_partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
+    """The inbox's partitions, oldest first."""
+    rows = conn.execute(_PARTITIONS).fetchall()
+    return [
+        Partition(name, upper, bool(pending), max(int(n), 0)) for name, upper, pending, n in rows
+    ]
+
+
+def _name(day: date) -> str:
+    return f"inbox_p{day:%Y%m%d}"
+
+
+def _drop(conn: psycopg.Connection[Any], partition: Partition) -> None:
+    table = sql.Identifier("oncepipe", partition.name)
+    detach = "FINALIZE" if partition.detach_pending else "CONCURRENTLY"
+    conn.execute(sql.SQL("ALTER TABLE oncepipe.inbox DETACH PARTITION {} " + detach).format(table))
+    for attempt in range(1, _DROP_TRIES + 1):
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_DROP_LOCK_TIMEOUT))
+                )
+                conn.execute(sql.SQL("DROP TABLE {}").format(table))
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == _DROP_TRIES:
+                raise
+            time.sleep(attempt)
+
+
+def maintain(
+    conn: psycopg.Connection[Any],
+    *,
+    retention_days: int,
+    ahead_days: int = 3,
+    dry_run: bool = False,
+    today: date | None = None,
+) -> MaintenanceReport:
+    """Create the next ``ahead_days`` days' partitions, drop those older than the retention.
+
+    ``conn`` must be in autocommit mode (DETACH ... CONCURRENTLY cannot run in a transaction).
+    A partition is dropped once its whole range ends before ``today - retention_days``.
+    """
+    today = today or datetime.now(UTC).date()
+    report = MaintenanceReport()
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
+    if not locked or not locked[0]:
+        report.skipped = True
+        return report
+    try:
+        existing = list_partitions(conn)
+        names = {p.name for p in existing}
+        legacy_until = next((p.upper for p in existing if p.name == LEGACY), None)
+        for offset in range(ahead_days + 1):
+            day = today + timedelta(days=offset)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if _name(day) in names or (legacy_until is not None and start < legacy_until):
+                continue  # an existing day, or still inside the converted table's range
+            if not dry_run:
+                conn.execute("SELECT oncepipe.inbox_create_partition(%s)", (day,))
+            report.created.append(_name(day))
+        cutoff = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(
+            days=retention_days
+        )
+        for partition in existing:
+            if partition.upper <= cutoff:
+                if not dry_run:
+                    _drop(conn, partition)
+                report.dropped.append(partition.name)
+            else:
+                report.kept.append(partition.name)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return report
+
+
+class Maintainer:
+    """Runs ``maintain`` now and every ``interval_s`` in a daemon thread of a consumer.
+
+    A thread, because DETACH ... CONCURRENTLY waits for other sessions' transactions and the
+    batch loop must not wait with it. Failures are logged and retried at the next interval.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        *,
+        retention_days: int,
+        interval_s: float,
+        log: Any,
+    ) -> None:
+        self._connect = connect
+        self._retention_days = retention_days
+        self._interval_s = interval_s
+        self._log = log
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inbox-maintainer", daemon=True)
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop after the run in progress; does not wait for it."""
+        self._stopping.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.autocommit = True
+                    report = maintain(conn, retention_days=self._retention_days)
+                if report.created or report.dropped:
+                    self._log.info(
+                        "inbox maintained", created=report.created, dropped=report.dropped
+                    )
+            except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
+                self._log.warning(
+                    "inbox maintenance failed", error_class=type(exc).__name__, reason=str(exc)
+                )
+            self._stopping.wait(self._interval_s)
