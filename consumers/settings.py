@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oncepipe.errors import ConfigError
+from oncepipe.settings import split_names
 from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES
 
 __all__ = ["ConsumerSettings", "load_consumer_settings"]
@@ -78,16 +79,12 @@ class ConsumerSettings(BaseSettings):
     @field_validator("topics", mode="before")
     @classmethod
     def _split_topics(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(name.strip() for name in value.split(",") if name.strip())
-        return value
+        return tuple(split_names(value)) if isinstance(value, str) else value
 
     @field_validator("stall_points", mode="before")
     @classmethod
     def _split_points(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(name.strip() for name in value.split(",") if name.strip())
-        return value
+        return frozenset(split_names(value)) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> ConsumerSettings:

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oncepipe.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "split_names"]
 
 
 class Settings(BaseSettings):
@@ -44,15 +44,18 @@ class Settings(BaseSettings):
     @field_validator("crash_points", mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(name.strip() for name in value.split(",") if name.strip())
-        return value
+        return frozenset(split_names(value)) if isinstance(value, str) else value
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
         data["database_url"] = _mask_url(self.database_url.get_secret_value())
         return data
+
+
+def split_names(value: str) -> list[str]:
+    """The non-empty names of a comma-separated environment value, in order."""
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def _mask_url(url: str) -> str:
