@@ -10,7 +10,11 @@ Two upstream styles:
 Within one key (user) events are submitted one after another, so the expected per-key order is
 the submission order. A manifest (JSON lines) records every submission for checks.
 
-Public names: ``SimulationPlan``, ``SimulationReport``, ``Simulator``, ``POISON_KINDS``.
+``new_item_rate`` sends that share of the clicks to items launched during the run
+(``new-item-0`` to ``new-item-2``): valid events, for downstream checks that lag behind.
+
+Public names: ``SimulationPlan``, ``SimulationReport``, ``Simulator``, ``POISON_KINDS``,
+``NEW_ITEMS``.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ from producers.producer import EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
 from schemas import ClickAction, ClickEvent, Codec, Encoded, SchemaStore
 
-__all__ = ["POISON_KINDS", "SimulationPlan", "SimulationReport", "Simulator"]
+__all__ = ["NEW_ITEMS", "POISON_KINDS", "SimulationPlan", "SimulationReport", "Simulator"]
 
 POISON_KINDS = ("bad_magic", "truncated", "invalid_field")
+# Items launched during the run (``new-item-<n>``): valid clicks that a downstream catalog synced
+# before the launch does not list yet.
+NEW_ITEMS = 3
 SURFACES = ("home", "search", "similar_items", "email")
 # Direct mode sends this many records per produce-and-wait round (order within a partition
 # is kept by the idempotent producer).
@@ -52,6 +59,7 @@ class SimulationPlan:
     items: int = 50
     duplicate_rate: float = 0.0
     poison_rate: float = 0.0
+    new_item_rate: float = 0.0
     rate: float = 0.0  # events per second; 0 = as fast as possible
     seed: int = 0
 
@@ -109,10 +117,15 @@ class Simulator:
         seq = 0
         for n in range(plan.count):
             user = f"user-{rng.randrange(plan.keys)}"
+            event_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+            item = f"item-{rng.randrange(plan.items)}"
+            # Drawn only when asked for, so that a seed without new items submits what it did.
+            if plan.new_item_rate and rng.random() < plan.new_item_rate:
+                item = f"new-item-{rng.randrange(NEW_ITEMS)}"
             event = ClickEvent(
-                event_id=uuid.UUID(int=rng.getrandbits(128), version=4),
+                event_id=event_id,
                 user_id=user,
-                item_id=f"item-{rng.randrange(plan.items)}",
+                item_id=item,
                 action=rng.choice(list(ClickAction)),
                 occurred_at=start + timedelta(milliseconds=n),
                 session_id=f"session-{rng.randrange(plan.keys * 3)}",

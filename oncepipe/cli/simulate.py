@@ -32,6 +32,9 @@ def simulate(
     poison_rate: float = typer.Option(
         0.0, min=0.0, max=1.0, help="share of submissions that are poison"
     ),
+    new_item_rate: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="share of clicks on items launched during the run (new-item-N)"
+    ),
     rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
     seed: int = typer.Option(0, help="random seed: the same seed submits the same events"),
     manifest: Path | None = typer.Option(
@@ -50,6 +53,7 @@ def simulate(
         items=items,
         duplicate_rate=duplicate_rate,
         poison_rate=poison_rate,
+        new_item_rate=new_item_rate,
         rate=rate,
         seed=seed,
     )
