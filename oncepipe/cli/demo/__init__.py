@@ -12,8 +12,9 @@ import typer
 
 from oncepipe.cli.context import EXIT_FAILURE, state
 from oncepipe.cli.demo.naive import run_naive_consumer
+from oncepipe.cli.demo.processes import say
 from oncepipe.cli.demo.report import write_report
-from oncepipe.cli.demo.story import DemoPlan, run_story, say
+from oncepipe.cli.demo.story import DemoPlan, run_story
 
 __all__ = ["demo_app"]
 
@@ -29,6 +30,12 @@ def demo(
     events: int = typer.Option(4000, min=100, help="distinct click events to submit"),
     duplicate_rate: float = typer.Option(0.15, min=0.0, max=0.5, help="upstream re-send rate"),
     rate: float = typer.Option(400.0, min=10.0, help="events per second, both upstreams"),
+    poison: float = typer.Option(
+        3.0, min=0.0, help="poison records per upstream, on average (corrupt, invalid field)"
+    ),
+    new_item_clicks: float = typer.Option(
+        3.0, min=0.0, help="clicks per upstream, on average, on items the catalog lacks"
+    ),
     seed: int = typer.Option(7, help="random seed of the upstream simulators"),
     output: Path = typer.Option(Path("demo-output"), help="folder for the report and logs"),
 ) -> None:
@@ -36,7 +43,13 @@ def demo(
     if ctx.invoked_subcommand is not None:
         return
     plan = DemoPlan(
-        events=events, duplicate_rate=duplicate_rate, rate=rate, seed=seed, output=output
+        events=events,
+        duplicate_rate=duplicate_rate,
+        rate=rate,
+        poison=poison,
+        new_item_clicks=new_item_clicks,
+        seed=seed,
+        output=output,
     )
     figures = run_story(state(ctx).settings, plan)
     for path in write_report(figures, output):

@@ -2,15 +2,21 @@
 
 Auto-commit every few seconds, no inbox, one UPDATE per delivery: every duplicate record an
 upstream re-sent is counted again, and every record redelivered after a crash (delivered but
-not yet auto-committed) is counted twice. Its counters are what the model trained on.
+not yet auto-committed) is counted twice. What it cannot read it drops, silently (it keeps a
+count only so the demo can show it). Its counters are what the model trained on.
 
-Public names: ``run_naive_consumer``, ``naive_counts``.
+Each delivery is one transaction of its own bookkeeping (deliveries, drops, counters), so the
+demo can check that every delivery it read was counted: the inflation comes from the offsets,
+not from its own writes.
+
+Public names: ``NaiveTally``, ``create_naive_tables``, ``naive_tally``, ``run_naive_consumer``.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from oncepipe.db import connect
@@ -19,7 +25,7 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from schemas import ClickEvent, Codec, SchemaError
 
-__all__ = ["create_naive_tables", "naive_counts", "run_naive_consumer"]
+__all__ = ["NaiveTally", "create_naive_tables", "naive_tally", "run_naive_consumer"]
 
 log = get_logger("naive-consumer")
 
@@ -31,7 +37,19 @@ CREATE TABLE IF NOT EXISTS public.demo_naive_item_counts (
 CREATE TABLE IF NOT EXISTS public.demo_naive_deliveries (
     run text PRIMARY KEY, delivered bigint NOT NULL
 );
+ALTER TABLE public.demo_naive_deliveries ADD COLUMN IF NOT EXISTS dropped bigint NOT NULL DEFAULT 0;
 """
+
+
+@dataclass(frozen=True)
+class NaiveTally:
+    """The naive consumer's counters, and what it read to get them."""
+
+    counts: dict[str, int]
+    delivered: int
+    """Records it read, redeliveries included."""
+    dropped: int
+    """Records among them it could not read (poison), dropped without a trace."""
 
 
 def run_naive_consumer(settings: Settings, *, run: str, group: str, topic: str) -> None:
@@ -61,22 +79,25 @@ def run_naive_consumer(settings: Settings, *, run: str, group: str, topic: str) 
 
 
 def _apply(conn: Any, codec: Codec, run: str, value: bytes | None) -> None:
-    conn.execute(
-        "INSERT INTO public.demo_naive_deliveries VALUES (%s, 1)"
-        " ON CONFLICT (run) DO UPDATE SET delivered = demo_naive_deliveries.delivered + 1",
-        (run,),
-    )
     try:
-        event = codec.to_model(codec.decode(value))
+        event: Any = codec.to_model(codec.decode(value))
     except SchemaError:
-        return  # the old pipeline dropped what it could not read, silently
-    if not isinstance(event, ClickEvent):
-        return
-    conn.execute(
-        "INSERT INTO public.demo_naive_item_counts VALUES (%s, %s, 1) ON CONFLICT (run, item_id)"
-        " DO UPDATE SET count = demo_naive_item_counts.count + 1",
-        (run, event.item_id),
-    )
+        event = None  # the old pipeline dropped what it could not read, silently
+    readable = isinstance(event, ClickEvent)
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO public.demo_naive_deliveries AS d VALUES (%s, 1, %s)"
+            " ON CONFLICT (run) DO UPDATE"
+            " SET delivered = d.delivered + 1, dropped = d.dropped + excluded.dropped",
+            (run, 0 if readable else 1),
+        )
+        if readable:
+            conn.execute(
+                "INSERT INTO public.demo_naive_item_counts VALUES (%s, %s, 1)"
+                " ON CONFLICT (run, item_id)"
+                " DO UPDATE SET count = demo_naive_item_counts.count + 1",
+                (run, event.item_id),
+            )
 
 
 def create_naive_tables(conn: Any) -> None:
@@ -84,12 +105,13 @@ def create_naive_tables(conn: Any) -> None:
     conn.execute(_SCHEMA)
 
 
-def naive_counts(conn: Any, run: str) -> tuple[dict[str, int], int]:
-    """The naive consumer's per-item counts and how many deliveries it processed."""
+def naive_tally(conn: Any, run: str) -> NaiveTally:
+    """The naive consumer's per-item counts and how many deliveries it read and dropped."""
     rows = conn.execute(
         "SELECT item_id, count FROM public.demo_naive_item_counts WHERE run = %s", (run,)
     ).fetchall()
-    delivered = conn.execute(
-        "SELECT delivered FROM public.demo_naive_deliveries WHERE run = %s", (run,)
+    read = conn.execute(
+        "SELECT delivered, dropped FROM public.demo_naive_deliveries WHERE run = %s", (run,)
     ).fetchone()
-    return {item: int(count) for item, count in rows}, int(delivered[0]) if delivered else 0
+    delivered, dropped = (int(read[0]), int(read[1])) if read else (0, 0)
+    return NaiveTally({item: int(count) for item, count in rows}, delivered, dropped)

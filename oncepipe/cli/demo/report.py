@@ -22,9 +22,26 @@ class DemoFigures:
     naive: dict[str, int]
     oncepipe: dict[str, int]
     naive_deliveries: int = 0
+    naive_dropped: int = 0
+    """Deliveries the naive consumer could not read (poison) and dropped without a trace."""
+    poison_submitted: dict[str, int] = field(default_factory=dict)
+    """Poison submissions by kind (``bad_magic``, ``truncated``, ``invalid_field``)."""
+    new_item_events: int = 0
+    """Distinct events on items launched during the run: the catalog refuses them until fixed."""
+    oncepipe_total_before_replay: int = 0
     dead_letters_before_replay: int = 0
+    dead_letters_by_stage: dict[str, int] = field(default_factory=dict)
+    catalog_items_added: list[str] = field(default_factory=list)
     dead_letters_replayed: int = 0
     dead_letters_applied_after_replay: int = 0
+    """Clicks the replay added to oncepipe's counters (a replayed re-send is absorbed)."""
+    dead_letters_after_replay: int = 0
+    """Dead letters still unresolved: not replayed, plus any the replay produced."""
+    dead_letters_from_replay: int = 0
+    """New dead letters written after the replay (a replayed event refused again)."""
+    dlq_list_command: str = ""
+    dlq_list: list[dict[str, str]] = field(default_factory=list)
+    dlq_replay_command: str = ""
     wall_seconds: float = 0.0
     kills: list[str] = field(default_factory=list)
 
@@ -52,6 +69,22 @@ class DemoFigures:
         return all(self.truth.get(i, 0) == self.oncepipe.get(i, 0) for i in items)
 
 
+def _stages(by_stage: dict[str, int]) -> str:
+    return ", ".join(f"{n} {stage}" for stage, n in by_stage.items()) or "none"
+
+
+def _dlq_table(figures: DemoFigures) -> str:
+    if not figures.dlq_list:
+        return "(no dead letters)"
+    header = list(figures.dlq_list[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [
+        "| " + " | ".join(row[name].replace("|", "\\|") for name in header) + " |"
+        for row in figures.dlq_list
+    ]
+    return "\n".join(lines)
+
+
 def _markdown(figures: DemoFigures) -> str:
     top = sorted(figures.truth, key=lambda item: -figures.truth[item])[:10]
     rows = "\n".join(
@@ -60,19 +93,32 @@ def _markdown(figures: DemoFigures) -> str:
         for item in top
     )
     verdict = "exact" if figures.oncepipe_exact else "NOT exact"
+    poison = ", ".join(f"{n} {kind}" for kind, n in sorted(figures.poison_submitted.items()))
+    held = figures.truth_total - figures.oncepipe_total_before_replay
+    copies = figures.dead_letters_replayed - figures.dead_letters_applied_after_replay
     return f"""# oncepipe demo: duplicated click signals, naive vs oncepipe
 
 | measure | value |
 |---|---|
-| distinct events submitted | {figures.distinct_events} |
+| distinct events submitted | {figures.distinct_events} \
+({figures.new_item_events} on items launched during the run) |
+| poison submitted | {sum(figures.poison_submitted.values())} ({poison or "none"}) |
 | records on the topic | {figures.topic_records} |
-| naive deliveries applied | {figures.naive_deliveries} |
+| naive deliveries applied | {figures.naive_deliveries - figures.naive_dropped} \
+(of {figures.naive_deliveries} read; {figures.naive_dropped} unreadable dropped silently) |
 | naive counters vs truth | {sum(figures.naive.values())} vs {figures.truth_total} \
 ({figures.naive_inflation_pct:+.1f}%), {figures.naive_items_overcounted} items over-counted |
+| oncepipe counters before the fix | {figures.oncepipe_total_before_replay} vs \
+{figures.truth_total} ({held} clicks held as dead letters) |
 | oncepipe counters vs truth | {sum(figures.oncepipe.values())} vs {figures.truth_total} \
 ({verdict}) |
-| dead letters before replay | {figures.dead_letters_before_replay} |
-| dead letters replayed and applied | {figures.dead_letters_applied_after_replay} |
+| dead letters before replay | {figures.dead_letters_before_replay} \
+({_stages(figures.dead_letters_by_stage)}) |
+| dead letters replayed after the fix | {figures.dead_letters_replayed}: \
+{figures.dead_letters_applied_after_replay} clicks applied, {copies} re-sent copies absorbed by \
+the inbox |
+| dead letters after replay | {figures.dead_letters_after_replay} \
+({figures.dead_letters_from_replay} new from the replay) |
 | faults injected | {", ".join(figures.kills) or "none"} |
 | wall time | {figures.wall_seconds:.1f} s |
 
@@ -81,6 +127,17 @@ def _markdown(figures: DemoFigures) -> str:
 | item | truth | naive | oncepipe |
 |---|---|---|---|
 {rows}
+
+## Dead letters
+
+`{figures.dlq_list_command}` after the upstreams finished:
+
+{_dlq_table(figures)}
+
+The fix: the catalog learned {", ".join(figures.catalog_items_added) or "nothing"}. Then \
+`{figures.dlq_replay_command}` re-published {figures.dead_letters_replayed} dead letter(s) \
+refused for that reason. Corrupt bodies (`decode`) and invalid fields (`validate`) stay \
+dead-lettered: no fix downstream turns them into a click.
 """
 
 

@@ -1,14 +1,19 @@
-"""The demo story, step by step: upstream retries, crashes, naive counters vs oncepipe's.
+"""The demo story, step by step: upstream retries, crashes, poison, naive counters vs oncepipe's.
 
-1. Migrate and create a fresh topic (and its .dlq) for this run.
-2. Start the relay, two ``oncepipe consume`` workers in one group, and the naive consumer in
-   its own group.
+1. Migrate, create a fresh topic (and its .dlq) for this run, and the run's item catalog.
+2. Start the relay, two ``oncepipe consume`` workers in one group (the catalog handler), and
+   the naive consumer in its own group.
 3. Two upstream simulators submit click signals: one through the outbox (its retries carry the
    same idempotency key), one straight to Kafka (its re-sends after timeouts become duplicate
-   records on the topic).
+   records on the topic). Both also submit a few poison records (corrupt bodies, an invalid
+   field) and a few clicks on items launched during the run, which the catalog does not list.
 4. Mid-run, SIGKILL one oncepipe worker and the naive consumer, and restart both.
-5. Wait until everything is drained, then compare both pipelines' counters with the truth
-   recomputed from what the simulators submitted.
+5. Wait until everything is consumed and the dead letters are published; read the naive
+   consumer's counters and stop it (replays are oncepipe's own; it would count them again).
+6. ``oncepipe dlq list``; the fix (the catalog learns the new items); ``oncepipe dlq replay``
+   of the clicks the catalog refused; wait until the replays are consumed.
+7. Compare both pipelines' counters with the truth recomputed from what the simulators
+   submitted: every valid click, the ones on new items included.
 
 Public names: ``DemoPlan``, ``run_story``.
 """
@@ -16,9 +21,6 @@ Public names: ``DemoPlan``, ``run_story``.
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -26,15 +28,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncepipe.cli.demo.naive import create_naive_tables, naive_counts
+from oncepipe.cli.demo.catalog import HANDLER, add_items, create_catalog
+from oncepipe.cli.demo.deadletters import DlqListing, ReplayResult, list_dead_letters, replay_fixed
+from oncepipe.cli.demo.naive import create_naive_tables, naive_tally
+from oncepipe.cli.demo.processes import Workers, say
 from oncepipe.cli.demo.report import DemoFigures
+from oncepipe.cli.demo.watch import Watch
 from oncepipe.db import connect
-from oncepipe.kafka import Consumer, TopicPartition
 from oncepipe.settings import Settings
 
 __all__ = ["DemoPlan", "run_story"]
 
-ONCEPIPE = [sys.executable, "-c", "from oncepipe.cli.main import run; run()"]
+ITEMS = 50
+"""Items the upstreams click on, all in the catalog before the run (``item-0`` ...)."""
 
 
 @dataclass(frozen=True)
@@ -44,90 +50,45 @@ class DemoPlan:
     events: int = 4000
     duplicate_rate: float = 0.15
     rate: float = 400.0
+    poison: float = 3.0
+    """Poison submissions per upstream, on average."""
+    new_item_clicks: float = 3.0
+    """Clicks on items launched during the run, per upstream, on average."""
     seed: int = 7
     output: Path = Path("demo-output")
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
-def say(message: str) -> None:
-    """Narrate a step on stderr."""
-    print(f"[demo] {message}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Submitted:
+    """What the upstreams submitted, from their manifests."""
+
+    truth: dict[str, int]
+    """Clicks per item: every distinct valid event, once."""
+    poison: dict[str, int]
+
+    @property
+    def distinct(self) -> int:
+        """Distinct valid events."""
+        return sum(self.truth.values())
+
+    @property
+    def new_item_events(self) -> int:
+        """Distinct events on items launched during the run."""
+        return sum(n for item, n in self.truth.items() if item.startswith("new-item-"))
 
 
-class Workers:
-    """The processes the demo starts; all of them stopped at the end, whatever happens."""
-
-    def __init__(self, settings: Settings, logs: Path) -> None:
-        self._env = {
-            "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "ONCEPIPE_DATABASE_URL": settings.database_url.get_secret_value(),
-            "ONCEPIPE_LOG_FORMAT": "json",
-        }
-        self._logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self.kills: list[str] = []
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start ``oncepipe ARGS`` as a named process logging to the demo's log folder."""
-        import os  # noqa: PLC0415 - only the demo needs the parent environment
-
-        log = (self._logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [*ONCEPIPE, *args], env={**os.environ, **self._env}, stdout=log, stderr=log
-        )
-        self.running[name] = proc
-        return proc
-
-    def kill(self, name: str) -> None:
-        """SIGKILL a worker, as a crash would."""
-        proc = self.running[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        self.kills.append(f"SIGKILL {name}")
-
-    def wait(self, name: str, timeout: float) -> int:
-        """Wait for a process that ends on its own (a simulator)."""
-        code = self.running[name].wait(timeout)
-        if code != 0:
-            raise RuntimeError(f"{name} exited with {code}; see {self._logs / name}.log")
-        return code
-
-    def stop_all(self) -> None:
-        """SIGTERM every process still running; SIGKILL what does not stop in 30 s."""
-        for proc in self.running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.running.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-
-
-def _truth(manifests: list[Path]) -> tuple[dict[str, int], int]:
-    counts: Counter[str] = Counter()
-    distinct = 0
+def _submitted(manifests: list[Path]) -> Submitted:
+    truth: Counter[str] = Counter()
+    poison: Counter[str] = Counter()
     for manifest in manifests:
         for line in manifest.read_text().splitlines():
             submission = json.loads(line)
             if submission["kind"] == "event":
-                counts[submission["item_id"]] += 1
-                distinct += 1
-    return dict(counts), distinct
-
-
-def _topic_records(settings: Settings, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "x"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+                truth[submission["item_id"]] += 1
+            elif submission["kind"] == "poison":
+                poison[submission["poison_kind"]] += 1
+    return Submitted(dict(truth), dict(poison))
 
 
 def _oncepipe_counts(conn: Any, group: str) -> dict[str, int]:
@@ -139,13 +100,147 @@ def _oncepipe_counts(conn: Any, group: str) -> dict[str, int]:
     return {item: int(n) for item, n in rows}
 
 
-def _wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+def _start_upstreams(workers: Workers, plan: DemoPlan, topic: str) -> list[Path]:
+    half = plan.events // 2
+    manifests = [plan.output / "outbox-upstream.jsonl", plan.output / "direct-upstream.jsonl"]
+    common = ["--topic", topic, "--count", str(half), "--items", str(ITEMS),
+              "--duplicate-rate", str(plan.duplicate_rate), "--rate", str(plan.rate / 2),
+              "--poison-rate", str(min(1.0, plan.poison / half)),
+              "--new-item-rate", str(min(1.0, plan.new_item_clicks / half))]  # fmt: skip
+    workers.start("upstream-outbox", "simulate", "--mode", "outbox", *common,
+                  "--seed", str(plan.seed), "--manifest", str(manifests[0]))  # fmt: skip
+    workers.start("upstream-direct", "simulate", "--mode", "direct", *common,
+                  "--seed", str(plan.seed + 1), "--manifest", str(manifests[1]))  # fmt: skip
+    say(f"two upstream services submit {2 * half} click signals, re-sending "
+        f"{plan.duplicate_rate:.0%} after timeouts, with a few poison records and clicks on "
+        "items launched during the run")  # fmt: skip
+    return manifests
+
+
+def _say_dead_letters(listing: DlqListing) -> None:
+    say(f"$ {listing.command}")
+    for line in listing.text().splitlines():
+        say(f"  {line}")
+    stages = ", ".join(f"{n} {stage}" for stage, n in listing.by_stage().items())
+    say(f"{len(listing.rows)} dead letter(s): {stages or 'none'}")
+
+
+def _fix_and_replay(
+    workers: Workers, conn: Any, group: str, dlq_topic: str, items: list[str]
+) -> tuple[list[str], ReplayResult]:
+    added = add_items(conn, group, items)
+    say("the fix: the catalog learns the items launched during the run: "
+        f"{', '.join(added) or 'none were missing'}")  # fmt: skip
+    result = replay_fixed(workers, dlq_topic)
+    say(f"$ {result.command}")
+    say(f"replayed {len(result.sent)} dead letter(s) refused for a missing item; the corrupt "
+        "bodies and invalid fields stay dead-lettered")  # fmt: skip
+    return added, result
+
+
+@dataclass(frozen=True)
+class _Names:
+    """The run's topics, groups and worker command lines."""
+
+    run_id: str
+
+    @property
+    def topic(self) -> str:
+        return f"demo.clicks.{self.run_id}"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def group(self) -> str:
+        return f"demo-oncepipe-{self.run_id}"
+
+    def consume(self) -> list[str]:
+        return ["consume", "--group", self.group, "--topic", self.topic, "--handler", HANDLER,
+                "--session-timeout-ms", "6000", "--batch-size", "200"]  # fmt: skip
+
+    @property
+    def naive_group(self) -> str:
+        return f"demo-naive-{self.run_id}"
+
+    def naive(self) -> list[str]:
+        return ["demo", "naive-consumer", "--run", self.run_id, "--group", self.naive_group,
+                "--topic", self.topic]  # fmt: skip
+
+
+def _submit_with_a_crash(workers: Workers, plan: DemoPlan, names: _Names) -> Submitted:
+    workers.start("relay", "relay", "--poll-interval", "0.5")
+    workers.start("oncepipe-1", *names.consume())
+    workers.start("oncepipe-2", *names.consume())
+    workers.start("naive", *names.naive())
+    say(f"relay, two oncepipe workers (their handler checks each click's item against a catalog "
+        f"of {ITEMS} items) and the naive consumer are running")  # fmt: skip
+    manifests = _start_upstreams(workers, plan, names.topic)
+
+    # Half-way through the upstreams: both consumers are busy with uncommitted work.
+    time.sleep(max(5.0, plan.events / plan.rate * 0.5))
+    say("crash: SIGKILL oncepipe-1 and the naive consumer mid-run, then restart them")
+    workers.kill("oncepipe-1")
+    workers.kill("naive")
+    time.sleep(2.0)
+    workers.start("oncepipe-1", *names.consume())
+    workers.start("naive", *names.naive())
+
+    workers.wait("upstream-outbox", timeout=600)
+    workers.wait("upstream-direct", timeout=600)
+    submitted = _submitted(manifests)
+    say(f"upstreams done: {submitted.distinct} distinct events and "
+        f"{sum(submitted.poison.values())} poison records submitted")  # fmt: skip
+    return submitted
+
+
+def _settle_and_replay(
+    workers: Workers, conn: Any, watch: Watch, names: _Names, submitted: Submitted
+) -> DemoFigures:
+    group, topic = names.group, names.topic
+    watch.wait(lambda: watch.settled(group, topic), 300,
+               "oncepipe to consume the topic and publish its dead letters")  # fmt: skip
+    records = watch.records(topic)
+    # Its auto-commit (every 5 s) says it was handed every record; then its last writes land.
+    watch.wait(lambda: watch.committed_to_end(names.naive_group, topic), 300,
+               "the naive consumer to read the whole topic")  # fmt: skip
+    time.sleep(1.0)
+    tally = naive_tally(conn, names.run_id)
+    workers.stop("naive")
+    before = sum(_oncepipe_counts(conn, group).values())
+    say(f"oncepipe applied {before} of {submitted.distinct} clicks; the others wait in "
+        f"{names.dlq_topic}")  # fmt: skip
+
+    listing = list_dead_letters(workers, names.dlq_topic)
+    _say_dead_letters(listing)
+    added, replayed = _fix_and_replay(workers, conn, group, names.dlq_topic, list(submitted.truth))
+    watch.wait(lambda: watch.settled(group, topic), 120,
+               "oncepipe to consume the replayed dead letters")  # fmt: skip
+    applied = _oncepipe_counts(conn, group)
+    from_replay = watch.records(names.dlq_topic) - len(listing.rows)
+    return DemoFigures(
+        distinct_events=submitted.distinct,
+        topic_records=records,
+        truth=submitted.truth,
+        naive=tally.counts,
+        oncepipe=applied,
+        naive_deliveries=tally.delivered,
+        naive_dropped=tally.dropped,
+        poison_submitted=submitted.poison,
+        new_item_events=submitted.new_item_events,
+        oncepipe_total_before_replay=before,
+        dead_letters_before_replay=len(listing.rows),
+        dead_letters_by_stage=listing.by_stage(),
+        catalog_items_added=added,
+        dead_letters_replayed=len(replayed.sent),
+        dead_letters_applied_after_replay=sum(applied.values()) - before,
+        dead_letters_after_replay=len(listing.rows) - len(replayed.sent) + from_replay,
+        dead_letters_from_replay=from_replay,
+        dlq_list_command=listing.command,
+        dlq_list=listing.rows,
+        dlq_replay_command=replayed.command,
+    )
 
 
 def run_story(settings: Settings, plan: DemoPlan) -> DemoFigures:
@@ -153,76 +248,23 @@ def run_story(settings: Settings, plan: DemoPlan) -> DemoFigures:
     started = time.monotonic()
     logs = plan.output / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    topic = f"demo.clicks.{plan.run_id}"
-    group, naive_group = f"demo-oncepipe-{plan.run_id}", f"demo-naive-{plan.run_id}"
+    names = _Names(plan.run_id)
     workers = Workers(settings, logs)
-    say(f"run {plan.run_id}: topic {topic}, output in {plan.output}/")
-    subprocess.run([*ONCEPIPE, "migrate"], check=True, capture_output=True)
-    subprocess.run([*ONCEPIPE, "topics", "create", "--topic", topic], check=True,
-                   capture_output=True)  # fmt: skip
+    say(f"run {plan.run_id}: topic {names.topic}, output in {plan.output}/")
+    workers.run("migrate")
+    workers.run("topics", "create", "--topic", names.topic)
     with connect(settings, "oncepipe-demo", autocommit=True) as conn:
         create_naive_tables(conn)
+        create_catalog(conn, names.group, [f"item-{n}" for n in range(ITEMS)])
     try:
-        consume = ["consume", "--group", group, "--topic", topic, "--handler", "clicks",
-                   "--session-timeout-ms", "6000", "--batch-size", "200"]  # fmt: skip
-        workers.start("relay", "relay", "--poll-interval", "0.5")
-        workers.start("oncepipe-1", *consume)
-        workers.start("oncepipe-2", *consume)
-        workers.start("naive", "demo", "naive-consumer", "--run", plan.run_id,
-                      "--group", naive_group, "--topic", topic)  # fmt: skip
-        say("relay, two oncepipe workers and the naive consumer are running")
-
-        half = plan.events // 2
-        manifests = [plan.output / "outbox-upstream.jsonl", plan.output / "direct-upstream.jsonl"]
-        common = ["--topic", topic, "--count", str(half), "--duplicate-rate",
-                  str(plan.duplicate_rate), "--rate", str(plan.rate / 2)]  # fmt: skip
-        workers.start("upstream-outbox", "simulate", "--mode", "outbox", *common,
-                      "--seed", str(plan.seed), "--manifest", str(manifests[0]))  # fmt: skip
-        workers.start("upstream-direct", "simulate", "--mode", "direct", *common,
-                      "--seed", str(plan.seed + 1), "--manifest", str(manifests[1]))  # fmt: skip
-        say(f"two upstream services submit {2 * half} click signals, re-sending "
-            f"{plan.duplicate_rate:.0%} after timeouts")  # fmt: skip
-
-        # Half-way through the upstreams: both consumers are busy with uncommitted work.
-        time.sleep(max(5.0, half / (plan.rate / 2) * 0.5))
-        say("crash: SIGKILL oncepipe-1 and the naive consumer mid-run, then restart them")
-        workers.kill("oncepipe-1")
-        workers.kill("naive")
-        time.sleep(2.0)
-        workers.start("oncepipe-1", *consume)
-        workers.start("naive", "demo", "naive-consumer", "--run", plan.run_id,
-                      "--group", naive_group, "--topic", topic)  # fmt: skip
-
-        workers.wait("upstream-outbox", timeout=600)
-        workers.wait("upstream-direct", timeout=600)
-        truth, distinct = _truth(manifests)
-        records = _topic_records(settings, topic)
-        say(f"upstreams done: {distinct} distinct events, {records} records on the topic so far")
-
-        with connect(settings, "oncepipe-demo", autocommit=True) as conn:
-            _wait_until(
-                lambda: sum(_oncepipe_counts(conn, group).values()) >= distinct,
-                timeout=300,
-                what="oncepipe to apply every event",
-            )
-            records = _topic_records(settings, topic)
-            _wait_until(
-                lambda: naive_counts(conn, plan.run_id)[1] >= records,
-                timeout=300,
-                what="the naive consumer to read the whole topic",
-            )
-            time.sleep(3.0)  # let late redeliveries land before reading the counters
-            naive, delivered = naive_counts(conn, plan.run_id)
-            applied = _oncepipe_counts(conn, group)
+        submitted = _submit_with_a_crash(workers, plan, names)
+        with (
+            connect(settings, "oncepipe-demo", autocommit=True) as conn,
+            Watch(settings, conn) as watch,
+        ):
+            figures = _settle_and_replay(workers, conn, watch, names, submitted)
     finally:
         workers.stop_all()
-    return DemoFigures(
-        distinct_events=distinct,
-        topic_records=records,
-        truth=truth,
-        naive=naive,
-        oncepipe=applied,
-        naive_deliveries=delivered,
-        wall_seconds=time.monotonic() - started,
-        kills=workers.kills,
-    )
+    figures.wall_seconds = time.monotonic() - started
+    figures.kills = workers.kills
+    return figures

@@ -1,0 +1,100 @@
+"""The processes the demo starts: long-running workers, and one-shot ``oncepipe`` commands.
+
+Every process gets the demo's own Kafka and PostgreSQL settings in its environment, so that a
+demo configured by flags or by environment drives the same services throughout.
+
+Public names: ``ONCEPIPE``, ``Workers``, ``say``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from oncepipe.settings import Settings
+
+__all__ = ["ONCEPIPE", "Workers", "say"]
+
+ONCEPIPE = [sys.executable, "-c", "from oncepipe.cli.main import run; run()"]
+
+
+def say(message: str) -> None:
+    """Narrate a step on stderr."""
+    print(f"[demo] {message}", file=sys.stderr, flush=True)
+
+
+class Workers:
+    """The processes the demo starts; all of them stopped at the end, whatever happens."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self._env = {
+            **os.environ,
+            "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "ONCEPIPE_DATABASE_URL": settings.database_url.get_secret_value(),
+            "ONCEPIPE_LOG_FORMAT": "json",
+        }
+        self._logs = logs
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self.kills: list[str] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``oncepipe ARGS`` as a named process logging to the demo's log folder."""
+        log = (self._logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen([*ONCEPIPE, *args], env=self._env, stdout=log, stderr=log)
+        self.running[name] = proc
+        return proc
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        """Run ``oncepipe ARGS`` to its end and return its stdout; raise if it fails."""
+        result = subprocess.run(
+            [*ONCEPIPE, *args],
+            env=self._env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`oncepipe {shlex.join(args)}` exited with {result.returncode}: "
+                f"{result.stderr.strip()[-2000:]}"
+            )
+        return result.stdout
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a worker, as a crash would."""
+        proc = self.running[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        self.kills.append(f"SIGKILL {name}")
+
+    def stop(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM one worker and wait for it to end."""
+        proc = self.running[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout)
+
+    def wait(self, name: str, timeout: float) -> int:
+        """Wait for a process that ends on its own (a simulator)."""
+        code = self.running[name].wait(timeout)
+        if code != 0:
+            raise RuntimeError(f"{name} exited with {code}; see {self._logs / name}.log")
+        return code
+
+    def stop_all(self) -> None:
+        """SIGTERM every process still running; SIGKILL what does not stop in 30 s."""
+        for proc in self.running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.running.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
