@@ -115,8 +115,8 @@ def _markdown(figures: DemoFigures) -> str:
 | dead letters before replay | {figures.dead_letters_before_replay} \
 ({_stages(figures.dead_letters_by_stage)}) |
 | dead letters replayed after the fix | {figures.dead_letters_replayed}: \
-{figures.dead_letters_applied_after_replay} clicks applied, {copies} re-sent copies absorbed by \
-the inbox |
+{figures.dead_letters_applied_after_replay} clicks applied, {copies} re-sent \
+{"copy" if copies == 1 else "copies"} absorbed by the inbox |
 | dead letters after replay | {figures.dead_letters_after_replay} \
 ({figures.dead_letters_from_replay} new from the replay) |
 | faults injected | {", ".join(figures.kills) or "none"} |

@@ -219,6 +219,9 @@ def _settle_and_replay(
                "oncepipe to consume the replayed dead letters")  # fmt: skip
     applied = _oncepipe_counts(conn, group)
     from_replay = watch.records(names.dlq_topic) - len(listing.rows)
+    remaining = len(listing.rows) - len(replayed.sent) + from_replay
+    say(f"after the replay: oncepipe counts {sum(applied.values())} of {submitted.distinct} "
+        f"clicks; {remaining} dead letter(s) remain")  # fmt: skip
     return DemoFigures(
         distinct_events=submitted.distinct,
         topic_records=records,
@@ -235,7 +238,7 @@ def _settle_and_replay(
         catalog_items_added=added,
         dead_letters_replayed=len(replayed.sent),
         dead_letters_applied_after_replay=sum(applied.values()) - before,
-        dead_letters_after_replay=len(listing.rows) - len(replayed.sent) + from_replay,
+        dead_letters_after_replay=remaining,
         dead_letters_from_replay=from_replay,
         dlq_list_command=listing.command,
         dlq_list=listing.rows,
