@@ -77,10 +77,10 @@ class ChaosConfig:
     load_share: float = 0.85
     mean_gap_s: float = 7.0  # mean pause between two random faults
     drain_timeout_s: float = 300.0
-    # Poison and oversized/undecodable records need the dead-letter writer: until it exists
-    # an undecodable record stops the consumer (by design), so both stay off.
-    poison_rate: float = 0.0
-    raw_poison: bool = False
+    # Known poison among the simulators submissions (bad magic, truncated, invalid field),
+    # and the poison_records faults oversized and undecodable records straight on the topic.
+    poison_rate: float = 0.002
+    raw_poison: bool = True
     script: tuple[ScriptedFault, ...] | None = None  # None: seeded random faults
     kinds: tuple[FaultKind, ...] = tuple(FAULT_KINDS)
     defect: str = ""  # a deliberately broken worker (tests.faults.chaos.defects)

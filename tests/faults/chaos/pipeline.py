@@ -65,6 +65,7 @@ DEFECT_ROLES = {
     "no_cas": "consumer",
     "double_count": "consumer",
     "relay_high_water": "relay",
+    "dead_letter_outside_txn": "consumer",
 }
 DEFECT_HANDLERS = {
     "skip_inbox": "tests.faults.chaos.defects:at_least_once_clicks",
