@@ -6,7 +6,8 @@ neither happens. Each is unique per (dead-letter topic, ``<topic>:<partition>:<o
 a batch re-run after a crash adds no second copy. A dead-lettered record gets no inbox row:
 a replay of it, once its cause is fixed, is applied.
 
-Public names: ``Condemned``, ``dead_letter_id``, ``enqueue_dead_letters``.
+Public names: ``Condemned``, ``DeadLetter``, ``dead_letter``, ``dead_letter_id``,
+``enqueue_dead_letters``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from consumers.redact import describe
 from producers.outbox import enqueue_record
 from producers.topics import dlq_topic_for
 
-__all__ = ["Condemned", "dead_letter_id", "enqueue_dead_letters"]
+__all__ = ["Condemned", "DeadLetter", "dead_letter", "dead_letter_id", "enqueue_dead_letters"]
 
 
 @dataclass(frozen=True)
@@ -40,32 +41,54 @@ def dead_letter_id(topic: str, partition: int, offset: int) -> str:
     return f"{topic}:{partition}:{offset}"
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """The record a dead letter becomes: original key and value, the failure in headers."""
+
+    topic: str
+    dedupe_id: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, str]]
+    error_class: str
+
+
+def dead_letter(group: str, item: Condemned) -> DeadLetter:
+    """The dead letter of one condemned record."""
+    record = item.rejected
+    failure = describe(record.error)
+    headers = dead_letter_headers(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp_ms,
+        consumer_group=group,
+        stage=record.stage,
+        failure=failure,
+        attempts=item.attempts,
+        first_failure=item.first_failure,
+        last_failure=item.last_failure,
+        original_headers=record.headers,
+    )
+    return DeadLetter(
+        topic=dlq_topic_for(record.topic),
+        dedupe_id=dead_letter_id(record.topic, record.partition, record.offset),
+        key=record.key,
+        value=record.value if record.value is not None else b"",
+        headers=headers,
+        error_class=failure.error_class,
+    )
+
+
 def enqueue_dead_letters(conn: Any, group: str, condemned: Sequence[Condemned], log: Any) -> int:
     """Write each dead letter into the outbox on ``conn``'s open transaction; return how many."""
     for item in condemned:
-        record = item.rejected
-        failure = describe(record.error)
-        headers = dead_letter_headers(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            timestamp_ms=record.timestamp_ms,
-            consumer_group=group,
-            stage=record.stage,
-            failure=failure,
-            attempts=item.attempts,
-            first_failure=item.first_failure,
-            last_failure=item.last_failure,
-            original_headers=record.headers,
-        )
+        letter = dead_letter(group, item)
         enqueue_record(
-            conn,
-            dlq_topic_for(record.topic),
-            dead_letter_id(record.topic, record.partition, record.offset),
-            key=record.key,
-            value=record.value if record.value is not None else b"",
-            headers=headers,
-        )
+            conn, letter.topic, letter.dedupe_id,
+            key=letter.key, value=letter.value, headers=letter.headers,
+        )  # fmt: skip
+        record = item.rejected
         log.warning(
             "dead letter",
             topic=record.topic,
@@ -73,7 +96,7 @@ def enqueue_dead_letters(conn: Any, group: str, condemned: Sequence[Condemned], 
             offset=record.offset,
             event_id=record.event_id,
             stage=record.stage,
-            error_class=failure.error_class,
+            error_class=letter.error_class,
             attempts=item.attempts,
         )
     return len(condemned)

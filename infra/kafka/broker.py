@@ -44,6 +44,11 @@ class Kafka:
         """The addresses clients connect to."""
         return ",".join(node.address for node in self.nodes)
 
+    @property
+    def proxied_bootstrap_servers(self) -> str:
+        """Bootstrap list through the fault tests' proxies (``KafkaNode.proxy_port``)."""
+        return ",".join(node.proxy_address for node in self.nodes)
+
     def node(self, node_id: int) -> KafkaNode:
         """One node by its KRaft node id (1-based)."""
         return self.nodes[node_id - 1]

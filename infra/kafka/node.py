@@ -68,6 +68,26 @@ class KafkaNode:
         """host:port of this node's client listener."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def proxied_port(self) -> int:
+        """The PROXIED listener: clients that reach this node through a TCP proxy land here."""
+        return self.port + 10
+
+    @property
+    def proxy_port(self) -> int:
+        """The address the PROXIED listener advertises, where a fault test's proxy listens.
+
+        Metadata fetched over the PROXIED listener names every broker by its proxy address, so
+        a client bootstrapped at the proxies reaches all brokers through them; nothing listens
+        there unless a fault test runs its proxies.
+        """
+        return self.port + 11
+
+    @property
+    def proxy_address(self) -> str:
+        """host:port of this node's proxy (see ``proxy_port``)."""
+        return f"127.0.0.1:{self.proxy_port}"
+
     def write_config(self, voters: str) -> None:
         """Write server.properties for this node."""
         settings = {
@@ -75,12 +95,17 @@ class KafkaNode:
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
             "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
+                f"PROXIED://127.0.0.1:{self.proxied_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{self.port},PROXIED://{self.proxy_address}"
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
+            ),
             "log.dirs": str(self.data_dir),
             **cluster_settings(self.nodes),
         }

@@ -47,11 +47,11 @@ class _Link:
 
 
 class TcpProxy:
-    """Relay 127.0.0.1:<port> to ``target``, with faults on demand."""
+    """Relay 127.0.0.1:<port> to ``target``, with faults on demand (``port`` 0: any free one)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, port: int = 0) -> None:
         self._target = (target_host, target_port)
-        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server = socket.create_server(("127.0.0.1", port))
         self.port: int = self._server.getsockname()[1]
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
@@ -81,6 +81,11 @@ class TcpProxy:
         """Lose the server's answer to the next ``count`` COMMITs (after they committed)."""
         with self._lock:
             self._commit_losses += count
+
+    def keep_commit_replies(self) -> None:
+        """Cancel the COMMIT reply losses not spent yet."""
+        with self._lock:
+            self._commit_losses = 0
 
     def close(self) -> None:
         """Stop accepting and drop everything."""

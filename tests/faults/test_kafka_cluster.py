@@ -15,6 +15,7 @@ from infra import Kafka
 from infra.paths import layout
 from oncepipe.kafka import AdminClient, create_producer, create_topics
 from oncepipe.settings import Settings
+from tests.faults.leaders import await_in_sync, leader_of
 from tests.fixtures.kafka import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
@@ -39,27 +40,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
         kafka.kill()  # a throwaway cluster: a controlled shutdown of three nodes takes a minute
 
 
-def leader_of(admin: AdminClient, topic: str, partition: int) -> int:
-    metadata = admin.list_topics(topic, timeout=10)
-    return int(metadata.topics[topic].partitions[partition].leader)
-
-
-def wait_in_sync(admin: AdminClient, topic: str, replicas: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
-        if all(len(p.isrs) == replicas for p in partitions):
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{topic} did not get back to {replicas} in-sync replicas in {timeout}s")
-
-
 def test_chasing_the_leader_loses_no_acknowledged_record(cluster: Kafka) -> None:
     settings = Settings(kafka_bootstrap_servers=cluster.bootstrap_servers)
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     topic = f"chase.{uuid.uuid4().hex[:8]}"
     create_topics(admin, {topic: 3}, replication_factor=3, config={"min.insync.replicas": "2"})
-    wait_in_sync(admin, topic, 3)
+    assert await_in_sync(admin, topic, 3), f"{topic} never had 3 in-sync replicas"
 
     acked: list[str] = []
     failed: list[str] = []
@@ -91,7 +77,7 @@ def test_chasing_the_leader_loses_no_acknowledged_record(cluster: Kafka) -> None
             killed.append(leader)
             time.sleep(3)
             cluster.start(node_id=leader, timeout=120)
-            wait_in_sync(admin, topic, 3)
+            assert await_in_sync(admin, topic, 3), f"{topic} not back to 3 in-sync replicas"
     finally:
         done.set()
         writer.join(120)

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: from the clock")
     parser.add_argument("--events", type=int, default=100_000, help="distinct events")
     parser.add_argument("--mean-gap", type=float, default=5.0, help="mean seconds between faults")
+    parser.add_argument(
+        "--network", action="store_true", help="workers behind TCP proxies; network faults"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="logs, manifests, result")
     parser.add_argument("--json", type=Path, default=None, help="result file (default: workdir)")
     args = parser.parse_args(argv)
@@ -39,10 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or where.state_dir / "chaos" / f"seed-{seed}-{int(time.time())}"
     workdir.mkdir(parents=True, exist_ok=True)
     config = ChaosConfig(
-        duration_s=args.duration, seed=seed, events=args.events, mean_gap_s=args.mean_gap
+        duration_s=args.duration,
+        seed=seed,
+        events=args.events,
+        mean_gap_s=args.mean_gap,
+        network=args.network,
+        brokers=services.brokers,
     )
-    print(f"chaos: seed {seed} (replay: make chaos SEED={seed} DURATION={args.duration:.0f})")
-    print(f"chaos: brokers {services.brokers}, workdir {workdir}")
+    print(f"chaos: seed {seed}, brokers {services.brokers}, network {args.network}")
+    print(f"chaos: workdir {workdir}")
     result = run_chaos(config, services, workdir, log=lambda line: print(line, flush=True))
     out = args.json or workdir / "result.json"
     result.write(out)

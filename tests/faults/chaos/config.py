@@ -1,6 +1,7 @@
 """What one chaos run does: its size, its seed, and which faults it may inject.
 
-Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``.
+Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``,
+``NETWORK_KINDS``, ``CLUSTER_KINDS``.
 """
 
 from __future__ import annotations
@@ -8,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["FAULT_KINDS", "ChaosConfig", "FaultKind", "ScriptedFault"]
+__all__ = [
+    "CLUSTER_KINDS",
+    "FAULT_KINDS",
+    "NETWORK_KINDS",
+    "ChaosConfig",
+    "FaultKind",
+    "ScriptedFault",
+]
 
 FaultKind = Literal[
     "consumer_sigkill",
@@ -25,6 +33,12 @@ FaultKind = Literal[
     "backend_terminated",
     "outbox_gap",
     "poison_records",
+    "leader_chase",
+    "pg_path_cut",
+    "pg_path_slow",
+    "commit_reply_lost",
+    "broker_path_cut",
+    "broker_path_slow",
 ]
 
 # Relative weights of the seeded random schedule: cheap worker faults often, the ones that
@@ -44,7 +58,19 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "backend_terminated": 4,
     "outbox_gap": 4,
     "poison_records": 2,
+    # Three brokers only: SIGKILL a partition's leader, restart it, chase the next leader.
+    "leader_chase": 3,
+    # --network only: faults on the proxied paths (tests.faults.chaos.network).
+    "pg_path_cut": 3,
+    "pg_path_slow": 2,
+    "commit_reply_lost": 3,
+    "broker_path_cut": 3,
+    "broker_path_slow": 2,
 }
+NETWORK_KINDS: frozenset[FaultKind] = frozenset(
+    {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
+)
+CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase"})
 
 
 @dataclass(frozen=True)
@@ -77,10 +103,12 @@ class ChaosConfig:
     load_share: float = 0.85
     mean_gap_s: float = 7.0  # mean pause between two random faults
     drain_timeout_s: float = 300.0
-    # Poison and oversized/undecodable records need the dead-letter writer: until it exists
-    # an undecodable record stops the consumer (by design), so both stay off.
-    poison_rate: float = 0.0
-    raw_poison: bool = False
+    # Known poison among the simulators' submissions (bad magic, truncated, invalid field),
+    # and the poison_records fault's oversized and undecodable records straight on the topic.
+    poison_rate: float = 0.002
+    raw_poison: bool = True
+    network: bool = False  # workers behind TCP proxies, and the network faults
+    brokers: int = 1  # nodes of the Kafka cluster the run uses (3: leader chases)
     script: tuple[ScriptedFault, ...] | None = None  # None: seeded random faults
     kinds: tuple[FaultKind, ...] = tuple(FAULT_KINDS)
     defect: str = ""  # a deliberately broken worker (tests.faults.chaos.defects)

@@ -15,6 +15,8 @@ in defect rounds.
                               moves an offset backwards
 ``double_count``              handler bug: some events add to the counters twice
 ``relay_high_water``          relay selects ``id > last seen``: a row committed late is skipped
+``dead_letter_outside_txn``   dead letters produced straight to ``<topic>.dlq`` while the batch
+                              transaction is still open, instead of through the outbox in it
 ============================  ================================================================
 
 Public names: ``DEFECTS``, ``at_least_once_clicks``, ``double_counting_clicks``, ``main``.
@@ -34,7 +36,14 @@ from consumers.events import InboundEvent
 
 __all__ = ["DEFECTS", "at_least_once_clicks", "double_counting_clicks", "main"]
 
-DEFECTS = ("skip_inbox", "offset_before_commit", "no_cas", "double_count", "relay_high_water")
+DEFECTS = (
+    "skip_inbox",
+    "offset_before_commit",
+    "no_cas",
+    "double_count",
+    "relay_high_water",
+    "dead_letter_outside_txn",
+)
 
 
 def at_least_once_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
@@ -122,12 +131,33 @@ def _relay_high_water() -> None:
     outbox.fetch_pending = after_last_seen
 
 
+def _dead_letter_outside_txn() -> None:
+    from consumers import batch
+    from consumers.deadletters import Condemned, dead_letter
+    from oncepipe.kafka import create_producer
+    from oncepipe.settings import load_settings
+
+    producer = create_producer(load_settings())
+
+    def publish_now(conn: Any, group: str, condemned: Sequence[Condemned], log: Any) -> int:
+        for item in condemned:
+            letter = dead_letter(group, item)
+            headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
+            producer.produce(letter.topic, key=letter.key, value=letter.value, headers=headers)
+        producer.flush(30)  # published: a rollback of the batch cannot take it back
+        return len(condemned)
+
+    # batch imported the name; the batch's own reference is the one to replace.
+    batch.enqueue_dead_letters = publish_now  # type: ignore[attr-defined]
+
+
 PATCHES = {
     "skip_inbox": _skip_inbox,
     "offset_before_commit": _offset_before_commit,
     "no_cas": _no_cas,
     "double_count": lambda: None,  # the handler is the defect
     "relay_high_water": _relay_high_water,
+    "dead_letter_outside_txn": _dead_letter_outside_txn,
 }
 
 

@@ -19,12 +19,15 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.rows import TupleRow
 
-from oncepipe.kafka import create_producer
+from oncepipe.kafka import AdminClient, create_producer
 from producers.outbox import enqueue_record, event_headers
 from schemas import ClickAction, ClickEvent, Codec
 from tests.faults.chaos.config import FaultKind
+from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline
 from tests.faults.chaos.workers import Proc, Role
+from tests.faults.leaders import await_in_sync, leader_of
+from tests.faults.netproxy import TcpProxy
 
 __all__ = ["CONSUMER_CRASH_POINTS", "RELAY_CRASH_POINTS", "FaultRecord", "Injector"]
 
@@ -32,6 +35,7 @@ CONSUMER_CRASH_POINTS = (
     "consumer.before_handler",
     "consumer.after_handler",
     "consumer.after_commit",
+    "consumer.after_dead_letter",  # fires only in a batch that dead-letters something
 )
 RELAY_CRASH_POINTS = ("relay.after_ack", "relay.after_mark")
 STALL_POINT = "consumer.before_transaction"
@@ -203,6 +207,30 @@ class Injector:
         kafka.start(node_id=node, timeout=180)
         record.target, record.detail = f"kafka node {node}", "clean stop and start"
 
+    def _leader_chase(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        """SIGKILL the leader of one partition, restart it once the cluster elected another,
+        then chase the new leader the same way (as Kafka's replication system tests do)."""
+        kafka = self.pipeline.services.kafka
+        topic = rng.choice(sorted(self.pipeline.topics.values()))
+        partition = rng.randrange(self.pipeline.config.partitions)
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        killed = []
+        for _ in range(rng.randint(2, 3)):
+            leader = leader_of(admin, topic, partition)
+            if leader < 0:
+                break
+            kafka.kill(node_id=leader)
+            killed.append(str(leader))
+            time.sleep(rng.uniform(1.0, 4.0))
+            kafka.start(node_id=leader, timeout=180)
+            # Chase only once the restarted node is back in sync: killing a second replica
+            # while the first still catches up would leave fewer than min.insync.replicas.
+            if not await_in_sync(admin, topic, len(kafka.nodes), timeout=90):
+                record.detail = "replicas not back in sync within 90s; "
+                break
+        record.target = f"{topic}[{partition}]"
+        record.detail += f"leaders killed in turn: nodes {' -> '.join(killed)}"
+
     def _postgres_immediate(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
         postgres = self.pipeline.services.postgres
         postgres.stop(mode="immediate")
@@ -222,6 +250,68 @@ class Injector:
                 (WORKER_APPS[who],),
             ).fetchall()
         record.target, record.detail = who, f"{sum(1 for (ok,) in rows if ok)} sessions"
+
+    # -- network faults (--network) -------------------------------------------------------------
+    def _network(self) -> Network:
+        if self.pipeline.network is None:
+            raise RuntimeError("network faults need a run with --network")
+        return self.pipeline.network
+
+    def _cut(self, proxies: list[TcpProxy], record: FaultRecord, rng: random.Random) -> None:
+        for proxy in proxies:
+            proxy.cut()
+        down = rng.uniform(1.0, 8.0)
+        time.sleep(down)
+        for proxy in proxies:
+            proxy.restore()
+        record.detail = f"connections dropped and refused for {down:.1f}s"
+
+    def _slow(self, proxies: list[TcpProxy], record: FaultRecord, rng: random.Random) -> None:
+        delay, lasting = rng.uniform(0.02, 0.3), rng.uniform(5.0, 15.0)
+        for proxy in proxies:
+            proxy.delay = delay
+        time.sleep(lasting)
+        for proxy in proxies:
+            proxy.delay = 0.0
+        record.detail = f"+{delay * 1000:.0f} ms per chunk for {lasting:.1f}s"
+
+    def _pg_path_cut(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        record.target = "consumers -> postgresql"
+        self._cut([self._network().postgres], record, rng)
+
+    def _pg_path_slow(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        record.target = "consumers -> postgresql"
+        self._slow([self._network().postgres], record, rng)
+
+    def _commit_reply_lost(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        """The next COMMITs commit, and their replies never reach the consumer."""
+        proxy = self._network().postgres
+        wanted = rng.randint(1, 3)
+        before = proxy.lost_commit_replies
+        proxy.lose_commit_replies(wanted)
+        deadline = time.monotonic() + 30
+        while proxy.lost_commit_replies - before < wanted and time.monotonic() < deadline:
+            time.sleep(0.2)
+        lost = proxy.lost_commit_replies - before
+        proxy.keep_commit_replies()  # too few COMMITs meanwhile (an idle pipeline)
+        record.target = "consumers -> postgresql"
+        record.detail = f"{lost} of {wanted} COMMIT replies lost after the commit"
+
+    def _broker_path_cut(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        proxies, record.target = self._broker_proxies(rng)
+        self._cut(proxies, record, rng)
+
+    def _broker_path_slow(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
+        proxies, record.target = self._broker_proxies(rng)
+        self._slow(proxies, record, rng)
+
+    def _broker_proxies(self, rng: random.Random) -> tuple[list[TcpProxy], str]:
+        """All brokers' paths, or (with several nodes) sometimes one node's."""
+        proxies = self._network().brokers
+        if len(proxies) > 1 and rng.random() < 0.5:
+            node = rng.randrange(len(proxies))
+            return [proxies[node]], f"workers -> kafka node {node + 1}"
+        return proxies, "workers -> kafka"
 
     # -- data faults ---------------------------------------------------------------------------
     def _gap_event(self, rng: random.Random) -> ClickEvent:
@@ -307,10 +397,6 @@ class Injector:
             manifest.writelines(json.dumps(w) + "\n" for w in written)
         self.poison_records += len(written)
         record.target, record.detail = topic, f"{len(written)} records"
-
-    def summary(self) -> dict[str, object]:
-        """Counters of the data faults."""
-        return {"gap_events": self.gap_events, "poison_records": self.poison_records}
 
 
 def as_dict(record: FaultRecord) -> dict[str, object]:

@@ -30,6 +30,7 @@ from oncepipe.settings import Settings
 from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics, dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
+from tests.faults.chaos.network import Network
 from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, WorkerSet
 
 __all__ = ["Pipeline", "Services"]
@@ -65,6 +66,7 @@ DEFECT_ROLES = {
     "no_cas": "consumer",
     "double_count": "consumer",
     "relay_high_water": "relay",
+    "dead_letter_outside_txn": "consumer",
 }
 DEFECT_HANDLERS = {
     "skip_inbox": "tests.faults.chaos.defects:at_least_once_clicks",
@@ -111,6 +113,7 @@ class Pipeline:
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.workers = WorkerSet(self._base_env(), workdir / "logs")
         self.load_ends_at = config.load_seconds
+        self.network = Network(services.kafka, services.postgres) if config.network else None
 
     # -- set-up --------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -147,6 +150,20 @@ class Pipeline:
         }
 
     # -- workers ---------------------------------------------------------------------------
+    def _paths(self, *, database: bool) -> dict[str, str]:
+        """Environment sending a worker through the proxies (with ``--network``)."""
+        if self.network is None:
+            return {}
+        env = {"ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": self.network.bootstrap_servers}
+        if database:
+            env["ONCEPIPE_DATABASE_URL"] = self.network.database_url(self.url)
+        return env
+
+    def close(self) -> None:
+        """Stop the proxies (the workers are stopped by then)."""
+        if self.network is not None:
+            self.network.close()
+
     def _command(self, role: str) -> list[str]:
         shim = DEFECT_ROLES.get(self.config.defect) == role
         return [*DEFECT_SHIM] if shim else [ONCEPIPE]
@@ -165,14 +182,22 @@ class Pipeline:
     def add_consumer(self) -> Proc:
         """Start one more member of the group."""
         name = f"consumer-{len([p for p in self.workers.procs.values() if p.role == 'consumer'])}"
-        env = {"ONCEPIPE_CONSUMER_CLIENT_ID": name, "ONCEPIPE_CONSUMER_RETRY_MAX_S": "2"}
+        env = {
+            "ONCEPIPE_CONSUMER_CLIENT_ID": name,
+            "ONCEPIPE_CONSUMER_RETRY_MAX_S": "2",
+            # The raw poison's unknown schema fingerprint holds its partition this long (a
+            # schema may be registered late) before it is dead-lettered; 300 s by default.
+            "ONCEPIPE_CONSUMER_UNKNOWN_SCHEMA_GRACE_S": "5",
+            **self._paths(database=True),
+        }
         return self.workers.add(name, "consumer", self.consumer_argv(), env)
 
     def add_relay(self) -> Proc:
         """Start one more relay (only the advisory-lock holder publishes)."""
         name = f"relay-{len([p for p in self.workers.procs.values() if p.role == 'relay'])}"
         argv = [*self._command("relay"), "relay", "--poll-interval", "0.5", "--batch-size", "500"]
-        return self.workers.add(name, "relay", argv, {"ONCEPIPE_PRODUCER_LINGER_MS": "5"})
+        env = {"ONCEPIPE_PRODUCER_LINGER_MS": "5", **self._paths(database=False)}
+        return self.workers.add(name, "relay", argv, env)
 
     def simulator_argv(self, mode: str, rate: float) -> list[str]:
         """``oncepipe simulate`` for one upstream style, paced to finish on time."""

@@ -1,6 +1,6 @@
 """The result of a run: a table on stdout and the same as JSON.
 
-Public names: ``ChaosResult``, ``render``.
+Public names: ``ChaosResult``, ``render``, ``replay_command``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.faults.chaos.checks import CheckResult
 from tests.faults.chaos.faults import FaultRecord
 from tests.faults.chaos.workers import Exit
 
-__all__ = ["ChaosResult", "render"]
+__all__ = ["ChaosResult", "render", "replay_command"]
 
 
 @dataclass
@@ -107,8 +107,15 @@ def render(result: ChaosResult) -> str:
     out.append(f"other worker exits: {len(other)}")
     out += [f"    {e.name} exit {e.code} at {e.at_s:.0f}s" for e in other[:10]]
     out += [f"note: {note}" for note in result.notes]
-    planned = float(result.config.get("duration_s", result.duration_s))
-    out.append(
-        f"seed {result.seed}: replay with make chaos SEED={result.seed} DURATION={planned:.0f}"
-    )
+    out.append(f"seed {result.seed}: replay with {replay_command(result)}")
     return "\n".join(out)
+
+
+def replay_command(result: ChaosResult) -> str:
+    """The ``make chaos`` line that replays this run's schedule."""
+    config = result.config
+    planned = float(config.get("duration_s", result.duration_s))
+    command = f"make chaos SEED={result.seed} DURATION={planned:.0f}"
+    if int(config.get("brokers", 1)) > 1:
+        command += f" BROKERS={config['brokers']}"
+    return command + (" NETWORK=1" if config.get("network") else "")

@@ -24,6 +24,7 @@ from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.evidence import Evidence, load_evidence
 from tests.faults.chaos.faults import FaultRecord, Injector
 from tests.faults.chaos.monitor import Monitor
+from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline, Services
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
@@ -77,7 +78,7 @@ def _drain(pipeline: Pipeline, timeout: float, log: Log) -> tuple[bool, str, flo
     return False, detail, time.monotonic() - started
 
 
-def _events(ev: Evidence, injector: Injector) -> dict[str, int]:
+def _events(ev: Evidence, injector: Injector, network: Network | None) -> dict[str, int]:
     lines = [line for lines in ev.manifests.values() for line in lines]
     records = sum(len(r) for r in ev.records.values())
     return {
@@ -86,6 +87,7 @@ def _events(ev: Evidence, injector: Injector) -> dict[str, int]:
         "poison_submitted": sum(1 for x in lines if x["kind"] == "poison"),
         "gap_events": injector.gap_events,
         "raw_poison_records": injector.poison_records,
+        "lost_commit_replies": network.postgres.lost_commit_replies if network else 0,
         "topic_records": records,
         "applied": len(ev.clicks),
         "absorbed_duplicates": records - len(ev.inbox) - sum(ev.dead_letters.values()),
@@ -133,6 +135,7 @@ def run_chaos(
     finally:
         workers.stop_supervising()
         workers.stop_all()
+        pipeline.close()
         monitor.stop()
     duration = workers.elapsed() - drain_s
     evidence = load_evidence(
@@ -160,18 +163,21 @@ def run_chaos(
         f"database {pipeline.database}, group {pipeline.group}, topics "
         + ", ".join(pipeline.topics.values()),
     ]
-    if config.poison_rate == 0 and not config.raw_poison:
+    if pipeline.network is not None:
+        postgres_proxy = pipeline.network.postgres
         notes.append(
-            "poison off: simulator poison-rate 0 and no raw oversized/undecodable records, "
-            "because the dead-letter writer has not landed (an undecodable record stops the "
-            "consumer by design until then)"
+            f"network: consumers reached PostgreSQL through a proxy ({postgres_proxy.connections}"
+            f" connections), consumers and relays reached Kafka through"
+            f" {len(pipeline.network.brokers)} proxies"
         )
+    if config.poison_rate == 0 and not config.raw_poison:
+        notes.append("poison off: simulator poison-rate 0 and no raw poison records")
     return ChaosResult(
         seed=config.seed,
         duration_s=round(duration, 1),
         drain_s=round(drain_s, 1),
         config={k: v for k, v in asdict(config).items() if k != "script"},
-        events=_events(evidence, injector),
+        events=_events(evidence, injector, pipeline.network),
         faults=faults,
         checks=run_checks(evidence, observations),
         exits=workers.exits,

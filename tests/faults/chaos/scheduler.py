@@ -12,7 +12,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from tests.faults.chaos.config import FAULT_KINDS, ChaosConfig, FaultKind
+from tests.faults.chaos.config import (
+    CLUSTER_KINDS,
+    FAULT_KINDS,
+    NETWORK_KINDS,
+    ChaosConfig,
+    FaultKind,
+)
 
 __all__ = ["PlannedFault", "plan_faults"]
 
@@ -39,6 +45,10 @@ def plan_faults(config: ChaosConfig) -> list[PlannedFault]:
     kinds = [k for k in config.kinds if k in FAULT_KINDS]
     if not config.raw_poison:
         kinds = [k for k in kinds if k != "poison_records"]
+    if not config.network:
+        kinds = [k for k in kinds if k not in NETWORK_KINDS]
+    if config.brokers < 3:
+        kinds = [k for k in kinds if k not in CLUSTER_KINDS]
     weights = [FAULT_KINDS[k] for k in kinds]
     planned: list[PlannedFault] = []
     at = rng.uniform(3.0, 8.0)  # the pipeline gets a few seconds to form its group first
