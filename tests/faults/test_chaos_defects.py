@@ -7,8 +7,6 @@ Every round runs in the default suite (about 30 s each).
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +14,7 @@ import pytest
 
 from tests.faults.chaos.config import ChaosConfig, ScriptedFault
 from tests.faults.chaos.pipeline import Services
-from tests.faults.chaos.report import render
-from tests.faults.chaos.run import run_chaos
+from tests.fixtures.chaos import round_seed, run_round
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -82,7 +79,7 @@ def test_the_checks_report_an_injected_defect(
     defect: str, chaos_services: Services, tmp_path: Path
 ) -> None:
     round_ = ROUNDS[defect]
-    seed = int(os.environ.get("ONCEPIPE_TEST_SEED", time.time_ns() % 100_000))
+    seed = round_seed()
     config = ChaosConfig(
         duration_s=18,
         seed=seed,
@@ -93,9 +90,8 @@ def test_the_checks_report_an_injected_defect(
         defect=defect,
         drain_timeout_s=round_.drain_timeout_s,
     )
-    result = run_chaos(config, chaos_services, tmp_path)
-    table = render(result)
-    print(f"defect {defect}, seed {seed}\n{table}")
+    print(f"defect {defect}")
+    result, table = run_round(config, chaos_services, tmp_path)
     assert not result.passed, f"defect {defect} went unnoticed\n{table}"
     missed = round_.must_fail - set(result.failed_checks())
     assert not missed, f"defect {defect}: {sorted(missed)} passed\n{table}"

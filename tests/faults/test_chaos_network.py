@@ -6,16 +6,13 @@ workers' path to Kafka cut and slowed; every invariant of DESIGN §2 holds with 
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.faults.chaos.config import ChaosConfig, ScriptedFault
 from tests.faults.chaos.pipeline import Services
-from tests.faults.chaos.report import render
-from tests.faults.chaos.run import run_chaos
+from tests.fixtures.chaos import round_seed, run_round
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -32,14 +29,11 @@ SCRIPT = (
 def test_short_network_round_cuts_slows_and_loses_commit_replies_without_a_violation(
     chaos_services: Services, tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("ONCEPIPE_TEST_SEED", time.time_ns() % 100_000))
-    print(f"chaos seed {seed} (rerun with ONCEPIPE_TEST_SEED={seed})")
+    seed = round_seed()
     config = ChaosConfig(
         duration_s=60, seed=seed, events=6000, script=SCRIPT, network=True, drain_timeout_s=90
     )
-    result = run_chaos(config, chaos_services, tmp_path)
-    table = render(result)
-    print(table)
+    result, table = run_round(config, chaos_services, tmp_path)
     assert result.passed, table
     assert result.faults_by_kind() == {
         "commit_reply_lost": 2,

@@ -9,8 +9,6 @@ with zero violations. ``make chaos`` is the long, random version.
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,8 +16,7 @@ import pytest
 
 from tests.faults.chaos.config import ChaosConfig, ScriptedFault
 from tests.faults.chaos.pipeline import Services
-from tests.faults.chaos.report import render
-from tests.faults.chaos.run import run_chaos
+from tests.fixtures.chaos import round_seed, run_round
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
@@ -50,15 +47,12 @@ SCRIPT = (
 def test_short_chaos_round_with_every_fault_kind_violates_no_invariant(
     chaos_services: Services, tmp_path: Path
 ) -> None:
-    seed = int(os.environ.get("ONCEPIPE_TEST_SEED", time.time_ns() % 100_000))
-    print(f"chaos seed {seed} (rerun with ONCEPIPE_TEST_SEED={seed})")
+    seed = round_seed()
     config = ChaosConfig(
         duration_s=110, seed=seed, events=8000, poison_rate=0.005, script=SCRIPT,
         drain_timeout_s=120,
     )  # fmt: skip
-    result = run_chaos(config, chaos_services, tmp_path)
-    table = render(result)
-    print(table)
+    result, table = run_round(config, chaos_services, tmp_path)
     assert result.passed, table
     assert result.violations == 0
     assert result.faults_by_kind() == dict(Counter(fault.kind for fault in SCRIPT)), table
