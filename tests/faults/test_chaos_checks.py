@@ -18,8 +18,8 @@ from tests.faults.chaos.checks import (
     check_partition_order,
     run_checks,
 )
-from tests.faults.chaos.config import ChaosConfig
-from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow
+from tests.faults.chaos.config import CLUSTER_KINDS, FAULT_KINDS, NETWORK_KINDS, ChaosConfig
+from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow, tally_dead_letters
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import TopicRecord
 
@@ -94,6 +94,41 @@ def test_an_event_applied_twice_or_never_is_reported() -> None:
     assert any("c never applied" in e for e in result.examples)
 
 
+def poisoned() -> Evidence:
+    """healthy(), plus a poison record at 3 (dead-lettered, no inbox row)."""
+    ev = healthy()
+    ev.records[T].append(record(3, "p"))
+    ev.manifests[T].append(line(3, "p", "poison"))
+    ev.ends[T] = {0: 4}
+    ev.stored[(T, 0)] = 4
+    return ev
+
+
+LETTER = ((("dlq.error.class", "BadMagicError"), ("dlq.failure.last", "12:00:00.001")), 90)
+
+
+def test_identical_copies_of_a_dead_letter_are_one_dead_letter_the_relay_re_sent() -> None:
+    ev = poisoned()
+    tally_dead_letters(ev, {(T, 0, 3): [LETTER, LETTER]})
+    result = check_applied_exactly_once(ev, observations())
+    assert result.violations == 0, result.examples
+    assert result.notes == [f"{(T, 0, 3)}: the relay re-sent its dead letter (1 identical)"]
+    assert check_offsets_covered(ev, observations()).violations == 0
+
+
+def test_two_different_dead_letters_of_one_record_are_reported() -> None:
+    ev = poisoned()
+    again = ((("dlq.error.class", "BadMagicError"), ("dlq.failure.last", "12:00:03.250")), 90)
+    tally_dead_letters(ev, {(T, 0, 3): [LETTER, again]})
+    result = check_applied_exactly_once(ev, observations())
+    assert any("dead-lettered 2 times" in e for e in result.examples), result.examples
+
+
+def test_a_poison_record_never_dead_lettered_is_reported() -> None:
+    result = check_applied_exactly_once(poisoned(), observations())
+    assert any("dead-lettered 0 times" in e for e in result.examples), result.examples
+
+
 def test_counters_off_by_one_from_click_events_are_reported() -> None:
     ev = healthy()
     ev.item_counts[("i", "click")] = 3
@@ -131,6 +166,10 @@ def test_the_same_seed_plans_the_same_faults() -> None:
     config = ChaosConfig(duration_s=300, seed=7)
     assert plan_faults(config) == plan_faults(config)
     assert plan_faults(config) != plan_faults(ChaosConfig(duration_s=300, seed=8))
-    kinds = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
-    assert "poison_records" not in kinds  # off until the dead-letter writer exists
-    assert len(kinds) == 13
+
+
+def test_network_and_leader_faults_are_planned_only_in_their_modes() -> None:
+    single = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
+    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS
+    everything = ChaosConfig(duration_s=3600, seed=7, network=True, brokers=3)
+    assert {fault.kind for fault in plan_faults(everything)} == set(FAULT_KINDS)

@@ -174,6 +174,8 @@ def _check_poison(ev: Evidence, result: CheckResult) -> int:
     for place, count in ev.dead_letters.items():
         if count > 1:
             result.violate(f"{place} dead-lettered {count} times")
+    for place, copies in ev.dead_letter_copies.items():
+        result.notes.append(f"{place}: the relay re-sent its dead letter ({copies} identical)")
     return len(places)
 
 

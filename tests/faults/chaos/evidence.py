@@ -1,6 +1,7 @@
 """Everything the end-of-run checks look at, loaded once: database rows, topics, manifests.
 
-Public names: ``Evidence``, ``InboxRow``, ``ClickRow``, ``load_evidence``, ``read_manifest``.
+Public names: ``Evidence``, ``InboxRow``, ``ClickRow``, ``load_evidence``, ``read_manifest``,
+``tally_dead_letters``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ import psycopg
 from consumers.dlq.headers import ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TOPIC
 from tests.faults.chaos.topic import TopicRecord, end_offsets, read_all
 
-__all__ = ["ClickRow", "Evidence", "InboxRow", "load_evidence", "read_manifest"]
+__all__ = [
+    "ClickRow",
+    "Evidence",
+    "InboxRow",
+    "load_evidence",
+    "read_manifest",
+    "tally_dead_letters",
+]
 
 Coordinates = tuple[str, int, int]  # topic, partition, offset
 
@@ -49,7 +57,10 @@ class Evidence:
     topics: dict[str, str]  # mode -> topic
     records: dict[str, list[TopicRecord]] = field(default_factory=dict)  # topic -> records
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
-    dead_letters: dict[Coordinates, int] = field(default_factory=dict)  # source -> how many
+    # source -> how many dead-letter decisions (distinct dead letters) the .dlq topics hold
+    dead_letters: dict[Coordinates, int] = field(default_factory=dict)
+    # source -> byte-identical extra copies: one outbox row the relay re-sent after a crash
+    dead_letter_copies: dict[Coordinates, int] = field(default_factory=dict)
     inbox: dict[str, InboxRow] = field(default_factory=dict)
     clicks: list[ClickRow] = field(default_factory=list)
     item_counts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -68,8 +79,15 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, int]:
-    found: dict[Coordinates, int] = {}
+def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, list[Any]]:
+    """Each source record's dead letters on ``dlq_topic``, as (headers, size) variants.
+
+    The relay publishes at least once: killed between the broker's ack and marking the row,
+    it sends the row again, a byte-identical copy. A second dead-letter DECISION for the same
+    record (a batch that dead-lettered it, rolled back and ran again, say) differs in its
+    failure headers (times, attempts), so distinct variants count decisions.
+    """
+    found: dict[Coordinates, list[Any]] = {}
     for record in read_all(bootstrap, dlq_topic, keep_headers=True):
         headers = record.headers
         try:
@@ -80,8 +98,18 @@ def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, int]:
             )
         except (KeyError, ValueError):
             continue  # not an oncepipe dead letter: the checks only count ours
-        found[source] = found.get(source, 0) + 1
+        found.setdefault(source, []).append((tuple(sorted(headers.items())), record.size))
     return found
+
+
+def tally_dead_letters(evidence: Evidence, found: dict[Coordinates, list[Any]]) -> None:
+    """Count each source's distinct dead letters, and the relay's identical copies apart."""
+    for source, variants in found.items():
+        distinct = len(set(variants))
+        evidence.dead_letters[source] = evidence.dead_letters.get(source, 0) + distinct
+        if len(variants) > distinct:
+            copies = evidence.dead_letter_copies.get(source, 0) + len(variants) - distinct
+            evidence.dead_letter_copies[source] = copies
 
 
 def load_evidence(
@@ -100,8 +128,7 @@ def load_evidence(
         evidence.ends[topic] = end_offsets(bootstrap, topic)
         evidence.records[topic] = read_all(bootstrap, topic)
     for dlq_topic in dlq_topics.values():
-        for source, count in _dead_letters(bootstrap, dlq_topic).items():
-            evidence.dead_letters[source] = evidence.dead_letters.get(source, 0) + count
+        tally_dead_letters(evidence, _dead_letters(bootstrap, dlq_topic))
     for mode, paths in manifests.items():
         evidence.manifests[topics[mode]] = [line for p in paths for line in read_manifest(p)]
     evidence.poison_coordinates = [

@@ -90,8 +90,9 @@ def _events(ev: Evidence, injector: Injector, network: Network | None) -> dict[s
         "lost_commit_replies": network.postgres.lost_commit_replies if network else 0,
         "topic_records": records,
         "applied": len(ev.clicks),
-        "absorbed_duplicates": records - len(ev.inbox) - sum(ev.dead_letters.values()),
+        "absorbed_duplicates": records - len(ev.inbox) - len(ev.dead_letters),
         "dead_letters": sum(ev.dead_letters.values()),
+        "dead_letter_relay_copies": sum(ev.dead_letter_copies.values()),
     }
 
 
