@@ -104,7 +104,12 @@ class ConsumerRuntime:
 
     def run(self) -> None:
         """Consume until ``stop``; raises ``ConfigError`` when the handler or schema is wrong."""
-        self._connection()
+        try:
+            self._connection()
+        except RetriableError as exc:  # raised only once asked to stop
+            # Stopped while PostgreSQL was still unreachable: nothing joined, nothing held.
+            self._log.info("stopped before starting", reason=str(exc))
+            return
         self._consumer = create_consumer(self._settings, self._group, self._client_config())
         maintainer = self._start_maintainer()
         self._consumer.subscribe(
