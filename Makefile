@@ -57,7 +57,7 @@ demo: install ## the duplicated-click-signals story, naive vs oncepipe (report i
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
 	$(INFRA) run -- $(VENV)/bin/oncepipe demo $(DEMO_ARGS)
 
-bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~2 min smoke run)
+bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~5 min smoke run)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(INFRA) run -- $(PY) -m bench
 

@@ -2,7 +2,7 @@
 
 python -m bench [--quick] [--only produce,outbox,...] [--runs N]
 
-``BENCH_QUICK=1`` in the environment is the same as ``--quick`` (a smoke run of about two
+``BENCH_QUICK=1`` in the environment is the same as ``--quick`` (a smoke run of about five
 minutes). The services must run and ``ONCEPIPE_*`` point at them: ``make bench`` does that.
 Each suite writes ``bench/results/<suite>.json``; the report regenerates the tables of
 ``bench/README.md`` from every JSON file there.

@@ -6,11 +6,11 @@ Both sides of ``python -m bench --only peer`` write the same rows into the same 
 inside the runtime's inbox + offsets transaction), Quix Streams through its PostgreSQL sink
 (``bench/peer_quix_app.py``).
 
-``raw_rows_binary`` is the same statement with its parameters in binary format
-(``%(name)b``): psycopg's text format escapes every element of a text array one by one, which
-for a 2 KB ``context`` costs far more than the write itself (see README.md, the profile).
+Its parameters go in binary format (``%(name)b``), as in oncepipe's own handlers: psycopg's
+text format escapes every element of a text array one by one, which for a 2 KB ``context``
+costs far more than the write itself (see README.md, the profile).
 
-Public names: ``TABLE``, ``CREATE_TABLE``, ``raw_rows``, ``raw_rows_binary``.
+Public names: ``TABLE``, ``CREATE_TABLE``, ``raw_rows``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from consumers.events import InboundEvent
 from oncepipe.errors import PoisonError
 from schemas import ClickEvent
 
-__all__ = ["CREATE_TABLE", "TABLE", "raw_rows", "raw_rows_binary"]
+__all__ = ["CREATE_TABLE", "TABLE", "raw_rows"]
 
 TABLE = "public.bench_peer_rows"
 CREATE_TABLE = f"""
@@ -49,25 +49,15 @@ _INSERT = f"""
 INSERT INTO {TABLE} (consumer_group, event_id, user_id, item_id, action, occurred_at,
     session_id, surface, context, topic, partition, "offset")
 SELECT %(group)s, * FROM unnest(
-    %(event_ids)s::uuid[], %(user_ids)s::text[], %(item_ids)s::text[], %(actions)s::text[],
-    %(occurred)s::timestamptz[], %(sessions)s::text[], %(surfaces)s::text[],
-    %(contexts)s::jsonb[], %(topics)s::text[], %(partitions)s::int[], %(offsets)s::bigint[]
+    %(event_ids)b::uuid[], %(user_ids)b::text[], %(item_ids)b::text[], %(actions)b::text[],
+    %(occurred)b::timestamptz[], %(sessions)b::text[], %(surfaces)b::text[],
+    %(contexts)b::jsonb[], %(topics)b::text[], %(partitions)b::int[], %(offsets)b::bigint[]
 )
 """
-_INSERT_BINARY = _INSERT.replace(")s", ")b")
 
 
 def raw_rows(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
-    """Insert one raw row per new click event, in one statement (parameters as text)."""
-    _insert(_INSERT, events, tx)
-
-
-def raw_rows_binary(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
-    """``raw_rows`` with its parameters in binary format."""
-    _insert(_INSERT_BINARY, events, tx)
-
-
-def _insert(statement: str, events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+    """Insert one raw row per new click event, in one statement."""
     clicks = []
     for inbound in events:
         if not isinstance(inbound.event, ClickEvent):
@@ -79,7 +69,7 @@ def _insert(statement: str, events: Sequence[InboundEvent], tx: HandlerContext) 
     if not clicks:
         return
     tx.cursor.execute(
-        statement,
+        _INSERT,
         {
             "group": tx.consumer_group,
             "event_ids": [c.event_id for c in clicks],

@@ -8,8 +8,8 @@ into ``public.bench_peer_rows`` (emptied before each run, with the inbox and the
   every 500 messages (oncepipe's batch size: the baseline), and again with Quix's default
   checkpoints (every 5 s), under which a run here drains the topic in about one checkpoint;
 - ``oncepipe``: ``python -m bench.peer_oncepipe``, ``ConsumerRuntime`` with the handler
-  ``bench.peer:raw_rows`` (inbox, one INSERT, offsets compare-and-set, COMMIT; batch 500),
-  and again with ``bench.peer:raw_rows_binary`` (the INSERT's parameters in binary format).
+  ``bench.peer:raw_rows`` (inbox, one INSERT, offsets compare-and-set, COMMIT; batch 500;
+  parameters in binary format, as in oncepipe's own handlers).
 
 Both children report the same two marks (first message in hand, last row committed) and
 their own wall and CPU time between them; the PostgreSQL and broker CPU are read from
@@ -54,7 +54,6 @@ ROOT = Path(__file__).resolve().parent.parent
 QUIX_500 = "Quix PostgreSQLSink, checkpoint every 500 messages (baseline)"
 QUIX = "Quix PostgreSQLSink, default checkpoints (every 5 s)"
 ONCEPIPE = "oncepipe consumer, raw_rows handler (exactly-once)"
-ONCEPIPE_BINARY = "oncepipe consumer, raw_rows_binary handler (exactly-once)"
 RESET = f"TRUNCATE {TABLE}, oncepipe.inbox, oncepipe.consumer_offsets"
 
 
@@ -180,11 +179,6 @@ def _variants(runs: Runs, schema: Path, fingerprint: str) -> list[Variant]:
             ONCEPIPE,
             f"ConsumerRuntime + bench.peer:raw_rows: inbox, INSERT, offsets CAS; batch {BATCH}",
             lambda: runs.oncepipe("bench.peer:raw_rows"),
-        ),
-        Variant(
-            ONCEPIPE_BINARY,
-            "the same, the INSERT's parameters in binary format (bench.peer:raw_rows_binary)",
-            lambda: runs.oncepipe("bench.peer:raw_rows_binary"),
         ),
     ]
     return variants
