@@ -113,17 +113,13 @@ class EventProducer:
     def send(self, records: Iterable[OutgoingRecord], on_delivery: DeliveryCallback) -> None:
         """Queue ``records`` without waiting; ``on_delivery`` gets one final answer per record.
 
-        Answers arrive during this call (refused at once, or reports served while the local
-        queue is full) and from later ``poll``, ``flush`` or ``close`` calls, in partition order
-        per partition. An exception raised by ``on_delivery`` propagates from that call.
+        Answers arrive during this call (refused at once, or reports served while queueing)
+        and from later ``poll``, ``flush`` or ``close`` calls, in offset order per partition.
+        An exception raised by ``on_delivery`` propagates from the call that served it.
         """
         if self._fatal is not None:
             self._recreate()
-        poll = self._client.poll
-        for n, record in enumerate(records, 1):
-            self._produce(record, on_delivery)
-            if n % _POLL_EVERY == 0:
-                poll(0)
+        self._queue(records, on_delivery)
 
     def poll(self, timeout: float = 0.0) -> int:
         """Serve delivery reports for up to ``timeout`` seconds; return how many are unanswered."""
@@ -148,8 +144,7 @@ class EventProducer:
         def collect(delivery: Delivery) -> None:
             answers[delivery.ref] = delivery
 
-        for record in records:
-            self._produce(record, collect)
+        self._queue(records, collect)
         # librdkafka answers every record within delivery.timeout.ms; wait a little longer.
         deadline = time.monotonic() + self._producer_settings.delivery_timeout_ms / 1000 + 30
         while len(answers) < len(records) and time.monotonic() < deadline:
@@ -164,31 +159,39 @@ class EventProducer:
             for r in records
         ]
 
-    def _produce(self, record: OutgoingRecord, sink: DeliveryCallback) -> None:
-        # confluent-kafka takes a list (or None) as it is: copy only other sequences.
-        headers: Any = record.headers
-        if not isinstance(headers, list):
-            headers = list(headers) if headers else None
-        seq = next(self._seq)
-        self._pending[seq] = (record.ref, sink)
-        while True:
-            try:
-                self._client.produce(
-                    record.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=headers,
-                    on_delivery=partial(self._on_report, seq),
-                )
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room, then retry.
-                self._client.poll(0.1)
-            except KafkaException as exc:
-                # Refused before sending (e.g. larger than message.max.bytes): final answer.
-                del self._pending[seq]
-                sink(Delivery(record.ref, error=broker_error(exc, f"producing #{record.ref}")))
-                return
+    def _queue(self, records: Iterable[OutgoingRecord], sink: DeliveryCallback) -> None:
+        # The hot loop of both sends: attribute look-ups hoisted, one small callable per record
+        # (confluent-kafka has no per-message opaque, so the callback is how a report finds
+        # its record).
+        produce, poll = self._client.produce, self._client.poll
+        pending, seqs, on_report = self._pending, self._seq, self._on_report
+        for n, record in enumerate(records, 1):
+            # confluent-kafka takes a list (or None) as it is: copy only other sequences.
+            headers: Any = record.headers
+            if headers.__class__ is not list:
+                headers = list(headers) or None
+            seq = next(seqs)
+            pending[seq] = (record.ref, sink)
+            while True:
+                try:
+                    produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        on_delivery=partial(on_report, seq),
+                        headers=headers,
+                    )
+                    break
+                except BufferError:
+                    # The local queue is full: serve delivery reports to make room, then retry.
+                    poll(0.1)
+                except KafkaException as exc:
+                    # Refused before sending (e.g. larger than message.max.bytes): final answer.
+                    del pending[seq]
+                    sink(Delivery(record.ref, error=broker_error(exc, f"producing #{record.ref}")))
+                    break
+            if n % _POLL_EVERY == 0:
+                poll(0)
 
     def _on_report(self, seq: int, error: KafkaError | None, message: Message) -> None:
         entry = self._pending.pop(seq, None)
