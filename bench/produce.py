@@ -8,7 +8,11 @@ Variants, per event size, on one fresh 6-partition topic:
   pre-encoded bytes and headers, ``produce`` in a loop, ``poll(0)`` every 1,000, one ``flush``;
 - ``oncepipe send_all (pre-encoded)``: ``EventProducer.send_all`` in chunks of 1,000 (the
   relay's batch), which waits for every delivery report of a chunk before the next one;
-- ``oncepipe encode + headers + send_all``: the whole producer path from event models.
+- ``oncepipe encode + headers + send_all``: the whole producer path from event models;
+- ``oncepipe send (pipelined, pre-encoded)``: ``EventProducer.send`` of every record, then one
+  ``flush``: no wait per chunk, one ``Delivery`` per record to a callback;
+- ``oncepipe encode + headers + send (pipelined)``: the same from event models, encoded in
+  chunks of 1,000.
 
 Every client is created and warmed up (connected, producer id acquired) before it is timed.
 
@@ -17,7 +21,7 @@ Public names: ``run_produce``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from bench.env import BenchEnv
 from bench.events import EVENT_KINDS, EventSet
@@ -26,7 +30,7 @@ from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
 from producers.outbox import event_headers
-from producers.producer import EventProducer, OutgoingRecord
+from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
 from schemas import Codec
 
@@ -41,6 +45,17 @@ def _send_chunks(producer: EventProducer, records: Sequence[OutgoingRecord]) -> 
         deliveries = producer.send_all(records[start : start + CHUNK])
         if not all(d.ok for d in deliveries):
             raise RuntimeError("oncepipe producer: some deliveries failed")
+
+
+class _Failures:
+    """A delivery callback that counts refused records."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, delivery: Delivery) -> None:
+        if delivery.error is not None:
+            self.count += 1
 
 
 def _variants(env: BenchEnv, topic: str, data: EventSet, codec: Codec) -> list[Variant]:
@@ -58,27 +73,51 @@ def _variants(env: BenchEnv, topic: str, data: EventSet, codec: Codec) -> list[V
 
         return run
 
-    def oncepipe(encode: bool) -> Callable[[], Sample]:
-        prebuilt = [
-            OutgoingRecord(n, topic, e.key, e.value, h)
-            for n, (e, h) in enumerate(zip(data.encoded, data.headers, strict=True))
-        ]
+    prebuilt = [
+        OutgoingRecord(n, topic, e.key, e.value, h)
+        for n, (e, h) in enumerate(zip(data.encoded, data.headers, strict=True))
+    ]
 
+    def encoded_chunks() -> Iterator[list[OutgoingRecord]]:
+        for start in range(0, len(data.events), CHUNK):
+            chunk = codec.encode_batch(data.events[start : start + CHUNK])
+            yield [
+                OutgoingRecord(start + n, topic, e.key, e.value, event_headers(e))
+                for n, e in enumerate(chunk)
+            ]
+
+    def oncepipe(encode: bool) -> Callable[[], Sample]:
         def run() -> Sample:
             producer = EventProducer(env.settings, ProducerSettings())
             _send_chunks(producer, prebuilt[:1])
             with Stopwatch(cpu) as sw:
                 if encode:
-                    for start in range(0, len(data.events), CHUNK):
-                        chunk = codec.encode_batch(data.events[start : start + CHUNK])
-                        records = [
-                            OutgoingRecord(start + n, topic, e.key, e.value, event_headers(e))
-                            for n, e in enumerate(chunk)
-                        ]
+                    for records in encoded_chunks():
                         _send_chunks(producer, records)
                 else:
                     _send_chunks(producer, prebuilt)
             producer.close()
+            return sw.sample(len(data.events), data.payload_bytes)
+
+        return run
+
+    def pipelined(encode: bool) -> Callable[[], Sample]:
+        def run() -> Sample:
+            producer = EventProducer(env.settings, ProducerSettings())
+            _send_chunks(producer, prebuilt[:1])
+            failures = _Failures()
+            with Stopwatch(cpu) as sw:
+                if encode:
+                    for records in encoded_chunks():
+                        producer.send(records, failures)
+                else:
+                    producer.send(prebuilt, failures)
+                unanswered = producer.flush(120)
+            producer.close()
+            if unanswered or failures.count:
+                raise RuntimeError(
+                    f"oncepipe send: {unanswered} unanswered, {failures.count} failed"
+                )
             return sw.sample(len(data.events), data.payload_bytes)
 
         return run
@@ -99,6 +138,16 @@ def _variants(env: BenchEnv, topic: str, data: EventSet, codec: Codec) -> list[V
             "oncepipe encode + headers + send_all",
             f"Codec.encode_batch + event_headers + EventProducer.send_all, chunks of {CHUNK}",
             oncepipe(True),
+        ),
+        Variant(
+            "oncepipe send (pipelined, pre-encoded)",
+            "EventProducer.send of every pre-encoded record, then one flush",
+            pipelined(False),
+        ),
+        Variant(
+            "oncepipe encode + headers + send (pipelined)",
+            f"Codec.encode_batch + event_headers in chunks of {CHUNK}, EventProducer.send, flush",
+            pipelined(True),
         ),
     ]
 
