@@ -78,11 +78,11 @@ class Clock:
         last = first or self.events + batch_events >= self._total
         if first:
             self._services.reset_peak_rss()
-        elif last:
-            self.peak_rss_mb = self._services.peak_rss_mb()
         server = self._services.snapshot() if last else {}
         self.marks.append((self.events, time.perf_counter(), time.process_time(), server))
         self.events += batch_events
+        if last and not first:
+            self.peak_rss_mb = self._services.peak_rss_mb()
 
     def sample(self) -> Sample:
         """From the first mark to the last: the events of every batch but the last."""
