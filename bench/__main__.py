@@ -22,25 +22,29 @@ from bench.report import write_report
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-SUITES = ("codec", "produce", "outbox", "latency", "consume", "peer", "profile")
+SUITES = ("machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile")
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
     # Imported lazily: a suite's dependencies load only when it runs.
     from bench.codec import run_codec  # noqa: PLC0415
     from bench.consume import run_consume  # noqa: PLC0415
+    from bench.dlq import run_dlq  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
+    from bench.machine import run_machine  # noqa: PLC0415
     from bench.outbox import run_outbox  # noqa: PLC0415
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
 
     return {
+        "machine": lambda: run_machine(env, quick=quick),
         "codec": lambda: run_codec(quick=quick, runs=max(runs, 3)),
         "produce": lambda: run_produce(env, quick=quick, runs=runs).write(),
         "outbox": lambda: run_outbox(env, quick=quick, runs=runs).write(),
         "latency": lambda: run_latency(env, quick=quick, runs=runs).write(),
         "consume": lambda: run_consume(env, quick=quick, runs=runs).write(),
+        "dlq": lambda: run_dlq(env, quick=quick, runs=runs).write(),
         "peer": lambda: run_peer(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
     }

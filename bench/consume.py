@@ -69,20 +69,26 @@ class Clock:
         self._total = total
         self.marks: list[tuple[int, float, float, dict[str, float]]] = []
         self.events = 0
+        self.peak_rss_mb: dict[str, float] = {}
 
     def mark(self, batch_events: int) -> None:
         """Call at the start of a batch's writes, with that batch's size."""
         # Reading /proc takes milliseconds: only at the first mark and the last one.
-        last = not self.marks or self.events + batch_events >= self._total
+        first = not self.marks
+        last = first or self.events + batch_events >= self._total
+        if first:
+            self._services.reset_peak_rss()
         server = self._services.snapshot() if last else {}
         self.marks.append((self.events, time.perf_counter(), time.process_time(), server))
         self.events += batch_events
+        if last and not first:
+            self.peak_rss_mb = self._services.peak_rss_mb()
 
     def sample(self) -> Sample:
         """From the first mark to the last: the events of every batch but the last."""
         (n0, w0, c0, s0), (n1, w1, c1, s1) = self.marks[0], self.marks[-1]
         server = {k: s1[k] - v for k, v in s0.items() if k in s1}
-        return Sample(n1 - n0, w1 - w0, c1 - c0, 0, server)
+        return Sample(n1 - n0, w1 - w0, c1 - c0, 0, server, {}, self.peak_rss_mb)
 
 
 def _reset(env: BenchEnv) -> None:

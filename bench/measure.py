@@ -2,7 +2,9 @@
 
 CPU is reported for the benchmark process (``time.process_time``: every thread, so
 librdkafka's too) and, where the service processes can be found, for PostgreSQL and the Kafka
-broker (``/proc``), so a figure that saves client CPU by spending server CPU shows it.
+broker (``/proc``), so a figure that saves client CPU by spending server CPU shows it. Peak
+resident memory of the same three (``bench.services``) is reset at the start and read at the
+end of each run.
 
 Public names: ``Sample``, ``Stopwatch``, ``summarise``, ``ratio``.
 """
@@ -29,6 +31,7 @@ class Sample:
     payload_bytes: int = 0
     server_cpu_s: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for the JSON results."""
@@ -43,8 +46,11 @@ class Stopwatch:
         self.wall_s = 0.0
         self.cpu_s = 0.0
         self.server_cpu_s: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}
 
     def __enter__(self) -> Stopwatch:
+        if self._services:
+            self._services.reset_peak_rss()
         self._server = self._services.snapshot() if self._services else {}
         self._wall = time.perf_counter()
         self._cpu = time.process_time()
@@ -56,13 +62,20 @@ class Stopwatch:
         if self._services:
             after = self._services.snapshot()
             self.server_cpu_s = {k: after[k] - v for k, v in self._server.items() if k in after}
+            self.peak_rss_mb = self._services.peak_rss_mb()
 
     def sample(
         self, events: int, payload_bytes: int = 0, extra: dict[str, float] | None = None
     ) -> Sample:
         """The finished block as a ``Sample`` of ``events`` events."""
         return Sample(
-            events, self.wall_s, self.cpu_s, payload_bytes, dict(self.server_cpu_s), extra or {}
+            events,
+            self.wall_s,
+            self.cpu_s,
+            payload_bytes,
+            dict(self.server_cpu_s),
+            extra or {},
+            dict(self.peak_rss_mb),
         )
 
 
@@ -85,6 +98,9 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
             summary[f"{name}_cpu_us_per_event"] = _spread(
                 [s.server_cpu_s[name] / s.events * 1e6 for s in samples]
             )
+    for name in samples[0].peak_rss_mb:
+        if all(name in s.peak_rss_mb for s in samples):
+            summary[f"{name}_peak_rss_mb"] = _spread([s.peak_rss_mb[name] for s in samples])
     for name in samples[0].extra:
         if all(name in s.extra for s in samples):
             summary[name] = _spread([s.extra[name] for s in samples])

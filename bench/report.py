@@ -19,7 +19,7 @@ __all__ = ["render", "write_report"]
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
-ORDER = ("codec", "produce", "outbox", "latency", "consume", "peer")
+ORDER = ("machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer")
 
 
 def _num(value: float) -> str:
@@ -38,22 +38,30 @@ def _opt(summary: dict[str, Any], key: str) -> str:
     return _num(summary[key]["median"]) if key in summary else "-"
 
 
+RSS_KEYS = ("client_peak_rss_mb", "postgres_peak_rss_mb", "kafka_peak_rss_mb")
+
+
 def _case_table(case: dict[str, Any]) -> list[str]:
     params = ", ".join(f"{k}={v}" for k, v in case["params"].items())
+    # Peak memory columns only where the results have them (older runs did not measure it).
+    rss = any(key in v["summary"] for v in case["variants"] for key in RSS_KEYS)
     lines = [
         f"**{case['case']}** ({params}; baseline: {case['baseline']})",
         "",
         "| variant | events/s median (min-max) | MB/s | wall µs/ev | CPU µs/ev client "
-        "| PG | broker | x baseline events/s | x baseline client CPU/ev |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| PG | broker "
+        + ("| peak RSS MB client | PG max | broker " if rss else "")
+        + "| x baseline events/s | x baseline client CPU/ev |",
+        "|---|--:|--:|--:|--:|--:|--:|" + ("--:|--:|--:|" if rss else "") + "--:|--:|",
     ]
     for variant in case["variants"]:
         s, r = variant["summary"], variant["ratio_to_baseline"]
+        memory = "".join(f"| {_opt(s, key)} " for key in RSS_KEYS) if rss else ""
         lines.append(
             f"| {variant['name']} | {_spread(s['events_per_s'])} | {_opt(s, 'mb_per_s')} "
             f"| {_opt(s, 'wall_us_per_event')} | {_opt(s, 'cpu_us_per_event')} "
             f"| {_opt(s, 'postgres_cpu_us_per_event')} | {_opt(s, 'kafka_cpu_us_per_event')} "
-            f"| {r['events_per_s']:.2f} | {r['cpu_us_per_event']:.2f} |"
+            f"{memory}| {r['events_per_s']:.2f} | {r['cpu_us_per_event']:.2f} |"
         )
     extras = [
         f"{variant['name']}: " + ", ".join(
@@ -97,6 +105,25 @@ def _codec_table(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _machine_table(data: dict[str, Any]) -> list[str]:
+    lines = [
+        f"CPU: {data['cpu_model']}, {data['cpus']} logical cores. Disk: `pg_test_fsync "
+        f"-s {data['seconds_per_test']}` ({data['pg_test_fsync']}) on the filesystem of "
+        f"the services' state folder ({data['filesystem']}). PostgreSQL commits with "
+        f"`wal_sync_method` = {data['wal_sync_method']}.",
+        "",
+    ]
+    if not data.get("one_8k_write"):
+        return [*lines, f"pg_test_fsync did not run: {data.get('error', 'no figures')}", ""]
+    lines += [
+        "| one 8 kB write, then | ops/s | µs/op |",
+        "|---|--:|--:|",
+    ]
+    for method, figures in data["one_8k_write"].items():
+        lines.append(f"| {method} | {figures['ops_per_s']:,.0f} | {figures['us_per_op']:,.0f} |")
+    return [*lines, ""]
+
+
 def render(directory: Path = RESULTS_DIR) -> str:
     """The generated markdown for every results file in ``directory``."""
     files = {path.stem: path for path in directory.glob("*.json")}
@@ -111,6 +138,9 @@ def render(directory: Path = RESULTS_DIR) -> str:
             out.append("")
         if suite == "codec":
             out += _codec_table(data)
+            continue
+        if suite == "machine":
+            out += _machine_table(data)
             continue
         if suite == "consume" and (directory / "consume.png").exists():
             out += ["![consumer throughput against batch size](results/consume.png)", ""]
