@@ -135,11 +135,12 @@ class TcpProxy:
                 break
             if not chunk:
                 break
-            # Keep a short tail so a COMMIT split across two reads is still seen.
+            # Keep a short tail so a COMMIT split across two reads is still seen; one byte
+            # shorter than a COMMIT, so a COMMIT that ended the last read is not seen twice.
             window = tail + chunk
             if COMMIT_QUERY in window and self._take_commit_loss():
                 link.commit_in_flight.set()
-            tail = window[-len(COMMIT_QUERY) :]
+            tail = window[-(len(COMMIT_QUERY) - 1) :]
             if self.delay:
                 time.sleep(self.delay)
             try:

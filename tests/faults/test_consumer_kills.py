@@ -89,6 +89,9 @@ def test_sigkill_at_seeded_random_moments_loses_nothing_and_applies_nothing_twic
     survivor = worker_pool.start(batch_size="100")
     stream.finish()
     wait_until(caught_up(url, worker_pool.group, len(records)), 90, f"catch-up (seed {seed})")
+    # The last killed member may have applied everything already: the survivor must still be
+    # running (signal handlers installed) before its SIGTERM can be a clean stop.
+    wait_until(survivor.logged("consumer started"), 30, f"the survivor to start (seed {seed})")
     assert survivor.terminate() == 0
     assert_exact(url, worker_pool.group, records)
 
