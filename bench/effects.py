@@ -16,8 +16,9 @@ from unittest import mock
 import consumers.runtime as runtime_module
 from consumers.batch import apply_batch
 from consumers.handlers.clicks import handle_clicks
-from consumers.runtime import ConsumerRuntime, stop_on_signals
+from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
+from oncepipe.cli.options import install_stop_handlers
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 from schemas import Codec
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = ConsumerRuntime(
         settings, consumer_settings, decoder=Codec.load(), handler=handle_clicks
     )
-    stop_on_signals(runtime)
+    install_stop_handlers(runtime.stop)
     with open(args.out, "a", buffering=1) as out:  # noqa: PTH123 - a line-buffered log
 
         def logged_apply(conn: Any, **kwargs: Any) -> Any:

@@ -1,15 +1,13 @@
 """The consumer worker: consume a batch, apply it in one transaction, repeat.
 
-Public names: ``ConsumerRuntime``, ``stop_on_signals``.
+Public names: ``ConsumerRuntime``.
 """
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any
 
 import psycopg
@@ -42,7 +40,7 @@ from oncepipe.kafka import (
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
-__all__ = ["ConsumerRuntime", "stop_on_signals"]
+__all__ = ["ConsumerRuntime"]
 
 
 class ConsumerRuntime:
@@ -421,13 +419,3 @@ def _ranges(records: Sequence[Any]) -> list[list[Any]]:
 
 def _names(positions: dict[Coordinates, int | None]) -> dict[str, int | None]:
     return {f"{t}[{p}]": offset for (t, p), offset in sorted(positions.items())}
-
-
-def stop_on_signals(runtime: ConsumerRuntime) -> None:
-    """SIGTERM and SIGINT ask the runtime to stop after the batch in flight."""
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        runtime.stop()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)

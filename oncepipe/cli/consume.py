@@ -6,9 +6,10 @@ import typer
 
 from consumers.context import outbox_sink
 from consumers.registry import resolve
-from consumers.runtime import ConsumerRuntime, stop_on_signals
+from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.cli.context import state
+from oncepipe.cli.options import install_stop_handlers
 from oncepipe.errors import ConfigError
 from schemas import Codec, SchemaStore
 
@@ -78,5 +79,5 @@ def consume(
     runtime = ConsumerRuntime(
         settings, consumer_settings, decoder=codec, handler=handler_fn, sink=outbox_sink(codec)
     )
-    stop_on_signals(runtime)
+    install_stop_handlers(runtime.stop)
     runtime.run()
