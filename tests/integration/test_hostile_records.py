@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -137,9 +137,9 @@ def dlq_json(settings: Settings, *args: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def replay_topic(make_topic: Callable[..., str]) -> Iterator[str]:
+def replay_topic(make_topic: Callable[..., str]) -> str:
     """A one-partition topic replays are sent to."""
-    yield make_topic("replayed", 1)
+    return make_topic("replayed", 1)
 
 
 def test_hostile_records_become_byte_exact_dead_letters_and_every_dlq_command_handles_them(
@@ -153,7 +153,7 @@ def test_hostile_records_become_byte_exact_dead_letters_and_every_dlq_command_ha
     events = make_clicks(46, seed=151)
     hostile = hostile_records(events[45])
     # Partition 0: good, (a), good, (b), good; partition 1: good, (c), good, (d), good.
-    layout = {0: [0, "a", 1, "b", 2], 1: [3, "c", 4, "d", 5]}
+    layout: dict[int, list[int | str]] = {0: [0, "a", 1, "b", 2], 1: [3, "c", 4, "d", 5]}
     by_letter = dict(zip("abcd", hostile, strict=True))
     where: dict[tuple[int, int], Hostile] = {}
     for partition, items in layout.items():
