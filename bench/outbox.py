@@ -5,7 +5,7 @@ Enqueue (µs per event, one connection, ``synchronous_commit=on`` as the service
 - ``plain INSERT (baseline)``: ``INSERT INTO bench.plain_events (key, value)`` of the same
   pre-encoded bytes into a table with only a bigserial key;
 - ``enqueue_record (pre-encoded)``: ``producers.outbox.enqueue_record`` of the same bytes and
-  headers: the SQL function, the unique (topic, dedupe_id) check, jsonb headers, NOTIFY;
+  headers: the SQL function, the unique (topic, dedupe_id) check, bytea[] headers, NOTIFY;
 - ``enqueue (encode + headers)``: ``producers.outbox.enqueue`` from the event model.
 
 Each is run with one event per transaction (an upstream request) and with 100.
@@ -25,7 +25,6 @@ Public names: ``run_outbox``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,9 +49,9 @@ CREATE TABLE IF NOT EXISTS bench.plain_events (
 )
 """
 LOAD_BACKLOG = """
-INSERT INTO oncepipe.outbox (topic, dedupe_id, key, value, headers)
+INSERT INTO oncepipe.outbox (topic, dedupe_id, key, value, header_names, header_values)
 SELECT %(topic)s, 'bench-' || g, convert_to('user-' || lpad((g %% 1000)::text, 4, '0'), 'UTF8'),
-       (%(values)s::bytea[])[1 + g %% %(distinct)s], %(headers)s::jsonb
+       (%(values)s::bytea[])[1 + g %% %(distinct)s], %(names)s::bytea[], %(header_values)s::bytea[]
 FROM generate_series(1, %(rows)s) AS g
 """
 ENQUEUE_BASELINE = "plain INSERT (baseline)"
@@ -118,7 +117,8 @@ def _load_backlog(env: BenchEnv, topic: str, data: EventSet, rows: int) -> None:
                 "topic": topic,
                 "values": [e.value for e in data.encoded[:distinct]],
                 "distinct": distinct,
-                "headers": json.dumps(data.headers[0]),
+                "names": [name.encode() for name, _ in data.headers[0]],
+                "header_values": [value.encode() for _, value in data.headers[0]],
                 "rows": rows,
             },
         )

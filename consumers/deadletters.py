@@ -2,9 +2,12 @@
 
 The relay publishes them to ``<topic>.dlq``; an unreachable dead-letter topic therefore never
 stalls the consumer, and a dead letter is never lost: it commits with the offset move or
-neither happens. Each is unique per (dead-letter topic, ``<topic>:<partition>:<offset>``), so
-a batch re-run after a crash adds no second copy. A dead-lettered record gets no inbox row:
-a replay of it, once its cause is fixed, is applied.
+neither happens. Each is unique per (dead-letter topic,
+``<topic>:<partition>:<offset>:<consumer group>``), so a batch re-run after a crash adds no
+second copy, while two groups giving up on one record each get their own dead letter (with
+their own group, stage, error and attempts). A dead-lettered record gets no inbox row: a
+replay of it, once its cause is fixed, is applied. Key, value (a tombstone's null too) and
+headers are the record's bytes as they were.
 
 Public names: ``Condemned``, ``DeadLetter``, ``dead_letter``, ``dead_letter_id``,
 ``enqueue_dead_letters``.
@@ -36,9 +39,12 @@ class Condemned:
     last_failure: datetime
 
 
-def dead_letter_id(topic: str, partition: int, offset: int) -> str:
-    """The outbox dedupe id of a dead letter: its source coordinates."""
-    return f"{topic}:{partition}:{offset}"
+def dead_letter_id(topic: str, partition: int, offset: int, group: str) -> str:
+    """The outbox dedupe id of a dead letter: its source coordinates, then the consumer group.
+
+    Topic names cannot contain ``:``, so ``split(":", 3)`` takes it apart whatever the group.
+    """
+    return f"{topic}:{partition}:{offset}:{group}"
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,8 @@ class DeadLetter:
     topic: str
     dedupe_id: str
     key: bytes | None
-    value: bytes
-    headers: list[tuple[str, str]]
+    value: bytes | None
+    headers: list[tuple[str, str | bytes | None]]
     error_class: str
 
 
@@ -69,12 +75,13 @@ def dead_letter(group: str, item: Condemned) -> DeadLetter:
         first_failure=item.first_failure,
         last_failure=item.last_failure,
         original_headers=record.headers,
+        headers_unreadable=record.headers_error,
     )
     return DeadLetter(
         topic=dlq_topic_for(record.topic),
-        dedupe_id=dead_letter_id(record.topic, record.partition, record.offset),
+        dedupe_id=dead_letter_id(record.topic, record.partition, record.offset, group),
         key=record.key,
-        value=record.value if record.value is not None else b"",
+        value=record.value,
         headers=headers,
         error_class=failure.error_class,
     )

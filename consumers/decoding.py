@@ -1,7 +1,12 @@
 """Kafka records to ``InboundEvent``s with the schema batch API; failures are kept per record.
 
+A record whose headers the Kafka client cannot read (a header NAME that is not UTF-8 makes
+confluent-kafka's ``Message.headers()`` raise) is rejected as poison, even when its value is a
+valid event: oncepipe does not apply a record it can only read in part, and its dead letter
+(key and value byte-exact, marked ``dlq.headers.unreadable``) replays without those headers.
+
 Public names: ``Decoder``, ``DecodedBatch``, ``Rejected``, ``TombstoneError``,
-``MissingEventIdError``, ``decode_records``.
+``MissingEventIdError``, ``UnreadableHeadersError``, ``decode_records``, ``read_headers``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ __all__ = [
     "MissingEventIdError",
     "Rejected",
     "TombstoneError",
+    "UnreadableHeadersError",
     "decode_records",
+    "read_headers",
 ]
 
 
@@ -43,6 +50,23 @@ class MissingEventIdError(PoisonError):
     """The record decoded into a model without a UUID ``event_id``, so it cannot be deduped."""
 
 
+class UnreadableHeadersError(PoisonError):
+    """The Kafka client cannot read the record's headers (a header name is not UTF-8)."""
+
+
+def read_headers(record: Any) -> tuple[RawHeaders, str | None]:
+    """The record's headers, or none and why the client could not read them.
+
+    confluent-kafka hands header names over as ``str`` only: a name that is not UTF-8 makes
+    ``headers()`` raise (``SystemError`` from a ``UnicodeDecodeError``).
+    """
+    try:
+        return tuple(record.headers() or ()), None
+    except (SystemError, UnicodeError, ValueError, TypeError) as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        return (), f"{type(cause).__name__}: {cause}"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that failed at ``stage``, with everything its dead letter needs."""
@@ -58,6 +82,8 @@ class Rejected:
     error: BaseException
     event_id: str | None = None
     """The decoded event's id, else the record's ``event_id`` header, else None."""
+    headers_error: str | None = None
+    """Why the client could not read the record's headers (then ``headers`` is empty)."""
 
     @property
     def coordinates(self) -> Coordinates:
@@ -96,7 +122,13 @@ def _header_event_id(headers: RawHeaders) -> str | None:
     return None
 
 
-def _reject(record: Any, headers: RawHeaders, stage: Stage, error: BaseException) -> Rejected:
+def _reject(
+    record: Any,
+    headers: RawHeaders,
+    stage: Stage,
+    error: BaseException,
+    headers_error: str | None = None,
+) -> Rejected:
     _, timestamp = record.timestamp()
     return Rejected(
         record.topic(),
@@ -109,6 +141,7 @@ def _reject(record: Any, headers: RawHeaders, stage: Stage, error: BaseException
         stage,
         error,
         _header_event_id(headers),
+        headers_error,
     )
 
 
@@ -123,17 +156,25 @@ def decode_records(decoder: Decoder, records: Sequence[Any]) -> DecodedBatch:
     results = decoder.decode_batch([r.value() for r in with_value]) if with_value else []
     decoded = {id(r): result for r, result in zip(with_value, results, strict=True)}
     for record in records:
-        headers: RawHeaders = tuple(record.headers() or ())
+        headers, headers_error = read_headers(record)
         result = decoded.get(id(record))
         if result is None:
             error: BaseException = TombstoneError(
                 "the record has no value (a tombstone); events always have one"
             )
-            batch.rejected.append(_reject(record, headers, "decode", error))
+            batch.rejected.append(_reject(record, headers, "decode", error, headers_error))
             continue
         if isinstance(result, Exception):
             stage: Stage = "validate" if getattr(result, "stage", "") == "validate" else "decode"
-            batch.rejected.append(_reject(record, headers, stage, result))
+            batch.rejected.append(_reject(record, headers, stage, result, headers_error))
+            continue
+        if headers_error is not None:
+            # A valid event too: a record read only in part is not applied.
+            error = UnreadableHeadersError(
+                f"the Kafka client cannot read the record's headers ({headers_error}); "
+                "a header name is probably not UTF-8"
+            )
+            batch.rejected.append(_reject(record, headers, "decode", error, headers_error))
             continue
         event_id = getattr(result, "event_id", None)
         if not isinstance(event_id, uuid.UUID):

@@ -4,7 +4,11 @@ Upstream code calls ``enqueue(conn, event, codec=...)`` inside its own transacti
 business writes: both commit or neither does. A retried request with the same idempotency key
 (``event_id``) adds no second row. ``enqueue`` speaks plain DB-API (``%s`` parameters, a
 cursor), so psycopg 3 and psycopg2 connections both work; other languages call the SQL function
-``oncepipe.enqueue(topic, dedupe_id, key, value, headers)``.
+``oncepipe.enqueue(topic, dedupe_id, key, value, header_names, header_values)`` (``bytea[]``
+each) or the original ``oncepipe.enqueue(topic, dedupe_id, key, value, headers jsonb)``.
+
+Headers are bytes end to end (``bytea[]`` names and values): a value with a NUL byte or
+invalid UTF-8 and a null value leave as they came, and a null ``value`` leaves as a tombstone.
 
 Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
 ``fetch_pending``, ``mark_published``, ``record_failure``, ``delete_published``,
@@ -13,7 +17,6 @@ Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +41,9 @@ __all__ = [
 ]
 
 Headers = list[tuple[str, str]]
+"""Event headers: plain strings."""
+RawHeaders = Sequence[tuple[str, str | bytes | None]]
+"""Headers as written: a str is stored as its UTF-8 bytes, bytes as they are, None as null."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,8 @@ class OutboxRow:
     id: int
     topic: str
     key: bytes | None
-    value: bytes
-    headers: Headers
+    value: bytes | None
+    headers: list[tuple[str, bytes | None]]
     attempts: int
 
 
@@ -67,15 +73,30 @@ def event_headers(
     return headers
 
 
+def _as_bytes(raw: str | bytes | None) -> bytes | None:
+    return raw.encode("utf-8") if isinstance(raw, str) else raw
+
+
 def enqueue_record(
-    conn: Any, topic: str, dedupe_id: str, *, key: bytes | None, value: bytes, headers: Headers
+    conn: Any,
+    topic: str,
+    dedupe_id: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    headers: RawHeaders,
 ) -> int | None:
-    """Add one already-encoded record in the caller's transaction; None when it was there."""
+    """Add one already-encoded record in the caller's transaction; None when it was there.
+
+    ``value=None`` is a tombstone; header values may be str (stored as UTF-8), bytes or None.
+    """
+    names = [name.encode("utf-8") for name, _ in headers]
+    values = [_as_bytes(raw) for _, raw in headers]
     cursor = conn.cursor()
     try:
         cursor.execute(
-            "SELECT oncepipe.enqueue(%s, %s, %s, %s, %s::jsonb)",
-            (topic, dedupe_id, key, value, json.dumps(headers)),
+            "SELECT oncepipe.enqueue(%s, %s, %s::bytea, %s::bytea, %s::bytea[], %s::bytea[])",
+            (topic, dedupe_id, key, value, names, values),
         )
         row = cursor.fetchone()
     finally:
@@ -111,7 +132,7 @@ def enqueue(
 def fetch_pending(conn: psycopg.Connection[Any], limit: int) -> list[OutboxRow]:
     """Unpublished rows in id order (never "id > last seen": ids commit out of order)."""
     rows = conn.execute(
-        "SELECT id, topic, key, value, headers, attempts FROM oncepipe.outbox"
+        "SELECT id, topic, key, value, header_names, header_values, attempts FROM oncepipe.outbox"
         " WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT %s",
         (limit,),
     ).fetchall()
@@ -120,11 +141,20 @@ def fetch_pending(conn: psycopg.Connection[Any], limit: int) -> list[OutboxRow]:
             id=row[0],
             topic=row[1],
             key=bytes(row[2]) if row[2] is not None else None,
-            value=bytes(row[3]),
-            headers=[(str(name), str(value)) for name, value in row[4]],
-            attempts=row[5],
+            value=bytes(row[3]) if row[3] is not None else None,
+            headers=_headers(row[4], row[5]),
+            attempts=row[6],
         )
         for row in rows
+    ]
+
+
+def _headers(names: list[bytes], values: list[bytes | None]) -> list[tuple[str, bytes | None]]:
+    # Kafka clients take names as str only; a name that is not UTF-8 (only the SQL function
+    # can store one) is sent with U+FFFD in place of its bad bytes.
+    return [
+        (bytes(name).decode("utf-8", "replace"), bytes(raw) if raw is not None else None)
+        for name, raw in zip(names, values, strict=True)
     ]
 
 

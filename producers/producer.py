@@ -47,8 +47,9 @@ class OutgoingRecord:
     ref: int
     topic: str
     key: bytes | None
-    value: bytes
-    headers: Sequence[tuple[str, str | bytes]] = ()
+    value: bytes | None
+    """None publishes a tombstone."""
+    headers: Sequence[tuple[str, str | bytes | None]] = ()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Dead-letter headers: oncepipe's own (written), and Spring, Connect and Streams ones (read).
 
-oncepipe's dead letters carry the original record's key and value bytes untouched, the
-original record's headers as they were, and these plain UTF-8 string headers (readable in kcat,
-kafka-ui and AKHQ):
+oncepipe's dead letters carry the original record's key and value bytes untouched (a
+tombstone's null value stays null), the original record's headers as they were (bytes: NUL
+bytes, invalid UTF-8 and null values survive), and these plain UTF-8 string headers (readable
+in kcat, kafka-ui and AKHQ):
 
 =========================  ===============================================================
 ``dlq.original.topic``     topic the record was consumed from
@@ -17,7 +18,12 @@ kafka-ui and AKHQ):
 ``dlq.first.failure``      first failure, ISO-8601 UTC
 ``dlq.last.failure``       last failure, ISO-8601 UTC
 ``dlq.stacktrace``         the stack trace (at most ``MAX_STACKTRACE_BYTES``)
+``dlq.headers.unreadable`` only when the client could not read the original headers (a
+                           header name that is not UTF-8): why; they are not in the letter
 =========================  ===============================================================
+
+A record on a dead-letter topic whose headers the client cannot read is still shown: as a dead
+letter of dialect ``unreadable`` (no source known, so a replay needs ``--to``).
 
 A replayed record keeps key, value and the original headers, loses every dead-letter header
 of the four dialects, and gains ``replay_of`` (``<dlq-topic>:<partition>:<offset>``) and
@@ -25,7 +31,7 @@ of the four dialects, and gains ``replay_of`` (``<dlq-topic>:<partition>:<offset
 
 Public names: the header name constants, ``Failure``, ``DeadLetter``, ``DeadLetterFormatError``,
 ``dead_letter_headers``, ``parse_dead_letter``, ``replay_headers``, ``is_dead_letter_header``,
-``format_ref``, ``parse_ref``, ``STAGES``, ``DIALECTS``.
+``format_ref``, ``parse_ref``, ``unreadable_dead_letter``, ``STAGES``, ``DIALECTS``.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ __all__ = [
     "ERROR_CLASS",
     "ERROR_MESSAGE",
     "FIRST_FAILURE",
+    "HEADERS_UNREADABLE",
     "LAST_FAILURE",
     "MAX_MESSAGE_BYTES",
     "MAX_STACKTRACE_BYTES",
@@ -71,6 +78,7 @@ __all__ = [
     "parse_dead_letter",
     "parse_ref",
     "replay_headers",
+    "unreadable_dead_letter",
 ]
 
 PREFIX = "dlq."
@@ -86,6 +94,7 @@ ATTEMPTS = "dlq.attempts"
 FIRST_FAILURE = "dlq.first.failure"
 LAST_FAILURE = "dlq.last.failure"
 STACKTRACE = "dlq.stacktrace"
+HEADERS_UNREADABLE = "dlq.headers.unreadable"
 ONCEPIPE_HEADERS = (
     ORIGINAL_TOPIC,
     ORIGINAL_PARTITION,
@@ -116,8 +125,9 @@ MAX_STACKTRACE_BYTES = 8192
 
 Stage = Literal["decode", "validate", "handle"]
 STAGES: tuple[Stage, ...] = ("decode", "validate", "handle")
-Dialect = Literal["oncepipe", "spring", "connect", "streams"]
+Dialect = Literal["oncepipe", "spring", "connect", "streams", "unreadable"]
 DIALECTS: tuple[Dialect, ...] = ("oncepipe", "spring", "connect", "streams")
+"""The dialects told apart by their headers (``unreadable``: no headers could be read)."""
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
 """Kafka headers as the client hands them over: (name, bytes) pairs, names may repeat."""
@@ -244,12 +254,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def _text(raw: str | bytes | None) -> str:
-    if raw is None:
-        return ""
-    return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-
-
 def dead_letter_headers(
     *,
     topic: str,
@@ -263,12 +267,15 @@ def dead_letter_headers(
     first_failure: datetime,
     last_failure: datetime | None = None,
     original_headers: RawHeaders = (),
-) -> list[tuple[str, str]]:
+    headers_unreadable: str | None = None,
+) -> list[tuple[str, str | bytes | None]]:
     """The headers of a dead letter: the original record's, then oncepipe's ``dlq.*`` ones.
 
-    The original headers keep their order; any ``dlq.*`` header among them (a dead letter of a
-    dead letter) is dropped so the new ones are the only ones. Message and stack trace are cut
-    to ``MAX_MESSAGE_BYTES`` and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware.
+    The original headers keep their order and their values as they were (bytes or None); any
+    ``dlq.*`` header among them (a dead letter of a dead letter) is dropped so the new ones are
+    the only ones. ``headers_unreadable`` (why the client could not read the original headers)
+    adds ``dlq.headers.unreadable``. Message and stack trace are cut to ``MAX_MESSAGE_BYTES``
+    and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware.
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
@@ -276,7 +283,11 @@ def dead_letter_headers(
         raise ValueError(f"attempts={attempts}: a dead letter failed at least once")
     if isinstance(failure, BaseException):
         failure = Failure.from_exception(failure)
-    headers = [(name, _text(raw)) for name, raw in original_headers if not name.startswith(PREFIX)]
+    headers: list[tuple[str, str | bytes | None]] = [
+        (name, raw) for name, raw in original_headers if not name.startswith(PREFIX)
+    ]
+    if headers_unreadable is not None:
+        headers.append((HEADERS_UNREADABLE, _bounded(headers_unreadable, MAX_MESSAGE_BYTES)))
     headers += [
         (ORIGINAL_TOPIC, topic),
         (ORIGINAL_PARTITION, str(partition)),
@@ -300,12 +311,10 @@ def dead_letter_headers(
     return headers
 
 
-def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes]]:
-    """The headers of a replay: the original ones, plus ``replay_of`` and ``replay_count``."""
-    kept = [
-        (name, raw or b"")
-        for name, raw in dead_letter.headers
-        if name not in {REPLAY_OF, REPLAY_COUNT}
+def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes | None]]:
+    """The headers of a replay: the original ones as they were, ``replay_of``, ``replay_count``."""
+    kept: list[tuple[str, bytes | None]] = [
+        (name, raw) for name, raw in dead_letter.headers if name not in {REPLAY_OF, REPLAY_COUNT}
     ]
     return [
         *kept,
@@ -425,6 +434,7 @@ class _Fields:
 
 
 def _read_oncepipe(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
+    unreadable = found.text(HEADERS_UNREADABLE)
     return _Fields(
         topic=found.text(ORIGINAL_TOPIC),
         partition=_decimal(found.raw(ORIGINAL_PARTITION), ORIGINAL_PARTITION),
@@ -438,6 +448,7 @@ def _read_oncepipe(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
         attempts=_decimal(found.raw(ATTEMPTS), ATTEMPTS),
         first=_moment(found.raw(FIRST_FAILURE), FIRST_FAILURE),
         last=_moment(found.raw(LAST_FAILURE), LAST_FAILURE),
+        extras={} if unreadable is None else {"headers_unreadable": unreadable},
     )
 
 
@@ -555,6 +566,47 @@ def parse_dead_letter(
         headers=original,
         dlq_timestamp=_from_millis(dlq_timestamp_ms),
         extras=fields.extras,
+    )
+
+
+def unreadable_dead_letter(
+    reason: str,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    dlq_topic: str,
+    dlq_partition: int,
+    dlq_offset: int,
+    dlq_timestamp_ms: int | None = None,
+) -> DeadLetter:
+    """A record of a dead-letter topic whose headers the client cannot read (``reason``).
+
+    Nothing says where it came from or why it failed; key and value are as they are, so it
+    can still be listed, shown and replayed (with ``--to``).
+    """
+    return DeadLetter(
+        dlq_topic=dlq_topic,
+        dlq_partition=dlq_partition,
+        dlq_offset=dlq_offset,
+        dialect="unreadable",
+        source_topic=None,
+        source_partition=None,
+        source_offset=None,
+        source_timestamp=None,
+        consumer_group=None,
+        stage=None,
+        error_class="HeadersUnreadable",
+        error_message=f"the record's headers cannot be read ({reason}); a name is not UTF-8?",
+        attempts=None,
+        first_failure=None,
+        last_failure=None,
+        stacktrace="",
+        event_id=None,
+        event_type=None,
+        key=key,
+        value=value,
+        dlq_timestamp=_from_millis(dlq_timestamp_ms),
+        extras={"headers_unreadable": reason},
     )
 
 

@@ -1,6 +1,6 @@
 """A dead letter's value for people: the decoded event when it decodes, else a hex dump.
 
-Public names: ``DecodedPayload``, ``decode_payload``, ``hex_dump``.
+Public names: ``DecodedPayload``, ``decode_payload``, ``hex_dump``, ``escape``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from schemas import Codec, SchemaError
 
-__all__ = ["DecodedPayload", "decode_payload", "hex_dump"]
+__all__ = ["DecodedPayload", "decode_payload", "escape", "hex_dump"]
 
 HEX_DUMP_BYTES = 256
 
@@ -57,3 +57,26 @@ def hex_dump(data: bytes | None, limit: int = HEX_DUMP_BYTES) -> str:
     if len(data) > limit:
         lines.append(f"... {len(data) - limit} more bytes")
     return "\n".join(lines) if lines else "(empty value)"
+
+
+def _escaped_char(char: str) -> str:
+    point = ord(char)
+    if 0xDC80 <= point <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+        return f"\\x{point - 0xDC00:02x}"
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():
+        return char
+    return f"\\x{point:02x}" if point < 0x100 else f"\\u{point:04x}"
+
+
+def escape(raw: bytes | str) -> str:
+    r"""Printable text of header names, values and keys: UTF-8 as it is, else ``\xNN`` escapes.
+
+    Bytes that are not UTF-8, control characters (NUL included) and the backslash itself are
+    escaped, so the text is unambiguous and safe on a terminal.
+    """
+    text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(map(_escaped_char, text))

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from consumers.dlq.fingerprint import fingerprint_of
-from consumers.dlq.headers import DeadLetter, DeadLetterFormatError, parse_dead_letter, parse_ref
+from consumers.dlq.headers import (
+    DeadLetter,
+    DeadLetterFormatError,
+    parse_dead_letter,
+    parse_ref,
+    unreadable_dead_letter,
+)
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import (
     Consumer,
@@ -78,7 +84,11 @@ class Selection:
         """True when ``letter`` passes every filter."""
         sources = [t for t in self.topics if not is_dlq_topic(t)]
         checks = (
-            not sources or letter.source_topic in sources or letter.dlq_topic in self.topics,
+            not sources
+            or letter.source_topic in sources
+            or letter.dlq_topic in self.topics
+            # No source known (unreadable headers): the dead-letter topic named after one.
+            or (letter.source_topic is None and _named_after(letter.dlq_topic, sources)),
             self.group is None or letter.consumer_group == self.group,
             self.stage is None or letter.stage == self.stage,
             self.error is None or self._error_matches(letter),
@@ -100,6 +110,10 @@ class Selection:
         return (self.since is None or moment >= self.since) and (
             self.until is None or moment < self.until
         )
+
+
+def _named_after(dlq_topic: str, sources: list[str]) -> bool:
+    return any(dlq_topic in (dlq_topic_for(s), f"{s}.DLT") for s in sources)
 
 
 @dataclass
@@ -269,12 +283,31 @@ class DeadLetterReader:
 
     @staticmethod
     def _parse(message: Message) -> DeadLetter | str:
-        """The dead letter in ``message``, or why it is not one."""
+        """The dead letter in ``message``, or why it is not one.
+
+        A record whose headers the client cannot read (a header name that is not UTF-8 makes
+        ``headers()`` raise) is still shown, as an ``unreadable`` dead letter.
+        """
         topic, partition, offset = message.topic() or "", message.partition(), message.offset()
         kind, timestamp = message.timestamp()
         try:
+            headers = message.headers()
+        except (SystemError, UnicodeError, ValueError, TypeError) as exc:
+            cause = exc.__cause__ or exc.__context__ or exc
+            log.warning("dead letter headers unreadable", topic=topic, partition=partition,
+                        offset=offset, error=str(cause))  # fmt: skip
+            return unreadable_dead_letter(
+                f"{type(cause).__name__}: {cause}",
+                message.key(),
+                message.value(),
+                dlq_topic=topic,
+                dlq_partition=partition or 0,
+                dlq_offset=offset or 0,
+                dlq_timestamp_ms=timestamp if kind else None,
+            )
+        try:
             return parse_dead_letter(
-                message.headers(),
+                headers,
                 message.key(),
                 message.value(),
                 dlq_topic=topic,

@@ -182,7 +182,7 @@ class Replayer:
                     ref=i,
                     topic=to,
                     key=letter.key,
-                    value=letter.value if letter.value is not None else b"",
+                    value=letter.value,
                     headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
                 )
                 for i, letter, to in claimed

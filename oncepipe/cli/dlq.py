@@ -21,7 +21,7 @@ from rich.table import Table
 
 from consumers.dlq.fingerprint import fingerprint_of, group_failures
 from consumers.dlq.headers import STAGES, DeadLetter
-from consumers.dlq.payload import decode_payload, hex_dump
+from consumers.dlq.payload import decode_payload, escape, hex_dump
 from consumers.dlq.reader import DeadLetterReader, Scan, Selection
 from consumers.dlq.replay import Replayer, ReplayOutcome
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, emit_json, state
@@ -124,7 +124,12 @@ def _first_line(text: str, limit: int = _MESSAGE_CHARS) -> str:
 
 
 def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", "replace")
+    """Bytes as escaped text (see ``escape``); None stays None (a null header, no key)."""
+    return None if raw is None else escape(raw)
+
+
+def _hex(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.hex()
 
 
 def _letter_data(letter: DeadLetter, *, full: bool = False) -> dict[str, Any]:
@@ -154,7 +159,9 @@ def _letter_data(letter: DeadLetter, *, full: bool = False) -> dict[str, Any]:
     if full:
         data |= {
             "key": _text(letter.key),
-            "headers": [[name, _text(raw)] for name, raw in letter.headers],
+            "key_hex": _hex(letter.key),
+            "headers": [[escape(name), _text(raw)] for name, raw in letter.headers],
+            "headers_hex": [[name.encode().hex(), _hex(raw)] for name, raw in letter.headers],
             "extras": dict(letter.extras),
             "dlq_timestamp": _iso(letter.dlq_timestamp),
             "stacktrace": letter.stacktrace,
@@ -362,9 +369,12 @@ def show(
     ):  # fmt: skip
         if data[name] not in (None, ""):
             lines.append(f"  {name:<17} {data[name]}")
-    lines += [f"  {name:<17} {value}" for name, value in letter.extras.items()]
+    lines += [f"  {name:<17} {escape(value)}" for name, value in letter.extras.items()]
     lines.append("headers")
-    lines += [f"  {name}: {_text(raw)}" for name, raw in letter.headers] or ["  (none)"]
+    lines += [
+        f"  {escape(name)}: {'(null)' if raw is None else escape(raw)}"
+        for name, raw in letter.headers
+    ] or ["  (none)"]
     if payload.event is not None:
         lines.append(f"event ({payload.event_type})")
         lines += [f"  {name}: {value}" for name, value in payload.event.items()]

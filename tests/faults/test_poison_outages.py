@@ -75,7 +75,7 @@ def assert_only_poison_dead_lettered(pool: WorkerPool, dlq_topic: str, landed: l
     poison = {(r.partition, r.offset) for r in landed if r.kind != "good"}
     good = [r.event for r in landed if r.kind == "good" and r.event is not None]
     assert_applied_exactly(pool, good, len(landed))
-    expected_ids = sorted(f"{pool.topic}:{p}:{o}" for p, o in poison)
+    expected_ids = sorted(f"{pool.topic}:{p}:{o}:{pool.group}" for p, o in poison)
     assert sorted(outbox_dead_letters(pool.settings, dlq_topic)) == expected_ids
     letters = dead_letters(pool.settings, dlq_topic, expected=len(poison))
     assert sorted((d.source_partition, d.source_offset) for d in letters) == sorted(poison)

@@ -154,7 +154,7 @@ def test_handler_poison_is_dead_lettered_in_the_batch_and_its_neighbours_apply(
     assert stored(settings)[("t", 0)] == 10
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT topic, dedupe_id FROM oncepipe.outbox ORDER BY id").fetchall()
-    assert rows == [("t.dlq", "t:0:2"), ("t.dlq", "t:0:7")]
+    assert rows == [("t.dlq", "t:0:2:g"), ("t.dlq", "t:0:7:g")]
 
 
 def test_a_transient_handler_failure_rolls_everything_back_and_counts_nothing(

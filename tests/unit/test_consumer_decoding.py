@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from consumers.decoding import MissingEventIdError, TombstoneError, decode_records
+from consumers.decoding import (
+    MissingEventIdError,
+    TombstoneError,
+    UnreadableHeadersError,
+    decode_records,
+)
 
 
 class Thing(BaseModel):
@@ -47,6 +52,17 @@ class Record:
 
     def headers(self) -> list[tuple[str, bytes]]:
         return [("event_id", b"id-from-header")]
+
+
+class UnreadableHeaders(Record):
+    """What confluent-kafka does with a header name that is not UTF-8."""
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        try:
+            b"\xff".decode()
+        except UnicodeDecodeError as exc:
+            raise SystemError("<built-in method headers> returned a result with an error") from exc
+        return []
 
 
 class FakeDecoder:
@@ -101,3 +117,22 @@ def test_tombstones_and_events_without_an_id_are_rejected_as_poison() -> None:
         (1, "validate"),
     ]
     assert {type(r.error) for r in batch.rejected} == {TombstoneError, MissingEventIdError}
+
+
+def test_a_valid_event_whose_headers_cannot_be_read_is_rejected_not_raised() -> None:
+    records = [Record(0, 1, ids(1)), UnreadableHeaders(0, 2, ids(2)), Record(0, 3, ids(3))]
+    batch = decode_records(FakeDecoder(), records)
+    assert [e.offset for e in batch.events] == [1, 3]
+    (rejected,) = batch.rejected
+    assert (rejected.offset, rejected.stage, rejected.headers) == (2, "decode", ())
+    assert isinstance(rejected.error, UnreadableHeadersError)
+    assert rejected.value == ids(2)
+    assert rejected.headers_error is not None
+    assert rejected.headers_error.startswith("UnicodeDecodeError")
+
+
+def test_an_undecodable_record_with_unreadable_headers_keeps_its_own_error() -> None:
+    batch = decode_records(FakeDecoder(), [UnreadableHeaders(0, 4, b"bad")])
+    (rejected,) = batch.rejected
+    assert isinstance(rejected.error, BrokenError)
+    assert rejected.headers_error is not None

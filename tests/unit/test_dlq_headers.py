@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,7 +32,7 @@ ORIGINAL = [
 
 
 def parse(
-    headers: list[tuple[str, bytes]],
+    headers: Sequence[tuple[str, bytes | None]],
     key: bytes | None = b"k",
     value: bytes | None = b"v",
     *,
@@ -48,7 +49,7 @@ def parse(
     )
 
 
-def oncepipe_headers(**overrides: object) -> list[tuple[str, str]]:
+def oncepipe_headers(**overrides: object) -> list[tuple[str, str | bytes | None]]:
     options: dict[str, object] = {
         "topic": "events.click",
         "partition": 3,
@@ -64,6 +65,16 @@ def oncepipe_headers(**overrides: object) -> list[tuple[str, str]]:
         **overrides,
     }
     return dead_letter_headers(**options)  # type: ignore[arg-type]
+
+
+def as_raw(headers: list[tuple[str, str | bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """Headers as a consumer reads them back: bytes (or None)."""
+    return [(n, v.encode() if isinstance(v, str) else v) for n, v in headers]
+
+
+def written(headers: list[tuple[str, str | bytes | None]]) -> dict[str, str]:
+    """The ``dlq.*`` headers the builder wrote (plain strings)."""
+    return {n: v for n, v in headers if n.startswith("dlq.") and isinstance(v, str)}
 
 
 def test_header_names_are_the_documented_plain_dlq_names() -> None:
@@ -85,7 +96,7 @@ def test_header_names_are_the_documented_plain_dlq_names() -> None:
 
 def test_builder_writes_every_field_as_a_plain_string_after_the_original_headers() -> None:
     headers = oncepipe_headers()
-    assert headers[:3] == [(name, raw.decode()) for name, raw in ORIGINAL]
+    assert headers[:3] == ORIGINAL
     written = dict(headers[3:])
     assert written == {
         "dlq.original.topic": "events.click",
@@ -101,14 +112,14 @@ def test_builder_writes_every_field_as_a_plain_string_after_the_original_headers
         "dlq.last.failure": "2025-03-01T12:00:05.123+00:00",
         "dlq.stacktrace": "tb",
     }
-    assert all(isinstance(value, str) for _, value in headers)
+    assert all(isinstance(value, str) for _, value in headers[3:])
 
 
 def test_builder_takes_an_exception_with_its_qualified_class_and_traceback() -> None:
     try:
         raise KeyError("no handler for ClickEvent")
     except KeyError as exc:
-        headers = dict(oncepipe_headers(failure=exc, stage="handle"))
+        headers = written(oncepipe_headers(failure=exc, stage="handle"))
     assert headers["dlq.error.class"] == "KeyError"
     assert headers["dlq.error.message"] == "'no handler for ClickEvent'"
     assert headers["dlq.stacktrace"].startswith("Traceback (most recent call last)")
@@ -118,7 +129,7 @@ def test_builder_takes_an_exception_with_its_qualified_class_and_traceback() -> 
 def test_builder_bounds_stack_trace_and_message_keeping_both_ends_of_the_trace() -> None:
     trace = "Traceback (most recent call last)\n" + "  frame\n" * 5000 + "ValueError: boom\n"
     failure = Failure("ValueError", "é" * 10_000, trace)
-    headers = dict(oncepipe_headers(failure=failure))
+    headers = written(oncepipe_headers(failure=failure))
     assert len(headers["dlq.stacktrace"].encode()) <= h.MAX_STACKTRACE_BYTES
     assert headers["dlq.stacktrace"].startswith("Traceback")
     assert headers["dlq.stacktrace"].endswith("ValueError: boom\n")
@@ -131,7 +142,29 @@ def test_builder_drops_stale_dlq_headers_of_the_original_record() -> None:
     stale = [*ORIGINAL, ("dlq.stage", b"decode"), ("replay_of", b"events.click.dlq:0:1")]
     headers = oncepipe_headers(original_headers=stale)
     assert [value for name, value in headers if name == "dlq.stage"] == ["validate"]
-    assert ("replay_of", "events.click.dlq:0:1") in headers
+    assert ("replay_of", b"events.click.dlq:0:1") in headers
+
+
+def test_builder_keeps_original_header_bytes_and_nulls_as_they_were() -> None:
+    hostile = [("nul", b"a\x00b"), ("bad", b"\xff\xfe\x80"), ("none", None), ("empty", b"")]
+    headers = oncepipe_headers(original_headers=hostile)
+    assert headers[:4] == hostile
+    letter = parse(as_raw(headers))
+    assert letter.headers == tuple(hostile)
+    replayed = replay_headers(letter, 1)
+    assert replayed[:4] == hostile
+
+
+def test_builder_marks_headers_the_client_could_not_read() -> None:
+    headers = oncepipe_headers(original_headers=[], headers_unreadable="UnicodeDecodeError: x")
+    assert ("dlq.headers.unreadable", "UnicodeDecodeError: x") in headers
+    letter = parse(as_raw(headers))
+    assert letter.extras["headers_unreadable"] == "UnicodeDecodeError: x"
+    assert letter.headers == ()
+    assert replay_headers(letter, 1) == [
+        ("replay_of", b"events.click.dlq:0:7"),
+        ("replay_count", b"1"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -151,7 +184,7 @@ def test_builder_refuses_values_outside_the_contract(
 
 def test_oncepipe_dead_letter_round_trips_through_the_parser() -> None:
     built = oncepipe_headers()
-    letter = parse([(n, v.encode()) for n, v in built], b"user-1", b"\xc3\x01body")
+    letter = parse(as_raw(built), b"user-1", b"\xc3\x01body")
     assert letter.dialect == "oncepipe"
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
         "events.click",
@@ -278,7 +311,7 @@ def test_record_without_dead_letter_headers_is_refused() -> None:
 
 
 def test_malformed_number_is_refused_with_the_header_name() -> None:
-    headers = [(n, v.encode()) for n, v in oncepipe_headers()]
+    headers = as_raw(oncepipe_headers())
     headers = [(n, b"x1" if n == "dlq.original.offset" else v) for n, v in headers]
     with pytest.raises(DeadLetterFormatError, match=r"dlq\.original\.offset"):
         parse(headers, b"k", b"v")
@@ -306,7 +339,7 @@ def test_replay_keeps_original_headers_strips_dead_letter_ones_and_adds_replay_o
         ("kafka_dlt-original-topic", b"events.click"),
         ("__connect.errors.topic", b"events.click"),
         ("__streams.errors.topic", b"events.click"),
-        *((n, v.encode()) for n, v in oncepipe_headers(original_headers=[])),
+        *as_raw(oncepipe_headers(original_headers=[])),
     ]
     letter = parse(headers, b"k", b"v")
     assert letter.replay_count == 1
