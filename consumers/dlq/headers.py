@@ -342,13 +342,21 @@ def _decimal(raw: bytes | None, name: str) -> int | None:
         raise DeadLetterFormatError(f"header {name}={text!r} is not a decimal number") from None
 
 
+# Decimal text as other tools write it; "1234" and "12345678" are 4 and 8 bytes long too.
+_DECIMAL_TEXT = re.compile(rb"\s*-?[0-9]+\s*")
+
+
 def _spring_number(raw: bytes | None, name: str) -> int | None:
-    """Spring writes partition as int32 and offset/timestamp as int64, big-endian binary."""
+    """Spring's int32 partition or int64 offset/timestamp (big-endian binary), or decimal text.
+
+    Bytes that are all ASCII digits are decimal text whatever their length: read as binary
+    they would be at least 0x30303030 (808 million) as an int32 and 0x3030303030303030
+    (3.5e18) as an int64, which no partition, offset or millisecond timestamp comes near.
+    """
     if raw is None:
         return None
-    if len(raw) in {4, 8}:
+    if len(raw) in {4, 8} and not _DECIMAL_TEXT.fullmatch(raw):
         return int.from_bytes(raw, "big", signed=True)
-    # Some Spring ports write decimal strings; accept them rather than refuse the record.
     return _decimal(raw, name)
 
 

@@ -251,6 +251,53 @@ def test_spring_listener_failures_are_the_handle_stage() -> None:
     assert parse(headers, None, b"v").stage == "handle"
 
 
+def spring_coordinates(
+    partition: bytes, offset: bytes, timestamp: bytes | None = None
+) -> tuple[int | None, int | None, datetime | None]:
+    headers = [
+        ("kafka_dlt-original-topic", b"orders"),
+        ("kafka_dlt-original-partition", partition),
+        ("kafka_dlt-original-offset", offset),
+        ("kafka_dlt-exception-fqcn", b"java.lang.IllegalStateException"),
+    ]
+    if timestamp is not None:
+        headers.append(("kafka_dlt-original-timestamp", timestamp))
+    letter = parse(headers)
+    return letter.source_partition, letter.source_offset, letter.source_timestamp
+
+
+@pytest.mark.parametrize(
+    ("partition", "offset", "expected"),
+    [
+        (b"1234", b"12345678", (1234, 12_345_678)),
+        (b"7", b"1234", (7, 1234)),
+        (b"0012", b"00000042", (12, 42)),
+        (b"  12", b"-1", (12, -1)),
+    ],
+)
+def test_spring_decimal_text_of_4_or_8_characters_is_read_as_decimal(
+    partition: bytes, offset: bytes, expected: tuple[int, int]
+) -> None:
+    assert spring_coordinates(partition, offset)[:2] == expected
+
+
+def test_spring_binary_numbers_stay_binary_beside_decimal_text() -> None:
+    # 0x31 is the byte of "1": a binary number may hold digit bytes, not only digit bytes.
+    assert spring_coordinates(struct.pack(">i", 0x31), struct.pack(">q", 0x3132_3334)) == (
+        0x31,
+        0x3132_3334,
+        None,
+    )
+    assert spring_coordinates(b"3", b"99", b"1740830400000")[2] == datetime(
+        2025, 3, 1, 12, 0, tzinfo=UTC
+    )
+
+
+def test_spring_numbers_that_are_neither_binary_nor_decimal_are_refused() -> None:
+    with pytest.raises(DeadLetterFormatError, match="offset"):
+        spring_coordinates(struct.pack(">i", 1), b"12x")
+
+
 def test_connect_dead_letter_headers_are_strings_with_a_stage() -> None:
     headers = [
         *ORIGINAL,
