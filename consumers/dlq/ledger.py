@@ -11,7 +11,7 @@ The ledger is what makes a replay happen once:
    which lets the next replay claim it again.
 
 This module owns the table's SQL. Public names: ``Claim``, ``LedgerEntry``, ``claim``,
-``record_sent``, ``record_failed``, ``entries``, ``key_of``, ``replayed_by``.
+``record_sent``, ``record_failed``, ``entries``, ``is_replayable``, ``key_of``, ``replayed_by``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.dlq.headers import DeadLetter
@@ -31,6 +31,7 @@ __all__ = [
     "LedgerEntry",
     "claim",
     "entries",
+    "is_replayable",
     "key_of",
     "record_failed",
     "record_sent",
@@ -80,6 +81,20 @@ class LedgerEntry:
     replay_partition: int | None
     replay_offset: int | None
     error: str | None
+
+
+def is_replayable(
+    entry: LedgerEntry | None,
+    *,
+    stale_after_s: float = DEFAULT_STALE_CLAIM_S,
+    now: datetime | None = None,
+) -> bool:
+    """True when a claim without ``force`` would take the dead letter (the claim's WHERE)."""
+    if entry is None or entry.outcome == "failed":
+        return True
+    if entry.outcome == "claimed":
+        return entry.claimed_at < (now or datetime.now(UTC)) - timedelta(seconds=stale_after_s)
+    return False
 
 
 def key_of(letter: DeadLetter) -> Key:

@@ -4,8 +4,12 @@ The reader assigns partitions itself (no group membership, no offset commits: lo
 dead-letter topic never moves anybody's position) and stops at each partition's high
 watermark taken up front, so a scan ends even while new dead letters arrive.
 
+A dead letter whose headers carry no ``event_id`` (or ``event_type``) takes them from its
+value when that decodes, here and only here, so every command filters, shows, replays and
+records the same event id.
+
 Public names: ``DLQ_SUFFIXES``, ``is_dlq_topic``, ``Selection``, ``DeadLetterReader``,
-``Scan``, ``DeadLetterNotFoundError``.
+``Scan``, ``DeadLetterNotFoundError``, ``lenient_codec``.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+
+import psycopg
 
 from consumers.dlq.fingerprint import fingerprint_of
 from consumers.dlq.headers import (
@@ -24,6 +30,7 @@ from consumers.dlq.headers import (
     parse_ref,
     unreadable_dead_letter,
 )
+from consumers.dlq.payload import decode_payload
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import (
     Consumer,
@@ -37,6 +44,7 @@ from oncepipe.kafka import (
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers.topics import dlq_topic_for
+from schemas import Codec, SchemaStore
 
 __all__ = [
     "DLQ_SUFFIXES",
@@ -45,6 +53,7 @@ __all__ = [
     "Scan",
     "Selection",
     "is_dlq_topic",
+    "lenient_codec",
 ]
 
 log = get_logger("dlq.reader")
@@ -56,6 +65,19 @@ DLQ_SUFFIXES = (".dlq", ".DLT")
 def is_dlq_topic(name: str) -> bool:
     """True when the name says dead-letter topic."""
     return name.endswith(DLQ_SUFFIXES)
+
+
+def lenient_codec(settings: Settings) -> Codec:
+    """A codec whose schema-store lookups give up quietly: reading must not need PostgreSQL."""
+    store = SchemaStore(settings.database_url.get_secret_value())
+
+    def lookup(fingerprint: str) -> str | None:
+        try:
+            return store.lookup(fingerprint)
+        except psycopg.Error:
+            return None
+
+    return Codec.load(lookup=lookup)
 
 
 class DeadLetterNotFoundError(OncepipeError):
@@ -132,6 +154,7 @@ class DeadLetterReader:
     def __init__(self, settings: Settings, *, idle_timeout_s: float = 30.0) -> None:
         self._settings = settings
         self._idle_timeout_s = idle_timeout_s
+        self._codec: Codec | None = None
 
     def select(self, selection: Selection, *, limit: int | None = None) -> Scan:
         """Every selected dead letter (at most ``limit``), in topic/partition/offset order."""
@@ -160,6 +183,7 @@ class DeadLetterReader:
             raise ConfigError(str(exc)) from exc
         consumer = self._consumer()
         try:
+            self._existing(topic, self._topic_names(consumer))
             low, high = self._watermarks(consumer, topic, partition)
             if not low <= offset < high:
                 raise DeadLetterNotFoundError(
@@ -176,7 +200,7 @@ class DeadLetterReader:
             letter = self._parse(message)
             if isinstance(letter, str):
                 raise DeadLetterNotFoundError(f"{ref} is not a dead letter: {letter}")
-            return letter
+            return self._identified(letter)
         finally:
             consumer.close()
 
@@ -190,11 +214,15 @@ class DeadLetterReader:
             {"enable.partition.eof": True, "auto.offset.reset": "earliest"},
         )
 
-    def _topics(self, consumer: Consumer, selection: Selection) -> list[str]:
+    @staticmethod
+    def _topic_names(consumer: Consumer) -> set[str]:
         try:
-            existing = set(consumer.list_topics(timeout=10).topics)
+            return set(consumer.list_topics(timeout=10).topics)
         except KafkaException as exc:
             raise broker_error(exc, "listing topics") from exc
+
+    def _topics(self, consumer: Consumer, selection: Selection) -> list[str]:
+        existing = self._topic_names(consumer)
         wanted: set[str] = set()
         for name in selection.dlq_topics:
             wanted.add(self._existing(name, existing))
@@ -202,7 +230,15 @@ class DeadLetterReader:
             if is_dlq_topic(name):
                 wanted.add(self._existing(name, existing))
                 continue
-            own = [t for t in (dlq_topic_for(name), f"{name}.DLT") if t in existing]
+            named = (dlq_topic_for(name), f"{name}.DLT")
+            own = [t for t in named if t in existing]
+            if not own and name not in existing:
+                # A typo would otherwise read every dead-letter topic and find nothing.
+                raise ConfigError(
+                    f"topic {name} does not exist, nor a dead-letter topic named after it "
+                    f"({' or '.join(named)}); check the name, or leave out --topic to read "
+                    "every dead-letter topic"
+                )
             # No dead-letter topic named after it: its dead letters may sit in any of them.
             wanted.update(own or (t for t in existing if is_dlq_topic(t)))
         if not selection.topics and not selection.dlq_topics:
@@ -212,7 +248,10 @@ class DeadLetterReader:
     @staticmethod
     def _existing(name: str, existing: set[str]) -> str:
         if name not in existing:
-            raise ConfigError(f"topic {name} does not exist; `oncepipe topics create` makes it")
+            raise ConfigError(
+                f"topic {name} does not exist; check the name (`oncepipe dlq list` without "
+                "--topic reads every dead-letter topic)"
+            )
         return name
 
     def _watermarks(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
@@ -265,7 +304,22 @@ class DeadLetterReader:
                 if isinstance(letter, str):
                     scan.skipped.append(letter)
                     continue
-                yield letter
+                yield self._identified(letter)
+
+    def _identified(self, letter: DeadLetter) -> DeadLetter:
+        """``letter`` with the event id and type of its value when its headers lack them."""
+        if (letter.event_id and letter.event_type) or not letter.value:
+            return letter
+        if self._codec is None:
+            self._codec = lenient_codec(self._settings)
+        payload = decode_payload(self._codec, letter.value)
+        if payload.event_id is None:
+            return letter
+        return replace(
+            letter,
+            event_id=letter.event_id or payload.event_id,
+            event_type=letter.event_type or payload.event_type,
+        )
 
     def _next_message(self, consumer: Consumer, ref: str) -> Message:
         deadline = time.monotonic() + self._idle_timeout_s

@@ -11,11 +11,12 @@ same ``event_id``), none of the dead-letter headers of any dialect, plus ``repla
 A replay killed between 1 and 3 leaves claims that a later replay takes over once stale; the
 consumer's inbox absorbs a record that was in fact sent twice.
 
-Public names: ``ReplayOutcome``, ``Replayer``.
+Public names: ``ReplayOutcome``, ``Replayer``, ``check_topic_name``, ``topic_name_problem``.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,34 @@ from oncepipe.settings import Settings
 from producers.producer import EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
 
-__all__ = ["Outcome", "ReplayOutcome", "Replayer"]
+__all__ = ["Outcome", "ReplayOutcome", "Replayer", "check_topic_name", "topic_name_problem"]
 
 log = get_logger("dlq.replay")
+
+# Kafka's own rule (org.apache.kafka.common.internals.Topic): these characters, 1..249 of them.
+_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
+_TOPIC_MAX = 249
+_TOPIC_RULE = "Kafka topic names use letters, digits, '.', '_' and '-', at most 249"
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic name, or None when it is legal."""
+    if name in {"", ".", ".."}:
+        return f"{_TOPIC_RULE}, and not '', '.' or '..'"
+    if len(name) > _TOPIC_MAX:
+        return f"it has {len(name)} characters; {_TOPIC_RULE}"
+    if not _TOPIC_CHARS.fullmatch(name):
+        bad = "".join(sorted({c for c in name if not _TOPIC_CHARS.fullmatch(c)}))
+        return f"it holds {bad!r}; {_TOPIC_RULE}"
+    return None
+
+
+def check_topic_name(name: str, flag: str) -> None:
+    """Refuse (ConfigError) a topic name Kafka would refuse, saying why and what is legal."""
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"{flag} {name!r} is not a legal topic name: {problem}")
+
 
 Outcome = Literal["sent", "skipped", "failed", "would-send", "would-skip"]
 
@@ -79,6 +105,7 @@ class Replayer:
     ) -> list[ReplayOutcome]:
         """What ``replay`` would do, reading the ledger but writing nothing and sending nothing."""
         routed, outcomes = self._route(letters, to)
+        self._check_destinations({destination for _, destination in routed})
         with connect(self._settings, "oncepipe-dlq-replay") as conn:
             known = ledger.entries(conn, [ledger.key_of(letter) for letter, _ in routed])
         for letter, destination in routed:
@@ -91,6 +118,28 @@ class Replayer:
             else:
                 outcomes.append(self._skipped(letter, destination, entry, would=True))
         return _in_order(letters, outcomes)
+
+    def unreplayed(self, letters: Sequence[DeadLetter], limit: int) -> tuple[list[DeadLetter], int]:
+        """The first ``limit`` dead letters not replayed yet, and how many replayed ones precede.
+
+        "Replayed" is what a claim without ``force`` would pass over: sent, or claimed by a
+        replay that is still running.
+        """
+        if not letters:
+            return [], 0
+        with connect(self._settings, "oncepipe-dlq-replay") as conn:
+            known = ledger.entries(conn, [ledger.key_of(letter) for letter in letters])
+        kept: dict[str, DeadLetter] = {}
+        passed = 0
+        for letter in letters:
+            if len(kept) >= limit:
+                break
+            entry = known.get(ledger.key_of(letter))
+            if ledger.is_replayable(entry, stale_after_s=self._stale_claim_s):
+                kept.setdefault(letter.ref, letter)
+            else:
+                passed += 1
+        return list(kept.values()), passed
 
     def replay(
         self,
@@ -132,19 +181,27 @@ class Replayer:
         routed: list[tuple[DeadLetter, str]] = []
         refused: list[ReplayOutcome] = []
         seen: set[str] = set()
+        if to is not None:
+            check_topic_name(to, "--to")
         for letter in letters:
             if letter.ref in seen:
                 continue
             seen.add(letter.ref)
             destination = to or letter.source_topic
-            if destination is None:
+            problem = None if destination is None else topic_name_problem(destination)
+            if destination is None or problem is not None:
+                reason = (
+                    "the dead letter names no source topic"
+                    if destination is None
+                    else f"its source topic {destination!r} is not a legal name ({problem})"
+                )
                 refused.append(
                     ReplayOutcome(
                         letter.ref,
                         "failed",
                         None,
                         letter.event_id,
-                        reason="the dead letter names no source topic; choose one with --to",
+                        reason=f"{reason}; choose one with --to",
                     )
                 )
             else:

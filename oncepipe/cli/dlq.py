@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,13 +21,11 @@ from rich.table import Table
 from consumers.dlq.fingerprint import fingerprint_of, group_failures
 from consumers.dlq.headers import STAGES, DeadLetter
 from consumers.dlq.payload import decode_payload, escape, hex_dump
-from consumers.dlq.reader import DeadLetterReader, Scan, Selection
-from consumers.dlq.replay import Replayer, ReplayOutcome
+from consumers.dlq.reader import DeadLetterReader, Scan, Selection, lenient_codec
+from consumers.dlq.replay import Replayer, ReplayOutcome, check_topic_name
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, emit_json, state
 from oncepipe.cli.options import build_settings
-from oncepipe.settings import Settings
 from producers.settings import ProducerSettings
-from schemas import Codec, SchemaStore
 
 __all__ = ["dlq_app"]
 
@@ -186,33 +183,6 @@ def _print_rows(headers: list[str], rows: list[list[str]]) -> None:
         print("\t".join(cell.replace("\t", " ") for cell in row))
 
 
-def _safe_codec(settings: Settings) -> Codec:
-    """A codec whose schema-store lookups give up quietly: listing must not need PostgreSQL."""
-    store = SchemaStore(settings.database_url.get_secret_value())
-
-    def lookup(fingerprint: str) -> str | None:
-        try:
-            return store.lookup(fingerprint)
-        except psycopg.Error:
-            return None
-
-    return Codec.load(lookup=lookup)
-
-
-def _with_event_ids(settings: Settings, letters: list[DeadLetter]) -> dict[str, tuple[str, str]]:
-    """Event id and type of dead letters whose headers lack them but whose value decodes."""
-    missing = [letter for letter in letters if letter.event_id is None and letter.value]
-    if not missing:
-        return {}
-    codec = _safe_codec(settings)
-    found: dict[str, tuple[str, str]] = {}
-    for letter in missing:
-        payload = decode_payload(codec, letter.value)
-        if payload.event_id and payload.event_type:
-            found[letter.ref] = (payload.event_id, payload.event_type)
-    return found
-
-
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -235,22 +205,13 @@ def list_(
     selection = _selection(topic, dlq_topic, group, error, stage, since, until, event_id)
     scan = DeadLetterReader(settings).select(selection, limit=limit)
     _report_skipped(scan)
-    decoded = _with_event_ids(settings, scan.letters)
     if as_json:
-        items = []
-        for letter in scan.letters:
-            data = _letter_data(letter)
-            if letter.ref in decoded:
-                data["event_id"], data["event_type"] = decoded[letter.ref]
-            items.append(data)
+        items = [_letter_data(letter) for letter in scan.letters]
         emit_json({"topics": scan.topics, "count": len(items), "dead_letters": items})
         return
     many = len(scan.topics) > 1
     rows = []
     for letter in scan.letters:
-        event_id_, event_type = decoded.get(
-            letter.ref, (letter.event_id or "", letter.event_type or "")
-        )
         where = f"{letter.dlq_partition}:{letter.dlq_offset}"
         source = f"{letter.source_topic or '?'}[{letter.source_partition}]@{letter.source_offset}"
         failed = letter.failed_at
@@ -258,8 +219,8 @@ def list_(
             [
                 f"{letter.dlq_topic}:{where}" if many else where,
                 source,
-                event_id_,
-                event_type,
+                letter.event_id or "",
+                letter.event_type or "",
                 letter.stage or "",
                 _short_class(letter.error_class),
                 _first_line(letter.error_message),
@@ -346,7 +307,7 @@ def show(
     """One dead letter: where it came from, why it failed, its event (or bytes), its trace."""
     settings = state(ctx).settings
     letter = DeadLetterReader(settings).fetch(ref)
-    payload = decode_payload(_safe_codec(settings), letter.value)
+    payload = decode_payload(lenient_codec(settings), letter.value)
     if as_json:
         emit_json(
             _letter_data(letter, full=True)
@@ -399,7 +360,9 @@ def replay(
     event_id: list[str] | None = EVENT_ID,
     fingerprint: str | None = typer.Option(None, "--fingerprint", help="from `dlq failures`"),
     to: str | None = typer.Option(None, "--to", help="publish here instead of the source topic"),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="replay at most this many"),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="replay at most this many not replayed before"
+    ),
     rate: float | None = typer.Option(None, "--rate", min=0.1, help="dead letters per second"),
     force: bool = typer.Option(False, "--force", help="replay again what was replayed before"),
     dry_run: bool = typer.Option(False, "--dry-run", help="show what would be sent; send nothing"),
@@ -414,15 +377,29 @@ def replay(
             file=sys.stderr,
         )
         raise typer.Exit(EXIT_USAGE)
+    if to is not None:
+        check_topic_name(to, "--to")
     settings = state(ctx).settings
     selection = _selection(
         topic, dlq_topic, group, error, stage, since, until, event_id,
         fingerprint=fingerprint, refs=refs or (),
     )  # fmt: skip
-    scan = DeadLetterReader(settings).select(selection, limit=limit)
+    # --limit counts what is left to replay, so the ledger sorts the whole selection first.
+    unreplayed_limit = None if force else limit
+    scan = DeadLetterReader(settings).select(
+        selection, limit=limit if unreplayed_limit is None else None
+    )
     _report_skipped(scan)
     replayer = Replayer(settings, build_settings(ProducerSettings))
     letters = scan.letters
+    if unreplayed_limit is not None:
+        letters, passed = replayer.unreplayed(letters, unreplayed_limit)
+        if passed:
+            print(
+                f"oncepipe: passed over {passed} dead letter(s) replayed before "
+                "(--force replays them again)",
+                file=sys.stderr,
+            )
     if dry_run:
         _print_outcomes(replayer.plan(letters, to=to, force=force), dry_run=True, as_json=as_json)
         return

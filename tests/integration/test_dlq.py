@@ -525,3 +525,135 @@ def test_two_replays_at_once_send_each_dead_letter_once_in_total(
     assert len(records) == count
     assert len({r.headers["replay_of"] for r in records}) == count
     assert [row[3] for row in ledger_rows(settings)] == ["sent"] * count
+
+
+# -- conventions: names checked, one event id, --limit counts what is left -------------------
+
+
+def usage_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line of a refused command (exit 2)."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_a_topic_filter_naming_no_topic_says_so_in_every_command(
+    settings: Settings, topics: Topics
+) -> None:
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, 1)])
+    missing = f"no.such.topic.{uuid.uuid4().hex[:8]}"
+
+    for args in (
+        ("list", "--topic", missing),
+        ("failures", "--topic", missing),
+        ("replay", "--topic", missing, "--dry-run"),
+        ("replay", "--topic", missing, "--yes"),
+        ("list", "--dlq-topic", missing),
+        ("show", f"{missing}.dlq:0:0"),
+    ):
+        line = usage_error(oncepipe(settings, *args, check=False))
+        assert "does not exist" in line, args
+        assert missing in line, args
+    assert ledger_rows(settings) == []
+    assert replays_in(settings, topics.source, expected=0) == []
+
+
+def test_a_source_topic_without_dead_letter_topic_of_its_own_is_no_error(
+    settings: Settings, topics: Topics, make_topic: Callable[..., str]
+) -> None:
+    quiet = make_topic("events.quiet", partitions=1)
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, 1)])
+
+    assert listed(settings, "--topic", quiet) == []
+
+
+def test_replay_refuses_a_destination_kafka_would_refuse_even_in_a_dry_run(
+    settings: Settings, topics: Topics
+) -> None:
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, 1)])
+
+    # Every rule of the name is a unit test (test_dlq_topic_names); here: the command refuses.
+    for bad, mode in (("bad topic!", "--dry-run"), ("..", "--dry-run"), ("bad topic!", "--yes")):
+        line = usage_error(
+            oncepipe(settings, "replay", "--topic", topics.dlq, "--to", bad, mode, check=False)
+        )
+        assert f"--to {bad!r} is not a legal topic name" in line
+        assert "letters, digits, '.', '_' and '-'" in line
+    assert ledger_rows(settings) == []
+    assert replays_in(settings, topics.source, expected=0) == []
+
+
+def test_dry_run_refuses_a_destination_that_does_not_exist(
+    settings: Settings, topics: Topics
+) -> None:
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, 1)])
+
+    line = usage_error(
+        oncepipe(settings, "replay", "--topic", topics.dlq, "--to", "no.such.dest", "--dry-run",
+                 check=False)
+    )  # fmt: skip
+
+    assert "no.such.dest do not exist" in line
+
+
+def headerless_spring_letter(source: str, offset: int) -> Letter:
+    """A Spring dead letter of a record that carried no headers: the event id is in the value."""
+    key, value, event_id, _ = original("user-5")
+    return Letter(
+        key,
+        value,
+        event_id,
+        [
+            ("kafka_dlt-original-topic", source),
+            ("kafka_dlt-original-partition", struct.pack(">i", 0)),
+            ("kafka_dlt-original-offset", struct.pack(">q", offset)),
+            ("kafka_dlt-exception-fqcn", "java.lang.IllegalStateException"),
+            ("kafka_dlt-exception-message", "no handler"),
+        ],
+    )
+
+
+def test_show_list_filter_and_ledger_agree_on_an_event_id_read_from_the_value(
+    settings: Settings, topics: Topics
+) -> None:
+    letter = headerless_spring_letter(topics.source, 3)
+    write(settings, topics.dlq, [letter])
+    ref = f"{topics.dlq}:0:0"
+
+    (item,) = listed(settings, "--topic", topics.dlq)
+    shown = as_json(settings, "show", ref)
+
+    assert (item["event_id"], item["event_type"]) == (letter.event_id, "ClickEvent")
+    assert (shown["event_id"], shown["event_type"]) == (letter.event_id, "ClickEvent")
+    assert [i["ref"] for i in listed(settings, "--event-id", letter.event_id)] == [ref]
+    replays = as_json(settings, "replay", "--event-id", letter.event_id, "--yes")["replays"]
+    assert isinstance(replays, list)
+    assert [(r["outcome"], r["event_id"]) for r in replays] == [("sent", letter.event_id)]
+    assert [row[5] for row in ledger_rows(settings)] == [letter.event_id]
+
+
+def test_replay_limit_counts_dead_letters_not_replayed_yet(
+    settings: Settings, topics: Topics
+) -> None:
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, n) for n in range(5)])
+
+    def refs(data: dict[str, object]) -> list[str]:
+        replays = data["replays"]
+        assert isinstance(replays, list)
+        return [str(r["ref"]) for r in replays]
+
+    first = as_json(settings, "replay", "--topic", topics.dlq, "--limit", "2", "--yes")
+    second = as_json(settings, "replay", "--topic", topics.dlq, "--limit", "2", "--yes")
+    planned = as_json(settings, "replay", "--topic", topics.dlq, "--limit", "2", "--dry-run")
+    forced = as_json(settings, "replay", "--topic", topics.dlq, "--limit", "2", "--dry-run",
+                     "--force")  # fmt: skip
+
+    assert (first["counts"], second["counts"]) == ({"sent": 2}, {"sent": 2})
+    assert refs(first) == [f"{topics.dlq}:0:{n}" for n in (0, 1)]
+    assert refs(second) == [f"{topics.dlq}:0:{n}" for n in (2, 3)]
+    assert (planned["counts"], refs(planned)) == ({"would-send": 1}, [f"{topics.dlq}:0:4"])
+    # --force replays again what was sent: the limit counts every dead letter then.
+    assert refs(forced) == [f"{topics.dlq}:0:{n}" for n in (0, 1)]
+    assert len(replays_in(settings, topics.source, expected=4)) == 4
+    assert [row[3] for row in ledger_rows(settings)] == ["sent"] * 4
