@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from consumers.classify import is_transient
 from consumers.decoding import Rejected
 from consumers.offsets import OffsetMove
 from oncepipe.errors import DatabaseUnavailableError
@@ -98,7 +99,10 @@ class FailureLog:
         )
         try:
             row = self._connection().execute(_RECORD, params).fetchone()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_transient(exc):
+                raise
+            # A read-only or timed-out session stays so: the next attempt opens a new one.
             self.close()
             raise DatabaseUnavailableError(
                 f"cannot count a failure ({exc.sqlstate or 'connection'}); retrying the batch"
@@ -118,7 +122,9 @@ class FailureLog:
         )
         try:
             rows = self._connection().execute(_HISTORY, params).fetchall()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_transient(exc):
+                raise
             self.close()
             raise DatabaseUnavailableError(
                 f"cannot read failure counts ({exc.sqlstate or 'connection'}); retrying the batch"

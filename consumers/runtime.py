@@ -15,6 +15,7 @@ import psycopg
 from consumers import offsets
 from consumers.assignment import Assignment
 from consumers.backoff import Backoff
+from consumers.classify import is_transient
 from consumers.batch import BatchResult, apply_batch
 from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
@@ -199,18 +200,20 @@ class ConsumerRuntime:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
             self._rewind(wait=False)
             return None
-        except RetriableError as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                if isinstance(exc, psycopg.ProgrammingError):
+                    raise _handler_or_schema_error(exc) from exc
+                raise
             self._log.warning(
-                "batch failed, will retry", reason=str(exc), events=len(decoded.events)
+                "batch failed, will retry",
+                reason=_first_line(exc),
+                error_class=type(exc).__name__,
+                events=len(decoded.events),
             )
+            self._drop_sessions()
             self._rewind(wait=True)
             return None
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(
-                f"a statement of the batch failed with SQLSTATE {exc.sqlstate} "
-                f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
-                "fix the handler or run oncepipe migrate (the offsets did not move)"
-            ) from exc
         self._assignment.advance(result.moves)
         if not result.held:
             self._backoff.reset()
@@ -303,6 +306,17 @@ class ConsumerRuntime:
                 if self._stopping.is_set():
                     raise
         return self._conn
+
+    def _drop_sessions(self) -> None:
+        """Start new PostgreSQL sessions after a transient failure.
+
+        A session that met a read-only node (25006) stays read-only after a fail-back, and one
+        the server timed out is gone: only a new session sees the database as it is now.
+        """
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+        self._failures.close()
 
     def _pause(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -403,6 +417,19 @@ class ConsumerRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped")
+
+
+def _handler_or_schema_error(exc: psycopg.ProgrammingError) -> ConfigError:
+    return ConfigError(
+        f"a statement of the batch failed with SQLSTATE {exc.sqlstate} "
+        f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
+        "fix the handler or run oncepipe migrate (the offsets did not move)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ranges(records: Sequence[Any]) -> list[list[Any]]:
