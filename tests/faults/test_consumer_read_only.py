@@ -64,7 +64,11 @@ def test_a_read_only_episode_is_waited_out_and_every_event_applies_once(
                 for line in worker.lines()
             )
 
-        wait_until(refused_read_only, 90, "a batch refused by the read-only database")
+        wait_until(
+            lambda: refused_read_only() or not worker.alive(),
+            90,
+            "a batch refused by the read-only database",
+        )
         assert worker.alive(), worker.text()[-3000:]
     finally:
         # Only new sessions see this: the worker must open them itself.
