@@ -20,8 +20,8 @@ Only one maintainer runs at a time (a session advisory lock; the others skip). R
 exceed the topics' retention plus the longest replay window: an event redelivered after its
 inbox row was dropped would be applied again.
 
-Public names: ``LEGACY``, ``UNBOUNDED``, ``Partition``, ``MaintenanceReport``, ``Maintainer``, ``maintain``,
-``list_partitions``.
+Public names: ``LEGACY``, ``UNBOUNDED``, ``Partition``, ``MaintenanceReport``, ``Maintainer``,
+``maintain``, ``list_partitions``.
 """
 
 from __future__ import annotations
