@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from consumers.classify import is_transient
 from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
-from consumers.failures import FailureLog
+from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.inbox_partitions import Maintainer
 from consumers.judge import Judge
 from consumers.offsets import OffsetMove
@@ -81,8 +82,12 @@ class ConsumerRuntime:
         self._consumer: Any = None
         self._callback_error: BaseException | None = None
         self._log = get_logger("consumer", consumer_group=self._group)
+        # Claimed on every assignment: a zombie of this worker then counts no failures.
+        self._owner = uuid.uuid4()
         self._failures = FailureLog(
-            lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"), self._group
+            lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"),
+            self._group,
+            self._owner,
         )
         self._judge = Judge(
             self._failures,
@@ -208,7 +213,8 @@ class ConsumerRuntime:
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
-            self._rewind(wait=False)
+            # Not the owner any more: wait for the revoke rather than retry in a hot loop.
+            self._rewind(wait=isinstance(exc, NotOwnerError))
             return None
         except Exception as exc:
             if not is_transient(exc):
@@ -451,22 +457,36 @@ class ConsumerRuntime:
         self._stopping.wait(delay)
 
     def _load_positions(
-        self, partitions: Sequence[Coordinates]
+        self, partitions: Sequence[Coordinates], *, claiming: bool = False
     ) -> dict[Coordinates, int | None] | None:
-        """Stored offsets of ``partitions``, retried with backoff; None if asked to stop."""
+        """Stored offsets of ``partitions``, retried with backoff; None if asked to stop.
+
+        ``claiming`` (on assignment) also records this worker as their owner, committed.
+        """
         while True:
             try:
                 conn = self._connection()
                 with conn.cursor() as cursor:
                     positions = offsets.load(cursor, self._group, partitions)
-                conn.rollback()
+                    if claiming:
+                        claim(cursor, self._group, self._owner, list(partitions))
+                if claiming:
+                    conn.commit()
+                else:
+                    conn.rollback()
                 return positions
-            except (RetriableError, psycopg.OperationalError) as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
+            except psycopg.ProgrammingError as exc:
+                raise ConfigError(
+                    f"reading the stored offsets failed with SQLSTATE {exc.sqlstate} "
+                    f"({type(exc).__name__}); run oncepipe migrate"
+                ) from exc
+            except (RetriableError, psycopg.Error) as exc:
+                if not is_transient(exc):
+                    raise
+                self._drop_sessions()
                 if self._stopping.is_set():
                     return None
-                self._pause(str(exc))
+                self._pause(_first_line(exc))
 
     def _rewind(self, *, wait: bool) -> None:
         """Reload the stored offsets of every owned partition and seek there."""
@@ -500,7 +520,7 @@ class ConsumerRuntime:
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
         wanted = [(tp.topic, tp.partition) for tp in partitions]
         try:
-            positions = self._load_positions(wanted) if wanted else {}
+            positions = self._load_positions(wanted, claiming=True) if wanted else {}
         except Exception as exc:  # noqa: BLE001 - re-raised by the loop once consume() returns
             self._callback_error = exc
             positions = None
