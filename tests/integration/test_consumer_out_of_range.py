@@ -9,6 +9,7 @@ it to the log start with a warning when ``ONCEPIPE_CONSUMER_OFFSET_OUT_OF_RANGE=
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -161,5 +162,31 @@ def test_retention_past_the_stored_offset_holds_by_default(
     held = _lines(worker, HELD)[0]
     assert (held["stored_offset"], held["log_start"], held["log_end"]) == (30, 40, 60)
     assert "below the log start 40" in held["reason"]
+    assert _stored(url, pool.group) == 30
+    assert worker.terminate() == 0
+
+
+def test_retention_overtaking_a_running_worker_holds_its_partition(
+    one_partition_pool: WorkerPool, kafka_admin: AdminClient
+) -> None:
+    pool = one_partition_pool
+    url = pool.settings.database_url.get_secret_value()
+    clicks = make_clicks(60, seed=85)
+    # A long session: the frozen worker stays the partition's owner while records go.
+    worker = pool.start(session_timeout_ms="60000")
+    produce_clicks(pool.settings, pool.topic, clicks[:30])
+    wait_until(caught_up(url, pool.group, 30), 90, "the first clicks applied")
+    worker.signal(signal.SIGSTOP)
+    try:
+        produce_clicks(pool.settings, pool.topic, clicks[30:])
+        for future in kafka_admin.delete_records([TopicPartition(pool.topic, 0, 40)]).values():
+            future.result(timeout=30)
+    finally:
+        worker.signal(signal.SIGCONT)
+
+    wait_until(lambda: bool(_lines(worker, HELD)), 90, "the partition held")
+    held = _lines(worker, HELD)[0]
+    assert (held["stored_offset"], held["log_start"]) == (30, 40)
+    assert len(_lines(worker, "partitions assigned")) == 1  # seen while running, not on assign
     assert _stored(url, pool.group) == 30
     assert worker.terminate() == 0
