@@ -17,7 +17,7 @@ from consumers import offsets
 from consumers.assignment import Assignment
 from consumers.backoff import Backoff
 from consumers.batch import BatchResult, apply_batch
-from consumers.bounds import OutOfRange, Parked, out_of_range
+from consumers.bounds import LogBounds
 from consumers.classify import is_transient
 from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
@@ -25,7 +25,6 @@ from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.inbox_partitions import Maintainer
 from consumers.judge import Judge
-from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from consumers.settings import ConsumerSettings
 from consumers.stall import stall_point
@@ -99,7 +98,17 @@ class ConsumerRuntime:
         self._holds: dict[Coordinates, float] = {}
         self._hold_backoffs: dict[Coordinates, Backoff] = {}
         # Partitions whose stored offset is outside the log, held for the operator.
-        self._parked = Parked(consumer_settings.out_of_range_recheck_s)
+        self._bounds = LogBounds(
+            consumer_settings,
+            self._group,
+            self._log,
+            consumer=lambda: self._consumer,
+            assignment=self._assignment,
+            connection=self._connection,
+            load_positions=self._load_positions,
+            seek=self._seek,
+            forget_hold=lambda where: self._holds.pop(where, None),
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, leave the group and return."""
@@ -163,15 +172,15 @@ class ConsumerRuntime:
     def _step(self) -> None:
         """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
         self._resume_due_holds()
-        self._recheck_parked()
+        self._bounds.recheck()
         records = self._consumer.consume(self._config.batch_size, self._config.batch_timeout_s)
         self._raise_callback_error()
-        records = self._within_bounds(
+        records = self._bounds.within(
             [
                 r
                 for r in self._without_errors(records)
                 if self._record_topic(r) not in self._holds
-                and self._record_topic(r) not in self._parked
+                and self._record_topic(r) not in self._bounds
             ]
         )
         admitted = self._assignment.admit(records)
@@ -310,123 +319,6 @@ class ConsumerRuntime:
         except KafkaException as exc:
             self._log.debug("kafka offset commit skipped", reason=str(exc))
 
-    # -- stored offsets outside the log (see consumers.bounds) ------------------------------
-
-    def _check_bounds(
-        self, where: Coordinates, stored: int | None, *, cached: bool
-    ) -> OutOfRange | None:
-        """Compare ``stored`` with the partition's watermarks (cached: from the last fetch)."""
-        if stored is None:
-            return None
-        try:
-            watermarks = self._consumer.get_watermark_offsets(
-                TopicPartition(where[0], where[1]), timeout=10, cached=cached
-            )
-        except KafkaException as exc:
-            self._log.warning(
-                "watermarks unavailable", topic=where[0], partition=where[1], reason=str(exc)
-            )
-            return None
-        return out_of_range(where, stored, watermarks)
-
-    def _within_bounds(self, records: list[Any]) -> list[Any]:
-        """Drop the records of partitions found out of range; apply the policy to those.
-
-        Only a partition whose first record is not at its position is checked (with the cached
-        watermarks, no broker call): retention overtook it, or its topic was created again.
-        """
-        firsts: dict[Coordinates, int] = {}
-        for record in records:
-            firsts.setdefault(self._record_topic(record), record.offset())
-        positions = self._assignment.positions
-        stopped = set()
-        for where, first in firsts.items():
-            position = positions.get(where)
-            if position is None or first == position:
-                continue
-            found = self._check_bounds(where, position, cached=True)
-            if found is None:
-                continue
-            stopped.add(where)
-            if self._reset_to_log_start(found):
-                self._seek(where, found.log_start)  # this batch's records come again
-            else:
-                self._park(found)
-        if not stopped:
-            return records
-        return [r for r in records if self._record_topic(r) not in stopped]
-
-    def _reset_to_log_start(self, found: OutOfRange) -> bool:
-        """Under the ``reset`` policy, move the stored offset to the log start; True if moved."""
-        if self._config.offset_out_of_range != "reset":
-            return False
-        move = OffsetMove(found.topic, found.partition, found.stored, found.log_start)
-        try:
-            conn = self._connection()
-            with conn.cursor() as cursor:
-                offsets.compare_and_set(cursor, self._group, [move])
-            conn.commit()
-        except (FencedError, RetriableError, psycopg.Error) as exc:
-            if self._conn is not None and not self._conn.closed:
-                try:
-                    self._conn.rollback()
-                except psycopg.Error:
-                    self._conn.close()
-            self._log.warning("out-of-range reset failed, holding", reason=_first_line(exc))
-            return False
-        self._assignment.own({found.where: found.log_start})
-        self._log.warning(
-            "stored offset out of range, reset to the log start",
-            reason=found.reason,
-            policy="reset",
-            skipped=max(0, found.log_start - found.stored),
-            **found.fields(),
-        )
-        return True
-
-    def _park(self, found: OutOfRange) -> None:
-        """Hold a partition whose stored offset is out of range until an operator moves it."""
-        where = found.where
-        self._holds.pop(where, None)
-        self._parked.park(where)
-        self._consumer.pause([TopicPartition(found.topic, found.partition)])
-        self._log.error(
-            "stored offset out of range, partition held",
-            reason=found.reason,
-            policy=self._config.offset_out_of_range,
-            recheck_in_s=self._config.out_of_range_recheck_s,
-            fix=f"oncepipe offsets reset --group {self._group} --topic {found.topic} "
-            f"--partition {found.partition} --to earliest|<offset> (--force while workers run)",
-            **found.fields(),
-        )
-
-    def _recheck_parked(self) -> None:
-        """Look again at held out-of-range partitions: resume those moved back into the log."""
-        for where in self._parked.due():
-            if where not in self._assignment:
-                self._parked.release([where])
-                continue
-            loaded = self._load_positions([where])
-            if loaded is None:
-                return  # stopping
-            stored = loaded[where]
-            found = self._check_bounds(where, stored, cached=False)
-            if found is not None and not self._reset_to_log_start(found):
-                self._park(found)  # logs it again
-                continue
-            self._parked.release([where])
-            if found is None:
-                self._assignment.own(loaded)
-                self._log.info(
-                    "partition back in range, resumed",
-                    topic=where[0],
-                    partition=where[1],
-                    offset=stored,
-                )
-            position = self._assignment.positions[where]
-            self._consumer.resume([TopicPartition(where[0], where[1])])
-            self._seek(where, position)
-
     # -- recovery -------------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -497,7 +389,7 @@ class ConsumerRuntime:
         if positions is None:
             return  # stopping: nothing will be applied any more
         for where, position in positions.items():
-            if where not in self._parked:  # held paused at its stored offset, not fetching
+            if where not in self._bounds:  # held paused at its stored offset, not fetching
                 self._seek(where, position)
         self._assignment.own(positions)
 
@@ -525,15 +417,7 @@ class ConsumerRuntime:
             self._callback_error = exc
             positions = None
         start = dict(positions or {})
-        held: list[OutOfRange] = []
-        for where in wanted if positions is not None else []:
-            found = self._check_bounds(where, start[where], cached=False)
-            if found is None:
-                continue
-            if self._reset_to_log_start(found):
-                start[where] = found.log_start
-            else:
-                held.append(found)
+        held = self._bounds.on_assign(start) if positions is not None else []
         consumer.incremental_assign(
             [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
         )
@@ -543,12 +427,12 @@ class ConsumerRuntime:
         if wanted:
             self._log.info("partitions assigned", partitions=_names(start))
         for found in held:
-            self._park(found)
+            self._bounds.park(found)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
         self._forget_holds(released)
-        self._parked.release(released)
+        self._bounds.release(released)
         consumer.incremental_unassign(partitions)
         if released:
             self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
@@ -556,7 +440,7 @@ class ConsumerRuntime:
     def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
         self._forget_holds(released)
-        self._parked.release(released)
+        self._bounds.release(released)
         consumer.incremental_unassign(partitions)
         self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
 

@@ -9,7 +9,6 @@ it to the log start with a warning when ``ONCEPIPE_CONSUMER_OFFSET_OUT_OF_RANGE=
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -172,21 +171,24 @@ def test_retention_overtaking_a_running_worker_holds_its_partition(
     pool = one_partition_pool
     url = pool.settings.database_url.get_secret_value()
     clicks = make_clicks(60, seed=85)
-    # A long session: the frozen worker stays the partition's owner while records go.
-    worker = pool.start(session_timeout_ms="60000")
+    clicks[30] = clicks[30].model_copy(update={"item_id": "doomed-1"})
+    # The worker stays stuck at offset 30 (its handler always fails there) while retention
+    # deletes records beyond it: its next retry finds its position gone.
+    worker = pool.start(handler="tests.fixtures.handlers:doomed_clicks", max_attempts="1000")
     produce_clicks(pool.settings, pool.topic, clicks[:30])
     wait_until(caught_up(url, pool.group, 30), 90, "the first clicks applied")
-    worker.signal(signal.SIGSTOP)
-    try:
-        produce_clicks(pool.settings, pool.topic, clicks[30:])
-        for future in kafka_admin.delete_records([TopicPartition(pool.topic, 0, 40)]).values():
-            future.result(timeout=30)
-    finally:
-        worker.signal(signal.SIGCONT)
+    produce_clicks(pool.settings, pool.topic, clicks[30:])
+    wait_until(
+        lambda: any(line.get("offset") == 30 for line in _lines(worker, "partition held")),
+        90,
+        "the partition held at the failing record",
+    )
+    for future in kafka_admin.delete_records([TopicPartition(pool.topic, 0, 40)]).values():
+        future.result(timeout=30)
 
-    wait_until(lambda: bool(_lines(worker, HELD)), 90, "the partition held")
+    wait_until(lambda: bool(_lines(worker, HELD)), 90, "the partition held out of range")
     held = _lines(worker, HELD)[0]
-    assert (held["stored_offset"], held["log_start"]) == (30, 40)
+    assert (held["stored_offset"], held["log_start"], held["log_end"]) == (30, 40, 60)
     assert len(_lines(worker, "partitions assigned")) == 1  # seen while running, not on assign
     assert _stored(url, pool.group) == 30
     assert worker.terminate() == 0
