@@ -20,8 +20,7 @@ incompatible schema, failed validation), a tombstone,
 no event id, ``PoisonError`` from a handler
 ``ConfigError``, ``psycopg.ProgrammingError`` (42:     FATAL     stop the worker, offset stays:
 undefined table, syntax, privilege), a fatal                     the code or deployment is wrong,
-``KafkaException``
-                                                                 not the record
+``KafkaException``                                               not the record
 anything else a handler raises                         SUSPECT   count it durably; hold and retry
                                                                  until ``max_attempts``, then
                                                                  dead-letter
