@@ -10,7 +10,8 @@ serialization/deadlock, 53 resources, 55P03 lock                 with jitter, re
 timeout, 57 statement timeout/admin shutdown, ...),              dead-letter
 ``ReadOnlySqlTransaction``, ``IdleInTransaction...``,
 ``RetriableError`` (``DatabaseUnavailableError``),
-``BrokerError``; anything caused by one of these
+``BrokerError``, a non-fatal ``KafkaException`` (a
+handler's own producer); anything caused by one of these
 ``UnknownFingerprintError``                            PENDING   hold the partition there and
                                                                  retry until the grace period
                                                                  is over, then dead-letter
@@ -18,8 +19,8 @@ timeout, 57 statement timeout/admin shutdown, ...),              dead-letter
 incompatible schema, failed validation), a tombstone,
 no event id, ``PoisonError`` from a handler
 ``ConfigError``, ``psycopg.ProgrammingError`` (42:     FATAL     stop the worker, offset stays:
-undefined table, syntax, privilege)                              the code or deployment is wrong,
-                                                                 not the record
+undefined table, syntax, privilege), a fatal                     the code or deployment is wrong,
+``KafkaException``                                               not the record
 anything else a handler raises                         SUSPECT   count it durably; hold and retry
                                                                  until ``max_attempts``, then
                                                                  dead-letter
@@ -35,6 +36,7 @@ from enum import StrEnum
 import psycopg
 
 from oncepipe.errors import BrokerError, ConfigError, PoisonError, RetriableError
+from oncepipe.kafka import KafkaError, KafkaException
 from schemas import SchemaError, UnknownFingerprintError
 
 __all__ = ["Kind", "classify", "is_transient"]
@@ -72,13 +74,27 @@ def _chain(error: BaseException) -> list[BaseException]:
     return seen
 
 
+def _fatal_broker_error(error: BaseException) -> bool:
+    """A librdkafka error that no retry can cure (a fenced or misconfigured client)."""
+    if not isinstance(error, KafkaException):
+        return False
+    code = error.args[0] if error.args else None
+    return isinstance(code, KafkaError) and code.fatal()
+
+
+def _transient_link(link: BaseException) -> bool:
+    if isinstance(link, KafkaException):
+        return not _fatal_broker_error(link)
+    return isinstance(link, _TRANSIENT)
+
+
 def is_transient(error: BaseException) -> bool:
     """True when the error, or anything that led to it, is a transient failure.
 
     A handler that wraps a dropped connection in its own exception must not turn a database
     outage into dead letters, so the whole cause chain is looked at.
     """
-    return any(isinstance(link, _TRANSIENT) for link in _chain(error))
+    return any(_transient_link(link) for link in _chain(error))
 
 
 def classify(error: BaseException) -> Kind:
@@ -89,6 +105,6 @@ def classify(error: BaseException) -> Kind:
         return Kind.PENDING
     if isinstance(error, SchemaError | PoisonError):
         return Kind.POISON
-    if isinstance(error, ConfigError | psycopg.ProgrammingError):
+    if isinstance(error, ConfigError | psycopg.ProgrammingError) or _fatal_broker_error(error):
         return Kind.FATAL
     return Kind.SUSPECT

@@ -4,7 +4,11 @@ Counted in short committed transactions of their own, on a connection of their o
 attempt counts even when its batch rolls back or the worker is SIGKILLed right after; the
 batch that finally moves the offset past a record deletes its row in the batch transaction.
 
-Public names: ``History``, ``FailureLog``, ``forget_below``.
+A worker counts only on partitions it took last (``oncepipe.consumer_owners``, written by
+``claim`` on assignment): a zombie that lost its partition without knowing it gets
+``FencedError`` instead of counting attempts the new owner makes too.
+
+Public names: ``History``, ``FailureLog``, ``NotOwnerError``, ``claim``, ``forget_below``.
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ from typing import Any
 
 import psycopg
 
+from consumers.classify import is_transient
 from consumers.decoding import Rejected
 from consumers.offsets import OffsetMove
-from oncepipe.errors import DatabaseUnavailableError
+from oncepipe.errors import DatabaseUnavailableError, FencedError
 
-__all__ = ["FailureLog", "History", "forget_below"]
+__all__ = ["FailureLog", "History", "NotOwnerError", "claim", "forget_below"]
 
 Key = tuple[str, int, int]
 """(topic, partition, offset) of a record."""
+
+
+class NotOwnerError(FencedError):
+    """Another worker claimed the partition since: this one is a zombie and counts nothing."""
 
 
 @dataclass(frozen=True)
@@ -36,14 +45,28 @@ class History:
     last_failure: datetime
 
 
+# No row comes back when another worker owns the partition now (the SELECT yields nothing).
 _RECORD = """
 INSERT INTO oncepipe.consumer_failures AS f
     (consumer_group, topic, partition, "offset", event_id, stage, error_class, attempts)
-VALUES (%s, %s, %s, %s, %s, %s, %s, 1)
+SELECT %(group)s::text, %(topic)s::text, %(partition)s::int, %(offset)s::bigint,
+       %(event_id)s::uuid, %(stage)s::text, %(error_class)s::text, 1
+WHERE NOT EXISTS (
+    SELECT 1 FROM oncepipe.consumer_owners AS w
+    WHERE w.consumer_group = %(group)s::text AND w.topic = %(topic)s::text
+      AND w.partition = %(partition)s::int
+      AND w.owner <> %(owner)s::uuid
+)
 ON CONFLICT (consumer_group, topic, partition, "offset") DO UPDATE SET
     attempts = f.attempts + 1, last_failure = now(), stage = excluded.stage,
     error_class = excluded.error_class, event_id = coalesce(excluded.event_id, f.event_id)
 RETURNING attempts, first_failure, last_failure
+"""
+
+_CLAIM = """
+INSERT INTO oncepipe.consumer_owners AS w (consumer_group, topic, partition, owner)
+SELECT %s, c.topic, c.partition, %s FROM unnest(%s::text[], %s::int[]) AS c(topic, partition)
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET owner = excluded.owner, since = now()
 """
 
 _HISTORY = """
@@ -71,11 +94,20 @@ def _event_uuid(text: str | None) -> uuid.UUID | None:
 
 
 class FailureLog:
-    """Counts failures on its own autocommit connection, opened when first needed."""
+    """Counts failures on its own autocommit connection, opened when first needed.
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], group: str) -> None:
+    With an ``owner`` token, only on partitions that token claimed last; without one, always.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        group: str,
+        owner: uuid.UUID | None = None,
+    ) -> None:
         self._connect = connect
         self._group = group
+        self._owner = owner
         self._conn: psycopg.Connection[Any] | None = None
 
     def _connection(self) -> psycopg.Connection[Any]:
@@ -85,25 +117,36 @@ class FailureLog:
         return self._conn
 
     def record(self, rejected: Rejected) -> History:
-        """Count one more failure of ``rejected``, committed before this returns."""
-        error_class = type(rejected.error).__qualname__
-        params = (
-            self._group,
-            rejected.topic,
-            rejected.partition,
-            rejected.offset,
-            _event_uuid(rejected.event_id),
-            rejected.stage,
-            error_class,
-        )
+        """Count one more failure of ``rejected``, committed before this returns.
+
+        Raises ``FencedError`` (counting nothing) when another worker claimed the partition.
+        """
+        params = {
+            "group": self._group,
+            "topic": rejected.topic,
+            "partition": rejected.partition,
+            "offset": rejected.offset,
+            "event_id": _event_uuid(rejected.event_id),
+            "stage": rejected.stage,
+            "error_class": type(rejected.error).__qualname__,
+            "owner": self._owner,
+        }
         try:
             row = self._connection().execute(_RECORD, params).fetchone()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_transient(exc):
+                raise
+            # A read-only or timed-out session stays so: the next attempt opens a new one.
             self.close()
             raise DatabaseUnavailableError(
                 f"cannot count a failure ({exc.sqlstate or 'connection'}); retrying the batch"
             ) from exc
-        assert row is not None  # noqa: S101 - INSERT ... RETURNING always returns the row
+        if row is None:
+            raise NotOwnerError(
+                f"{rejected.topic}[{rejected.partition}] has another owner in group "
+                f"{self._group!r}; this worker's failure at offset {rejected.offset} is not "
+                "counted, rolling back"
+            )
         return History(int(row[0]), row[1], row[2])
 
     def history(self, rejected: Sequence[Rejected]) -> dict[Key, History]:
@@ -118,7 +161,9 @@ class FailureLog:
         )
         try:
             rows = self._connection().execute(_HISTORY, params).fetchall()
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if not is_transient(exc):
+                raise
             self.close()
             raise DatabaseUnavailableError(
                 f"cannot read failure counts ({exc.sqlstate or 'connection'}); retrying the batch"
@@ -132,6 +177,19 @@ class FailureLog:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._conn = None
+
+
+def claim(
+    cursor: psycopg.Cursor[Any],
+    group: str,
+    owner: uuid.UUID,
+    partitions: Sequence[tuple[str, int]],
+) -> None:
+    """Record ``owner`` as the worker that took ``partitions`` last (the caller commits)."""
+    if partitions:
+        cursor.execute(
+            _CLAIM, (group, owner, [t for t, _ in partitions], [p for _, p in partitions])
+        )
 
 
 def forget_below(cursor: psycopg.Cursor[Any], group: str, moves: Sequence[OffsetMove]) -> None:

@@ -11,12 +11,17 @@ Neither blocks running consumers:
 3. the detached table is dropped under a short ``lock_timeout``, retried: nothing but a
    straggler that planned with it before the detach can hold a lock on it.
 
+A DEFAULT partition and one ending at MAXVALUE are never dropped, and no day inside an
+existing range is created; while a DEFAULT partition exists (it forbids ``CONCURRENTLY``) the
+detach is a plain one under a short ``lock_timeout``. A step that fails is reported and the
+others still run.
+
 Only one maintainer runs at a time (a session advisory lock; the others skip). Retention must
 exceed the topics' retention plus the longest replay window: an event redelivered after its
 inbox row was dropped would be applied again.
 
-Public names: ``LEGACY``, ``Partition``, ``MaintenanceReport``, ``Maintainer``, ``maintain``,
-``list_partitions``.
+Public names: ``LEGACY``, ``UNBOUNDED``, ``Partition``, ``MaintenanceReport``, ``Maintainer``,
+``maintain``, ``list_partitions``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-__all__ = ["LEGACY", "Maintainer", "MaintenanceReport", "Partition", "list_partitions", "maintain"]
+__all__ = [
+    "LEGACY",
+    "UNBOUNDED",
+    "Maintainer",
+    "MaintenanceReport",
+    "Partition",
+    "list_partitions",
+    "maintain",
+]
 
 LEGACY = "inbox_legacy"
 """The pre-partitioning inbox, converted in place into the partition of all earlier days."""
@@ -41,14 +54,20 @@ _DROP_TRIES = 5
 
 _PARTITIONS = """
 SELECT c.relname,
-       (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \\(''([^'']+)''\\)'))[1]::timestamptz,
+       (regexp_match(b.expr, 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz,
+       (regexp_match(b.expr, 'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS upper,
+       b.expr = 'DEFAULT',
        i.inhdetachpending,
        c.reltuples::bigint
 FROM pg_inherits AS i
 JOIN pg_class AS c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS expr) AS b
 WHERE i.inhparent = 'oncepipe.inbox'::regclass
-ORDER BY 2 NULLS LAST
+ORDER BY upper NULLS LAST
 """
+
+UNBOUNDED = datetime.max.replace(tzinfo=UTC)
+"""The upper bound of a DEFAULT partition or of one that ends at MAXVALUE: never expires."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,16 @@ class Partition:
     upper: datetime
     detach_pending: bool = False
     estimated_rows: int = 0
+    lower: datetime | None = None
+    """None: from MINVALUE (or a DEFAULT partition)."""
+    is_default: bool = False
+    """The DEFAULT partition: rows no range takes; never dropped by maintenance."""
+
+    def covers(self, moment: datetime) -> bool:
+        """True when rows applied at ``moment`` go to this (range) partition."""
+        if self.is_default:
+            return False
+        return (self.lower is None or self.lower <= moment) and moment < self.upper
 
 
 @dataclass
@@ -68,6 +97,8 @@ class MaintenanceReport:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Partitions a step failed for, with the reason; the other steps still ran."""
     skipped: bool = False
     """Another maintainer held the lock; this run did nothing."""
 
@@ -76,7 +107,15 @@ def list_partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
     """The inbox's partitions, oldest first."""
     rows = conn.execute(_PARTITIONS).fetchall()
     return [
-        Partition(name, upper, bool(pending), max(int(n), 0)) for name, upper, pending, n in rows
+        Partition(
+            name,
+            upper if upper is not None else UNBOUNDED,
+            bool(pending),
+            max(int(n), 0),
+            lower=lower,
+            is_default=bool(default),
+        )
+        for name, lower, upper, default, pending, n in rows
     ]
 
 
@@ -84,22 +123,58 @@ def _name(day: date) -> str:
     return f"inbox_p{day:%Y%m%d}"
 
 
-def _drop(conn: psycopg.Connection[Any], partition: Partition) -> None:
-    table = sql.Identifier("oncepipe", partition.name)
-    detach = "FINALIZE" if partition.detach_pending else "CONCURRENTLY"
-    conn.execute(sql.SQL("ALTER TABLE oncepipe.inbox DETACH PARTITION {} " + detach).format(table))
+def _briefly(conn: psycopg.Connection[Any], statement: sql.Composed) -> None:
+    """Run ``statement`` under a short ``lock_timeout``, retried a few times."""
     for attempt in range(1, _DROP_TRIES + 1):
         try:
             with conn.transaction():
                 conn.execute(
                     sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_DROP_LOCK_TIMEOUT))
                 )
-                conn.execute(sql.SQL("DROP TABLE {}").format(table))
+                conn.execute(statement)
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == _DROP_TRIES:
                 raise
             time.sleep(attempt)
+
+
+def _drop(conn: psycopg.Connection[Any], partition: Partition, *, concurrently: bool) -> None:
+    table = sql.Identifier("oncepipe", partition.name)
+    detach = sql.SQL("ALTER TABLE oncepipe.inbox DETACH PARTITION {}").format(table)
+    if partition.detach_pending:
+        conn.execute(sql.Composed([detach, sql.SQL(" FINALIZE")]))
+    elif concurrently:
+        conn.execute(sql.Composed([detach, sql.SQL(" CONCURRENTLY")]))
+    else:
+        # PostgreSQL refuses DETACH ... CONCURRENTLY while a DEFAULT partition exists; a plain
+        # one locks the inbox, so it only waits briefly (consumers queue behind it meanwhile).
+        _briefly(conn, detach)
+    # Nothing but a straggler that planned with it before the detach can hold a lock on it.
+    _briefly(conn, sql.SQL("DROP TABLE {}").format(table))
+
+
+def _create(conn: psycopg.Connection[Any], day: date) -> None:
+    conn.execute("SELECT oncepipe.inbox_create_partition(%s)", (day,))
+
+
+def _step(
+    conn: psycopg.Connection[Any],
+    report: MaintenanceReport,
+    name: str,
+    action: Callable[..., None],
+    *args: Any,
+    **kwargs: Any,
+) -> bool:
+    """Run one create or drop; a failure is reported and the other steps still run."""
+    try:
+        action(conn, *args, **kwargs)
+    except psycopg.Error as exc:
+        if conn.broken:
+            raise
+        report.failed[name] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+        return False
+    return True
 
 
 def maintain(
@@ -113,7 +188,9 @@ def maintain(
     """Create the next ``ahead_days`` days' partitions, drop those older than the retention.
 
     ``conn`` must be in autocommit mode (DETACH ... CONCURRENTLY cannot run in a transaction).
-    A partition is dropped once its whole range ends before ``today - retention_days``.
+    A partition is dropped once its whole range ends before ``today - retention_days``; a
+    DEFAULT partition and one that ends at MAXVALUE are kept, and days inside an existing range
+    are not created. A step that fails is listed in ``failed``; the others still run.
     """
     today = today or datetime.now(UTC).date()
     report = MaintenanceReport()
@@ -124,25 +201,27 @@ def maintain(
     try:
         existing = list_partitions(conn)
         names = {p.name for p in existing}
-        legacy_until = next((p.upper for p in existing if p.name == LEGACY), None)
         for offset in range(ahead_days + 1):
             day = today + timedelta(days=offset)
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            if _name(day) in names or (legacy_until is not None and start < legacy_until):
-                continue  # an existing day, or still inside the converted table's range
-            if not dry_run:
-                conn.execute("SELECT oncepipe.inbox_create_partition(%s)", (day,))
+            if _name(day) in names or any(p.covers(start) for p in existing):
+                continue  # an existing day, or inside the legacy or an open-ended range
+            if not dry_run and not _step(conn, report, _name(day), _create, day):
+                continue
             report.created.append(_name(day))
         cutoff = datetime(today.year, today.month, today.day, tzinfo=UTC) - timedelta(
             days=retention_days
         )
+        concurrently = not any(p.is_default for p in existing)
         for partition in existing:
-            if partition.upper <= cutoff:
-                if not dry_run:
-                    _drop(conn, partition)
-                report.dropped.append(partition.name)
-            else:
+            if partition.is_default or partition.upper > cutoff:
                 report.kept.append(partition.name)
+                continue
+            if not dry_run and not _step(
+                conn, report, partition.name, _drop, partition, concurrently=concurrently
+            ):
+                continue
+            report.dropped.append(partition.name)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report
@@ -188,6 +267,8 @@ class Maintainer:
                     self._log.info(
                         "inbox maintained", created=report.created, dropped=report.dropped
                     )
+                if report.failed:
+                    self._log.warning("inbox maintenance incomplete", failed=report.failed)
             except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
                 self._log.warning(
                     "inbox maintenance failed", error_class=type(exc).__name__, reason=str(exc)

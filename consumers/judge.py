@@ -5,6 +5,12 @@ moves to it, and nothing after it in that partition is applied or dead-lettered 
 batch, so offsets never run ahead of effects and the partition's order holds. The worker
 tries it again after a backoff.
 
+The grace period of an unknown writer schema belongs to the schema, not to each record: once
+one record of a fingerprint waited it out, the next records of that fingerprint (in any
+partition) are dead-lettered at once instead of holding their partition for a full grace
+period each. The worker remembers when it first saw each unknown fingerprint (a restart
+forgets, so it waits one more grace period at most).
+
 Public names: ``Judge``, ``Judgement``, ``default_judge``.
 """
 
@@ -26,6 +32,9 @@ from oncepipe.errors import RetriableError
 from oncepipe.settings import Settings
 
 __all__ = ["Judge", "Judgement", "default_judge"]
+
+_REMEMBERED = 1024
+"""Unknown fingerprints remembered at most (a bound, should a producer send garbage ids)."""
 
 
 @dataclass
@@ -74,6 +83,8 @@ class Judge:
         self._max_attempts = max_attempts
         self._grace_s = unknown_schema_grace_s
         self._clock = clock
+        # Unknown writer fingerprints and the earliest failure seen for any record of each.
+        self._unknown_since: dict[str, datetime] = {}
 
     def judge(self, rejected: Sequence[Rejected]) -> Judgement:
         """Verdicts for ``rejected`` (partition order); raises for transient or fatal errors.
@@ -102,7 +113,11 @@ class Judge:
             history = self._failures.record(record)
             if self._settings is not None:
                 crash_point(self._settings, "consumer.after_failure_counted")
-            if self._exhausted(kind, history):
+            # The dead letter reports the record's own history; the grace is the schema's.
+            waited = history
+            if kind is Kind.PENDING:
+                waited = self._schema_history(record.error, history)
+            if self._exhausted(kind, waited):
                 judgement.condemned.append(Condemned(record, *_fields(history)))
             else:
                 judgement.held[record.coordinates] = record.offset
@@ -126,6 +141,18 @@ class Judge:
                 judgement.condemned.append(
                     Condemned(record, before.attempts + 1, before.first_failure, now)
                 )
+
+    def _schema_history(self, error: BaseException, history: History) -> History:
+        """The record's history, starting when its writer schema was first found unknown."""
+        fingerprint = getattr(error, "fingerprint", None)
+        if not isinstance(fingerprint, str):
+            return history
+        since = min(self._unknown_since.get(fingerprint, history.first_failure),
+                    history.first_failure)  # fmt: skip
+        if fingerprint not in self._unknown_since and len(self._unknown_since) >= _REMEMBERED:
+            del self._unknown_since[next(iter(self._unknown_since))]  # the oldest entry
+        self._unknown_since[fingerprint] = since
+        return History(history.attempts, since, history.last_failure)
 
     def _exhausted(self, kind: Kind, history: History) -> bool:
         if kind is Kind.PENDING:

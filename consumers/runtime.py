@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,10 +17,12 @@ from consumers import offsets
 from consumers.assignment import Assignment
 from consumers.backoff import Backoff
 from consumers.batch import BatchResult, apply_batch
+from consumers.bounds import LogBounds
+from consumers.classify import is_transient
 from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
-from consumers.failures import FailureLog
+from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.inbox_partitions import Maintainer
 from consumers.judge import Judge
 from consumers.registry import Handler
@@ -78,8 +81,12 @@ class ConsumerRuntime:
         self._consumer: Any = None
         self._callback_error: BaseException | None = None
         self._log = get_logger("consumer", consumer_group=self._group)
+        # Claimed on every assignment: a zombie of this worker then counts no failures.
+        self._owner = uuid.uuid4()
         self._failures = FailureLog(
-            lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"), self._group
+            lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"),
+            self._group,
+            self._owner,
         )
         self._judge = Judge(
             self._failures,
@@ -90,6 +97,18 @@ class ConsumerRuntime:
         # Held partitions: paused at a record that may still succeed, until their retry time.
         self._holds: dict[Coordinates, float] = {}
         self._hold_backoffs: dict[Coordinates, Backoff] = {}
+        # Partitions whose stored offset is outside the log, held for the operator.
+        self._bounds = LogBounds(
+            consumer_settings,
+            self._group,
+            self._log,
+            consumer=lambda: self._consumer,
+            assignment=self._assignment,
+            connection=self._connection,
+            load_positions=self._load_positions,
+            seek=self._seek,
+            forget_hold=lambda where: self._holds.pop(where, None),
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, leave the group and return."""
@@ -153,11 +172,17 @@ class ConsumerRuntime:
     def _step(self) -> None:
         """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
         self._resume_due_holds()
+        self._bounds.recheck()
         records = self._consumer.consume(self._config.batch_size, self._config.batch_timeout_s)
         self._raise_callback_error()
-        records = [
-            r for r in self._without_errors(records) if self._record_topic(r) not in self._holds
-        ]
+        records = self._bounds.within(
+            [
+                r
+                for r in self._without_errors(records)
+                if self._record_topic(r) not in self._holds
+                and self._record_topic(r) not in self._bounds
+            ]
+        )
         admitted = self._assignment.admit(records)
         if len(admitted) < len(records):
             # Revoked or lost inside this consume(), or fetched before a seek: not ours to apply.
@@ -197,20 +222,23 @@ class ConsumerRuntime:
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
-            self._rewind(wait=False)
+            # Not the owner any more: wait for the revoke rather than retry in a hot loop.
+            self._rewind(wait=isinstance(exc, NotOwnerError))
             return None
-        except RetriableError as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                if isinstance(exc, psycopg.ProgrammingError):
+                    raise _handler_or_schema_error(exc) from exc
+                raise
             self._log.warning(
-                "batch failed, will retry", reason=str(exc), events=len(decoded.events)
+                "batch failed, will retry",
+                reason=_first_line(exc),
+                error_class=type(exc).__name__,
+                events=len(decoded.events),
             )
+            self._drop_sessions()
             self._rewind(wait=True)
             return None
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(
-                f"a statement of the batch failed with SQLSTATE {exc.sqlstate} "
-                f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
-                "fix the handler or run oncepipe migrate (the offsets did not move)"
-            ) from exc
         self._assignment.advance(result.moves)
         if not result.held:
             self._backoff.reset()
@@ -304,28 +332,53 @@ class ConsumerRuntime:
                     raise
         return self._conn
 
+    def _drop_sessions(self) -> None:
+        """Start new PostgreSQL sessions after a transient failure.
+
+        A session that met a read-only node (25006) stays read-only after a fail-back, and one
+        the server timed out is gone: only a new session sees the database as it is now.
+        """
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+        self._failures.close()
+
     def _pause(self, reason: str) -> None:
         delay = self._backoff.next_delay()
         self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
         self._stopping.wait(delay)
 
     def _load_positions(
-        self, partitions: Sequence[Coordinates]
+        self, partitions: Sequence[Coordinates], *, claiming: bool = False
     ) -> dict[Coordinates, int | None] | None:
-        """Stored offsets of ``partitions``, retried with backoff; None if asked to stop."""
+        """Stored offsets of ``partitions``, retried with backoff; None if asked to stop.
+
+        ``claiming`` (on assignment) also records this worker as their owner, committed.
+        """
         while True:
             try:
                 conn = self._connection()
                 with conn.cursor() as cursor:
                     positions = offsets.load(cursor, self._group, partitions)
-                conn.rollback()
+                    if claiming:
+                        claim(cursor, self._group, self._owner, list(partitions))
+                if claiming:
+                    conn.commit()
+                else:
+                    conn.rollback()
                 return positions
-            except (RetriableError, psycopg.OperationalError) as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
+            except psycopg.ProgrammingError as exc:
+                raise ConfigError(
+                    f"reading the stored offsets failed with SQLSTATE {exc.sqlstate} "
+                    f"({type(exc).__name__}); run oncepipe migrate"
+                ) from exc
+            except (RetriableError, psycopg.Error) as exc:
+                if not is_transient(exc):
+                    raise
+                self._drop_sessions()
                 if self._stopping.is_set():
                     return None
-                self._pause(str(exc))
+                self._pause(_first_line(exc))
 
     def _rewind(self, *, wait: bool) -> None:
         """Reload the stored offsets of every owned partition and seek there."""
@@ -336,7 +389,8 @@ class ConsumerRuntime:
         if positions is None:
             return  # stopping: nothing will be applied any more
         for where, position in positions.items():
-            self._seek(where, position)
+            if where not in self._bounds:  # held paused at its stored offset, not fetching
+                self._seek(where, position)
         self._assignment.own(positions)
 
     def _start_offset(self, position: int | None) -> int:
@@ -358,23 +412,27 @@ class ConsumerRuntime:
     def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
         wanted = [(tp.topic, tp.partition) for tp in partitions]
         try:
-            positions = self._load_positions(wanted) if wanted else {}
+            positions = self._load_positions(wanted, claiming=True) if wanted else {}
         except Exception as exc:  # noqa: BLE001 - re-raised by the loop once consume() returns
             self._callback_error = exc
             positions = None
-        start = positions or {}
+        start = dict(positions or {})
+        held = self._bounds.on_assign(start) if positions is not None else []
         consumer.incremental_assign(
             [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
         )
         if positions is None:
             return  # assigned (librdkafka needs that) but not owned: its records are dropped
-        self._assignment.own(positions)
+        self._assignment.own(start)
         if wanted:
-            self._log.info("partitions assigned", partitions=_names(positions))
+            self._log.info("partitions assigned", partitions=_names(start))
+        for found in held:
+            self._bounds.park(found)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
         self._forget_holds(released)
+        self._bounds.release(released)
         consumer.incremental_unassign(partitions)
         if released:
             self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
@@ -382,6 +440,7 @@ class ConsumerRuntime:
     def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
         released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
         self._forget_holds(released)
+        self._bounds.release(released)
         consumer.incremental_unassign(partitions)
         self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
 
@@ -403,6 +462,19 @@ class ConsumerRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped")
+
+
+def _handler_or_schema_error(exc: psycopg.ProgrammingError) -> ConfigError:
+    return ConfigError(
+        f"a statement of the batch failed with SQLSTATE {exc.sqlstate} "
+        f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
+        "fix the handler or run oncepipe migrate (the offsets did not move)"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ranges(records: Sequence[Any]) -> list[list[Any]]:

@@ -42,6 +42,15 @@ class ConsumerSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where to start a partition that has no stored offset"
     )
+    offset_out_of_range: Literal["hold", "reset"] = Field(
+        "hold",
+        description="a stored offset outside the log (topic recreated, records gone with "
+        "retention): hold the partition until `oncepipe offsets reset`, or reset it to the log "
+        "start with a warning",
+    )
+    out_of_range_recheck_s: float = Field(
+        60.0, gt=0, description="a partition held out of range is checked and logged this often"
+    )
     retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient error")
     retry_max_s: float = Field(10.0, gt=0, description="longest backoff between retries")
     max_attempts: int = Field(

@@ -1,7 +1,10 @@
 """PostgreSQL connection factories.
 
 Worker sessions carry ``idle_in_transaction_session_timeout`` so a stalled worker cannot hold
-row locks forever, and an ``application_name`` so operators can tell sessions apart.
+row locks forever, an ``application_name`` so operators can tell sessions apart, and READ
+COMMITTED whatever the role or database default: the inbox claim and the offsets
+compare-and-set rely on re-reading rows other transactions committed (a startup option
+outranks ``ALTER ROLE/DATABASE ... SET default_transaction_isolation``).
 
 Public names: ``connect``, ``create_pool``.
 """
@@ -24,7 +27,10 @@ def _connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]
     timeout = settings.idle_in_transaction_timeout_ms
     return {
         "application_name": application_name,
-        "options": f"-c idle_in_transaction_session_timeout={timeout}",
+        "options": (
+            f"-c idle_in_transaction_session_timeout={timeout}"
+            " -c default_transaction_isolation=read\\ committed"
+        ),
         "connect_timeout": 10,
     }
 

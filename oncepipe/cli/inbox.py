@@ -10,6 +10,7 @@ from consumers.inbox_partitions import list_partitions, maintain
 from consumers.settings import load_consumer_settings
 from oncepipe.cli.context import emit_json, state
 from oncepipe.db import connect
+from oncepipe.errors import OncepipeError
 
 __all__ = ["app"]
 
@@ -48,8 +49,10 @@ def maintain_command(
                 "created": report.created,
                 "dropped": report.dropped,
                 "kept": report.kept,
+                "failed": report.failed,
             }
         )
+        _fail_on(report.failed)
         return
     verb = "would " if dry_run else ""
     if report.skipped:
@@ -59,6 +62,15 @@ def maintain_command(
     for name in report.dropped:
         print(f"{verb}drop\t{name}")
     print(f"{len(report.kept)} partition(s) kept", file=sys.stderr)
+    _fail_on(report.failed)
+
+
+def _fail_on(failed: dict[str, str]) -> None:
+    """Exit 1 after the other steps ran when one of them failed."""
+    for name, reason in failed.items():
+        print(f"{name}: {reason}", file=sys.stderr)
+    if failed:
+        raise OncepipeError(f"inbox maintenance failed for {len(failed)} partition(s)")
 
 
 @app.command("partitions")

@@ -9,9 +9,11 @@ import typer
 
 from consumers import group as kafka_group
 from consumers import offsets as store
+from consumers.bounds import out_of_range
 from oncepipe.cli.context import emit_json, state
 from oncepipe.db import connect
-from oncepipe.errors import ConfigError, OncepipeError
+from oncepipe.errors import BrokerError, ConfigError, OncepipeError
+from oncepipe.settings import Settings
 
 __all__ = ["app"]
 
@@ -25,29 +27,65 @@ app = typer.Typer(
 def show(
     ctx: typer.Context,
     group: str | None = typer.Option(None, "--group", help="only this consumer group"),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="also compare each offset with its partition's log (asks Kafka): one outside it "
+        "holds its partition until reset",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print as JSON"),
 ) -> None:
     """List stored offsets: group, topic, partition, next offset to apply."""
     settings = state(ctx).settings
     with connect(settings, "oncepipe-offsets") as conn, conn.cursor() as cursor:
         rows = store.list_stored(cursor, group)
-    if as_json:
-        emit_json(
-            [
-                {
-                    "consumer_group": r.consumer_group,
-                    "topic": r.topic,
-                    "partition": r.partition,
-                    "next_offset": r.next_offset,
-                    "updated_at": r.updated_at.isoformat(),
-                }
-                for r in rows
-            ]
-        )
-        return
+    logs = _logs(settings, {r.topic for r in rows}) if check else {}
+    out: list[dict[str, Any]] = []
     for r in rows:
-        print(f"{r.consumer_group}\t{r.topic}\t{r.partition}\t{r.next_offset}")
+        row: dict[str, Any] = {
+            "consumer_group": r.consumer_group,
+            "topic": r.topic,
+            "partition": r.partition,
+            "next_offset": r.next_offset,
+            "updated_at": r.updated_at.isoformat(),
+        }
+        if check:
+            row.update(_log_state(r.topic, r.partition, r.next_offset, logs))
+        out.append(row)
+    if as_json:
+        emit_json(out)
+        return
+    for row in out:
+        line = f"{row['consumer_group']}\t{row['topic']}\t{row['partition']}\t{row['next_offset']}"
+        print(f"{line}\t{row['log']}" if check else line)
     print(f"{len(rows)} stored offset(s)", file=sys.stderr)
+
+
+def _logs(settings: Settings, topics: set[str]) -> dict[str, dict[int, tuple[int, int]] | None]:
+    """Each topic's partitions with their (log start, log end); None for a topic not found."""
+    found: dict[str, dict[int, tuple[int, int]] | None] = {}
+    for topic in sorted(topics):
+        try:
+            found[topic] = kafka_group.partition_bounds(settings, topic, timeout=10)
+        except (ConfigError, BrokerError) as exc:
+            print(f"{topic}: {exc}", file=sys.stderr)
+            found[topic] = None
+    return found
+
+
+def _log_state(
+    topic: str, partition: int, offset: int, logs: dict[str, dict[int, tuple[int, int]] | None]
+) -> dict[str, Any]:
+    bounds = (logs.get(topic) or {}).get(partition)
+    if bounds is None:
+        return {"in_range": None, "log_start": None, "log_end": None, "log": "partition not found"}
+    problem = out_of_range((topic, partition), offset, bounds)
+    return {
+        "in_range": problem is None,
+        "log_start": bounds[0],
+        "log_end": bounds[1],
+        "log": "ok" if problem is None else problem.reason,
+    }
 
 
 def _targets(to: str, bounds: dict[int, tuple[int, int]]) -> dict[int, int]:

@@ -104,3 +104,15 @@ def test_reset_refuses_while_the_group_has_live_members_unless_forced(
     totals = read_totals(url, worker_pool.group)
     assert sum(totals.items.values()) == 101
     assert sum(totals.stored_offsets.values()) == 101
+
+
+def test_show_check_flags_an_offset_beyond_the_log_end(worker_pool: WorkerPool) -> None:
+    store(worker_pool, {0: 7, 3: 0})  # the topic is empty: 7 is beyond its end
+    result = run_cli(worker_pool, "show", "--group", worker_pool.group, "--check", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["partition"]: r for r in json.loads(result.stdout)}
+    assert rows[0]["in_range"] is False
+    assert (rows[0]["log_start"], rows[0]["log_end"]) == (0, 0)
+    assert "beyond the log end 0" in rows[0]["log"]
+    assert rows[3]["in_range"] is True
+    assert rows[3]["log"] == "ok"

@@ -63,7 +63,7 @@ def test_an_existing_inbox_is_converted_in_place_and_its_rows_still_dedupe(
                 " FROM unnest(%s::uuid[]) WITH ORDINALITY AS x(e, n)",
                 (old_ids,),
             )
-        assert apply_migrations(url)[0] == "0007_inbox_partitioned"
+        assert "0007_inbox_partitioned" in apply_migrations(url)  # and any later ones
         with psycopg.connect(url) as conn, conn.cursor() as cursor:
             kind = conn.execute(
                 "SELECT relkind FROM pg_class WHERE oid = 'oncepipe.inbox'::regclass"
