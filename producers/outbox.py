@@ -165,3 +165,65 @@ def pending_count(conn: psycopg.Connection[Any]) -> int:
         "SELECT count(*) FROM oncepipe.outbox WHERE published_at IS NULL AND failed_at IS NULL"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+# -- the relay's hold on partitions it could not publish to (migration 0009) -------------------
+# A row the broker did not acknowledge is held with its partition (kafka_partition) until
+# not_before; while any row of a (topic, partition) is held, that partition's rows are skipped,
+# so one key's rows never overtake each other and every other partition keeps flowing.
+
+_READY = """
+WITH held AS (
+    SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
+    WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+)
+SELECT o.id, o.topic, o.key, o.value, o.headers, o.attempts, o.kafka_partition
+FROM oncepipe.outbox o
+WHERE o.published_at IS NULL AND o.failed_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM held h WHERE h.topic = o.topic AND h.kafka_partition = o.kafka_partition)
+ORDER BY o.id LIMIT %s
+"""
+
+
+def fetch_ready(conn: psycopg.Connection[Any], limit: int) -> list[tuple[OutboxRow, int | None]]:
+    """Unpublished rows in id order, minus held partitions; each with its stored partition."""
+    return [
+        (
+            OutboxRow(
+                id=row[0],
+                topic=row[1],
+                key=bytes(row[2]) if row[2] is not None else None,
+                value=bytes(row[3]),
+                headers=[(str(name), str(value)) for name, value in row[4]],
+                attempts=row[5],
+            ),
+            row[6],
+        )
+        for row in conn.execute(_READY, (limit,)).fetchall()
+    ]
+
+
+def held_partitions(conn: psycopg.Connection[Any]) -> dict[tuple[str, int], float]:
+    """(topic, partition) -> seconds until its hold ends, for every held partition."""
+    rows = conn.execute(
+        "SELECT topic, kafka_partition, extract(epoch FROM max(not_before) - now())::float8"
+        " FROM oncepipe.outbox WHERE published_at IS NULL AND failed_at IS NULL"
+        " AND not_before > now() GROUP BY topic, kafka_partition"
+    ).fetchall()
+    return {(str(row[0]), int(row[1])): float(row[2]) for row in rows}
+
+
+def hold(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, float]]) -> int:
+    """Hold rows (id, partition, seconds) on their partition for that long; return how many."""
+    if not rows:
+        return 0
+    ids, partitions, delays = (list(column) for column in zip(*rows, strict=True))
+    cursor = conn.execute(
+        "UPDATE oncepipe.outbox o SET kafka_partition = h.partition,"
+        " not_before = now() + make_interval(secs => h.delay)"
+        " FROM unnest(%s::bigint[], %s::int[], %s::float8[]) AS h(id, partition, delay)"
+        " WHERE o.id = h.id AND o.published_at IS NULL",
+        (ids, partitions, delays),
+    )
+    return cursor.rowcount
