@@ -181,6 +181,10 @@ class Relay:
             if count and not 0 <= partition < count:
                 partition = choose_partition(row.key, count, held_by_topic[row.topic])
             wait = held.get((row.topic, partition))
+            if wait is None and (row.topic, -1) in held:
+                # Rows sent with no partition known (no metadata for the topic) are held as
+                # partition -1: any of the topic's keys may be among them.
+                partition, wait = -1, held[(row.topic, -1)]
             if wait is not None:  # a later row of a held partition must not overtake it
                 deferred.append((row.id, partition, wait))
                 continue

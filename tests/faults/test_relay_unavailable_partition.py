@@ -24,6 +24,7 @@ from confluent_kafka.admin import NewTopic
 
 from infra import Kafka
 from infra.paths import layout
+from infra.process import ServiceError
 from oncepipe.kafka import AdminClient
 from oncepipe.settings import Settings
 from producers.outbox import enqueue
@@ -55,8 +56,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
         kafka_brokers=3,
     )
     kafka = Kafka(where)
-    kafka.start(timeout=180)
     try:
+        try:
+            kafka.start(timeout=180)
+        except ServiceError:
+            # These ports lie in the kernel's ephemeral range: a client socket may hold one.
+            kafka.kill()
+            kafka.start(timeout=180)
         yield kafka
     finally:
         kafka.kill()  # a throwaway cluster
