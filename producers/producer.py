@@ -142,9 +142,10 @@ class EventProducer:
     ) -> list[Delivery]:
         """Publish ``records`` and wait until each has a final delivery report.
 
-        With ``timeout``, wait at most that many seconds: then every record this producer still
-        holds is purged and answered with an error (it may or may not have been written), so
-        one unavailable partition cannot hold the caller for ``delivery.timeout.ms``.
+        With ``timeout``, wait at most that many seconds: then the records still queued are
+        purged (never written), those in flight get ``timeout`` seconds more before they are
+        purged too (those may have been written); each is answered with an error, so one
+        unavailable partition cannot hold the caller for ``delivery.timeout.ms``.
         """
         if self._fatal is not None:
             self._recreate()
@@ -163,7 +164,7 @@ class EventProducer:
                 break
             self._client.flush(min(1.0, left))
         if len(answers) < len(records) and timeout is not None:
-            self._purge()
+            self._purge(lambda: len(answers) >= len(records), grace=timeout)
         if len(answers) < len(records):
             # Answered below as timed out: a report arriving later must not count twice.
             late = [seq for seq, (_, sink) in self._pending.items() if sink is collect]
@@ -234,10 +235,21 @@ class EventProducer:
             if topic.error is None and topic.partitions
         }
 
-    def _purge(self) -> None:
-        # Queued and in-flight records are answered with _PURGE_QUEUE / _PURGE_INFLIGHT; the
-        # idempotent producer carries on (librdkafka bumps its epoch where it must).
-        self._client.purge(in_queue=True, in_flight=True)
+    def _purge(self, answered: Callable[[], bool], grace: float) -> None:
+        # Queued records were never sent: purging them writes nothing, so nothing is
+        # duplicated when they are sent again. Records in flight get up to ``grace`` seconds to
+        # be answered (a retry puts one back in the queue, purged in turn); only then are they
+        # purged too, and those may have been written. Every purged record is answered with
+        # _PURGE_QUEUE / _PURGE_INFLIGHT; the idempotent producer carries on.
+        deadline = time.monotonic() + grace
+        while True:
+            self._client.purge(in_queue=True, in_flight=False)
+            self._client.poll(0)
+            if answered() or time.monotonic() >= deadline:
+                break
+            self._client.flush(min(0.2, max(0.0, deadline - time.monotonic())))
+        if not answered():
+            self._client.purge(in_queue=True, in_flight=True)
         self._client.flush(1.0)
 
     def _recreate(self) -> None:

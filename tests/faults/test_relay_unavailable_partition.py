@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.cimpl import NewTopic
 
 from infra import Kafka
 from infra.paths import layout
