@@ -9,7 +9,9 @@ import pytest
 from oncepipe.kafka import KafkaException, create_producer
 from oncepipe.settings import Settings
 from producers.partitioner import choose_partition, key_partition
+from producers.producer import EventProducer, OutgoingRecord
 from producers.recordsize import TRIMMED, HeaderValue, fit_dead_letter, record_size
+from producers.settings import ProducerSettings
 
 LIMIT = 50_000
 ORIGINAL: list[tuple[str, HeaderValue]] = [("event_id", "e-1"), ("blob", b"\x00\xff" * 500)]
@@ -80,3 +82,16 @@ def test_a_keyed_record_goes_where_librdkafkas_default_partitioner_sends_it() ->
 @pytest.mark.parametrize("key", [None, b""])
 def test_a_keyless_record_avoids_held_partitions(key: bytes | None) -> None:
     assert {choose_partition(key, 4, held={0, 1, 3}) for _ in range(50)} == {2}
+
+
+def test_send_all_with_a_timeout_answers_records_it_could_not_send_as_purged() -> None:
+    # No broker: every record stays queued, which the pass timeout purges (never written).
+    unreachable = Settings(kafka_bootstrap_servers="127.0.0.1:1")
+    producer = EventProducer(unreachable, ProducerSettings(delivery_timeout_ms=300_000))
+    records = [OutgoingRecord(n, "events.x", b"k", b"v", partition=n % 2) for n in range(5)]
+    try:
+        deliveries = producer.send_all(records, timeout=0.5)
+    finally:
+        producer.close(0)
+    assert [d.ref for d in deliveries] == [0, 1, 2, 3, 4]
+    assert {d.error.name if d.error else None for d in deliveries} == {"_PURGE_QUEUE"}
