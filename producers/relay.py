@@ -27,6 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ from oncepipe.settings import Settings
 from producers import outbox
 from producers.partitioner import choose_partition
 from producers.producer import Delivery, EventProducer, OutgoingRecord
-from producers.recordsize import HeaderValue, fit_dead_letter, record_size
+from producers.recordsize import HeaderValue, fit_dead_letter, record_size, surely_fits
 from producers.settings import ProducerSettings, RelaySettings
 from producers.topics import dlq_topic_for
 
@@ -195,16 +196,17 @@ class Relay:
 
     def _fit(
         self, conn: psycopg.Connection[Any], row: outbox.OutboxRow
-    ) -> list[tuple[str, HeaderValue]] | None:
+    ) -> Sequence[tuple[str, HeaderValue]] | None:
         """The row's headers if the record fits its topic; else park it and return None."""
-        headers: list[tuple[str, HeaderValue]] | None = list(row.headers)
-        if row.topic.endswith(DLQ_SUFFIX):
-            limit = self._dead_letter_limit
+        dead_letter = row.topic.endswith(DLQ_SUFFIX)
+        limit = self._dead_letter_limit if dead_letter else self._event_limit
+        if surely_fits(row.key, row.value, row.headers, limit):
+            return row.headers
+        headers: Sequence[tuple[str, HeaderValue]] | None = row.headers
+        if dead_letter:
             headers = fit_dead_letter(row.key, row.value, row.headers, limit)
-        else:
-            limit = self._event_limit
-            if record_size(row.key, row.value, row.headers) > limit:
-                headers = None
+        elif record_size(row.key, row.value, row.headers) > limit:
+            headers = None
         if headers is None:
             size = record_size(row.key, row.value, row.headers)
             error = (
@@ -214,7 +216,7 @@ class Relay:
             )
             outbox.record_failure(conn, row.id, error, park=True)
             log.error("outbox row too large; parked", row_id=row.id, topic=row.topic, size=size)
-        elif headers != row.headers:
+        elif headers is not row.headers and headers != row.headers:
             log.warning("dead letter trimmed to fit", row_id=row.id, topic=row.topic)
         return headers
 

@@ -10,7 +10,13 @@ from oncepipe.kafka import KafkaException, create_producer
 from oncepipe.settings import Settings
 from producers.partitioner import choose_partition, key_partition
 from producers.producer import EventProducer, OutgoingRecord
-from producers.recordsize import TRIMMED, HeaderValue, fit_dead_letter, record_size
+from producers.recordsize import (
+    TRIMMED,
+    HeaderValue,
+    fit_dead_letter,
+    record_size,
+    surely_fits,
+)
 from producers.settings import ProducerSettings
 
 LIMIT = 50_000
@@ -95,3 +101,15 @@ def test_send_all_with_a_timeout_answers_records_it_could_not_send_as_purged() -
         producer.close(0)
     assert [d.ref for d in deliveries] == [0, 1, 2, 3, 4]
     assert {d.error.name if d.error else None for d in deliveries} == {"_PURGE_QUEUE"}
+
+
+@pytest.mark.parametrize(
+    "headers", [[], ORIGINAL + CONTEXT, [("名前", "値" * 300), ("n", None)], [("e", "😀" * 50)]]
+)
+def test_the_cheap_bound_never_says_fits_when_the_exact_count_does_not(
+    headers: list[tuple[str, HeaderValue]],
+) -> None:
+    for size in range(0, 20_000, 97):
+        value = b"v" * size
+        if surely_fits(b"key", value, headers, LIMIT // 3):
+            assert record_size(b"key", value, headers) <= LIMIT // 3
