@@ -186,9 +186,30 @@ ORDER BY o.id LIMIT %s
 """
 
 
-def fetch_ready(conn: psycopg.Connection[Any], limit: int) -> list[tuple[OutboxRow, int | None]]:
-    """Unpublished rows in id order, minus held partitions; each with its stored partition."""
-    return [
+_HELD = """
+SELECT topic, kafka_partition, extract(epoch FROM max(not_before) - now())::float8
+FROM oncepipe.outbox
+WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+GROUP BY topic, kafka_partition
+"""
+
+Held = dict[tuple[str, int], float]
+"""(topic, partition) -> seconds until its hold ends."""
+
+
+def fetch_ready(
+    conn: psycopg.Connection[Any], limit: int
+) -> tuple[list[tuple[OutboxRow, int | None]], Held]:
+    """Rows to publish and the held partitions, in one round trip.
+
+    The rows are unpublished ones in id order, minus those of held partitions, each with the
+    partition stored when it was held before (None for a row never held).
+    """
+    with conn.pipeline():
+        held_cursor = conn.execute(_HELD)
+        rows_cursor = conn.execute(_READY, (limit,))
+    held = {(str(r[0]), int(r[1])): float(r[2]) for r in held_cursor.fetchall()}
+    rows = [
         (
             OutboxRow(
                 id=row[0],
@@ -200,18 +221,9 @@ def fetch_ready(conn: psycopg.Connection[Any], limit: int) -> list[tuple[OutboxR
             ),
             row[6],
         )
-        for row in conn.execute(_READY, (limit,)).fetchall()
+        for row in rows_cursor.fetchall()
     ]
-
-
-def held_partitions(conn: psycopg.Connection[Any]) -> dict[tuple[str, int], float]:
-    """(topic, partition) -> seconds until its hold ends, for every held partition."""
-    rows = conn.execute(
-        "SELECT topic, kafka_partition, extract(epoch FROM max(not_before) - now())::float8"
-        " FROM oncepipe.outbox WHERE published_at IS NULL AND failed_at IS NULL"
-        " AND not_before > now() GROUP BY topic, kafka_partition"
-    ).fetchall()
-    return {(str(row[0]), int(row[1])): float(row[2]) for row in rows}
+    return rows, held
 
 
 def hold(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, float]]) -> int:

@@ -142,8 +142,7 @@ class Relay:
     def run_once(self) -> int:
         """Publish one batch of pending rows; return how many were acknowledged."""
         conn = self._connection()
-        held = outbox.held_partitions(conn)
-        rows = outbox.fetch_ready(conn, self._relay.batch_size)
+        rows, held = outbox.fetch_ready(conn, self._relay.batch_size)
         if not rows:
             return 0
         batch = self._plan(conn, rows, held)
@@ -164,7 +163,7 @@ class Relay:
         self,
         conn: psycopg.Connection[Any],
         rows: list[tuple[outbox.OutboxRow, int | None]],
-        held: dict[tuple[str, int], float],
+        held: outbox.Held,
     ) -> list[_Outgoing]:
         """Records to send now; rows of held partitions are held too, oversized ones parked."""
         counts = self._partition_counts({row.topic for row, _ in rows})
