@@ -11,8 +11,8 @@ Headers are bytes end to end (``bytea[]`` names and values): a value with a NUL 
 invalid UTF-8 and a null value leave as they came, and a null ``value`` leaves as a tombstone.
 
 Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
-``fetch_pending``, ``mark_published``, ``record_failure``, ``delete_published``,
-``pending_count``.
+``fetch_pending``, ``fetch_ready``, ``hold``, ``Held``, ``mark_published``, ``record_failure``,
+``delete_published``, ``pending_count``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ from producers.topics import topic_for
 from schemas import Codec, Encoded
 
 __all__ = [
+    "Held",
     "OutboxRow",
     "delete_published",
     "enqueue",
     "enqueue_record",
     "event_headers",
     "fetch_pending",
+    "fetch_ready",
+    "hold",
     "mark_published",
     "pending_count",
     "record_failure",
@@ -195,3 +198,78 @@ def pending_count(conn: psycopg.Connection[Any]) -> int:
         "SELECT count(*) FROM oncepipe.outbox WHERE published_at IS NULL AND failed_at IS NULL"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+# -- the relay's hold on partitions it could not publish to (migration 0009) -------------------
+# A row the broker did not acknowledge is held with its partition (kafka_partition) until
+# not_before; while any row of a (topic, partition) is held, that partition's rows are skipped,
+# so one key's rows never overtake each other and every other partition keeps flowing.
+
+_READY = """
+WITH held AS (
+    SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
+    WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+)
+SELECT o.id, o.topic, o.key, o.value, o.header_names, o.header_values, o.attempts,
+       o.kafka_partition
+FROM oncepipe.outbox o
+WHERE o.published_at IS NULL AND o.failed_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM held h WHERE h.topic = o.topic AND h.kafka_partition = o.kafka_partition)
+ORDER BY o.id LIMIT %s
+"""
+
+
+_HELD = """
+SELECT topic, kafka_partition, extract(epoch FROM max(not_before) - now())::float8
+FROM oncepipe.outbox
+WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+GROUP BY topic, kafka_partition
+"""
+
+Held = dict[tuple[str, int], float]
+"""(topic, partition) -> seconds until its hold ends."""
+
+
+def fetch_ready(
+    conn: psycopg.Connection[Any], limit: int
+) -> tuple[list[tuple[OutboxRow, int | None]], Held]:
+    """Rows to publish and the held partitions, in one round trip.
+
+    The rows are unpublished ones in id order, minus those of held partitions, each with the
+    partition stored when it was held before (None for a row never held).
+    """
+    with conn.pipeline():
+        held_cursor = conn.execute(_HELD)
+        rows_cursor = conn.execute(_READY, (limit,))
+    held = {(str(r[0]), int(r[1])): float(r[2]) for r in held_cursor.fetchall()}
+    rows = [
+        (
+            OutboxRow(
+                id=row[0],
+                topic=row[1],
+                key=bytes(row[2]) if row[2] is not None else None,
+                value=bytes(row[3]) if row[3] is not None else None,
+                headers=_headers(row[4], row[5]),
+                attempts=row[6],
+            ),
+            row[7],
+        )
+        for row in rows_cursor.fetchall()
+    ]
+    return rows, held
+
+
+def hold(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, float]]) -> int:
+    """Hold rows (id, partition, seconds) on their partition for that long; return how many."""
+    if not rows:
+        return 0
+    ids, partitions, delays = (list(column) for column in zip(*rows, strict=True))
+    cursor = conn.execute(
+        "UPDATE oncepipe.outbox o SET kafka_partition = h.partition,"
+        " not_before = now() + make_interval(secs => h.delay)"
+        " FROM unnest(%s::bigint[], %s::int[], %s::float8[]) AS h(id, partition, delay)"
+        " WHERE o.id = h.id AND o.published_at IS NULL",
+        (ids, partitions, delays),
+    )
+    return cursor.rowcount

@@ -50,6 +50,8 @@ class OutgoingRecord:
     value: bytes | None
     """None publishes a tombstone."""
     headers: Sequence[tuple[str, str | bytes | None]] = ()
+    partition: int = -1
+    """-1 lets librdkafka's partitioner choose; the relay chooses itself (producers/partitioner)."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +138,16 @@ class EventProducer:
         self._client.flush(timeout)
         return len(self._pending)
 
-    def send_all(self, records: Sequence[OutgoingRecord]) -> list[Delivery]:
-        """Publish ``records`` and wait until each has a final delivery report."""
+    def send_all(
+        self, records: Sequence[OutgoingRecord], timeout: float | None = None
+    ) -> list[Delivery]:
+        """Publish ``records`` and wait until each has a final delivery report.
+
+        With ``timeout``, wait at most that many seconds: then the records still queued are
+        purged (never written), those in flight get ``timeout`` seconds more before they are
+        purged too (those may have been written); each is answered with an error, so one
+        unavailable partition cannot hold the caller for ``delivery.timeout.ms``.
+        """
         if self._fatal is not None:
             self._recreate()
         answers: dict[int, Delivery] = {}
@@ -147,9 +157,15 @@ class EventProducer:
 
         self._queue(records, collect)
         # librdkafka answers every record within delivery.timeout.ms; wait a little longer.
-        deadline = time.monotonic() + self._producer_settings.delivery_timeout_ms / 1000 + 30
-        while len(answers) < len(records) and time.monotonic() < deadline:
-            self._client.flush(1.0)
+        wait = self._producer_settings.delivery_timeout_ms / 1000 + 30
+        deadline = time.monotonic() + (wait if timeout is None else min(wait, timeout))
+        while len(answers) < len(records):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._client.flush(min(1.0, left))
+        if len(answers) < len(records) and timeout is not None:
+            self._purge(lambda: len(answers) >= len(records), grace=timeout)
         if len(answers) < len(records):
             # Answered below as timed out: a report arriving later must not count twice.
             late = [seq for seq, (_, sink) in self._pending.items() if sink is collect]
@@ -179,6 +195,7 @@ class EventProducer:
                         record.topic,
                         record.value,
                         record.key,
+                        partition=record.partition,
                         on_delivery=partial(on_report, seq),
                         headers=headers,
                     )
@@ -206,6 +223,35 @@ class EventProducer:
         if error.fatal():
             self._fatal = wrapped
         sink(Delivery(ref, error=wrapped))
+
+    def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
+        """Partitions of every topic the cluster knows now (topics in error are left out)."""
+        try:
+            metadata = self._client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise broker_error(exc, "reading the cluster's topics") from exc
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None and topic.partitions
+        }
+
+    def _purge(self, answered: Callable[[], bool], grace: float) -> None:
+        # Queued records were never sent: purging them writes nothing, so nothing is
+        # duplicated when they are sent again. Records in flight get up to ``grace`` seconds to
+        # be answered (a retry puts one back in the queue, purged in turn); only then are they
+        # purged too, and those may have been written. Every purged record is answered with
+        # _PURGE_QUEUE / _PURGE_INFLIGHT; the idempotent producer carries on.
+        deadline = time.monotonic() + grace
+        while True:
+            self._client.purge(in_queue=True, in_flight=False)
+            self._client.poll(0)
+            if answered() or time.monotonic() >= deadline:
+                break
+            self._client.flush(min(0.2, max(0.0, deadline - time.monotonic())))
+        if not answered():
+            self._client.purge(in_queue=True, in_flight=True)
+        self._client.flush(1.0)
 
     def _recreate(self) -> None:
         log.warning("recreating producer after fatal error", error=str(self._fatal))

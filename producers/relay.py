@@ -2,12 +2,19 @@
 
 1. Take the leader lock (a session advisory lock): only one relay per database publishes, so
    one key's rows leave in id order even when several relays run; the others stand by.
-2. Read unpublished rows in id order. Never "id > last seen": ids commit out of order, and a
-   row committed late (a gap) is simply read on the next pass.
-3. Publish them with the idempotent producer and wait for every delivery report.
-4. Mark the acknowledged rows published. A crash between 3 and 4 re-sends those rows on
-   restart: the producer's idempotence does not span restarts, the consumer's inbox absorbs them.
-5. Sleep until NOTIFY (sent at the outbox transaction's COMMIT) or the poll interval.
+2. Read unpublished rows in id order, minus the rows of held partitions. Never "id > last
+   seen": ids commit out of order, and a row committed late (a gap) is read on the next pass.
+3. Choose each row's partition (the key's, as librdkafka would; a keyless row avoids held
+   partitions). A row for a held partition is held too: it must not overtake the rows before
+   it. A record over its topic's limit is parked (a dead letter first loses failure context).
+4. Publish with the idempotent producer and wait for the delivery reports, at most the pass
+   timeout: what is still unanswered then is purged (a partition without a leader or without
+   enough in-sync replicas must not hold every other partition for delivery.timeout.ms).
+5. Mark the acknowledged rows published, per partition only up to its first unacknowledged
+   row; that row and every later row of its partition are held with a growing backoff. A
+   crash between 4 and 5 re-sends those rows on restart: the producer's idempotence does not
+   span restarts, the consumer's inbox absorbs them.
+6. Sleep until NOTIFY (sent at the outbox transaction's COMMIT) or the poll interval.
 
 Published rows older than the retention are deleted in small chunks. ``request_stop`` (wired to
 SIGTERM) ends the loop after the batch in flight is published and marked.
@@ -19,6 +26,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -26,20 +36,38 @@ from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from oncepipe.crash import crash_point
 from oncepipe.db import connect
-from oncepipe.errors import DatabaseUnavailableError
+from oncepipe.errors import BrokerError, DatabaseUnavailableError
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers import outbox
+from producers.partitioner import choose_partition
 from producers.producer import Delivery, EventProducer, OutgoingRecord
+from producers.recordsize import HeaderValue, fit_dead_letter, record_size, surely_fits
 from producers.settings import ProducerSettings, RelaySettings
+from producers.topics import dlq_topic_for
 
 __all__ = ["Relay"]
 
 log = get_logger("relay")
 CLEANUP_CHUNK = 10_000
 NOTIFY_CHANNEL = "oncepipe_outbox"
-# Errors that mean "the broker is away", whatever their retriable flag says.
-BROKER_AWAY = frozenset({"_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN"})
+# Errors that mean "the broker or partition is away", whatever their retriable flag says
+# (a purged record was not answered within the pass timeout).
+BROKER_AWAY = frozenset(
+    {"_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_PURGE_QUEUE", "_PURGE_INFLIGHT"}
+)
+DLQ_SUFFIX = dlq_topic_for("")
+METADATA_MAX_AGE_S = 30.0
+METADATA_RETRY_S = 2.0
+METADATA_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A row of this pass and the record it is sent as."""
+
+    row: outbox.OutboxRow
+    record: OutgoingRecord
 
 
 class Relay:
@@ -53,7 +81,14 @@ class Relay:
     ) -> None:
         self._settings = settings
         self._relay = relay_settings
-        self._producer = EventProducer(settings, producer_settings)
+        # The client admits the largest dead letter; event rows are checked against the
+        # event limit before sending (see _fit).
+        self._producer = EventProducer(settings, producer_settings.for_dead_letters())
+        self._event_limit = producer_settings.message_max_bytes
+        self._dead_letter_limit = producer_settings.dead_letter_max_bytes
+        self._counts: dict[str, int] = {}
+        self._counts_read_at = -METADATA_MAX_AGE_S
+        self._failed_passes: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._listener: psycopg.Connection[Any] | None = None
@@ -107,37 +142,154 @@ class Relay:
     def run_once(self) -> int:
         """Publish one batch of pending rows; return how many were acknowledged."""
         conn = self._connection()
-        rows = outbox.fetch_pending(conn, self._relay.batch_size)
+        rows, held = outbox.fetch_ready(conn, self._relay.batch_size)
         if not rows:
             return 0
-        records = [OutgoingRecord(r.id, r.topic, r.key, r.value, r.headers) for r in rows]
-        deliveries = self._producer.send_all(records)
+        batch = self._plan(conn, rows, held)
+        deliveries = self._producer.send_all(
+            [item.record for item in batch], timeout=self._relay.pass_timeout_s
+        )
         crash_point(self._settings, "relay.after_ack")
-        acked = [d.ref for d in deliveries if d.ok]
+        acked, holds = self._settle(conn, batch, deliveries)
         outbox.mark_published(conn, acked)
         crash_point(self._settings, "relay.after_mark")
-        self._handle_failures(conn, rows, deliveries)
+        outbox.hold(conn, holds)
         self.published += len(acked)
-        log.debug("published batch", rows=len(rows), acked=len(acked))
+        log.debug("published batch", rows=len(rows), acked=len(acked), held=len(holds))
         return len(acked)
 
-    def _handle_failures(
+    # -- one pass: where each row goes, and what its answer means -------------------------
+    def _plan(
         self,
         conn: psycopg.Connection[Any],
-        rows: list[outbox.OutboxRow],
+        rows: list[tuple[outbox.OutboxRow, int | None]],
+        held: outbox.Held,
+    ) -> list[_Outgoing]:
+        """Records to send now; rows of held partitions are held too, oversized ones parked."""
+        counts = self._partition_counts({row.topic for row, _ in rows})
+        held_by_topic: dict[str, set[int]] = defaultdict(set)
+        for topic, partition in held:
+            held_by_topic[topic].add(partition)
+        batch: list[_Outgoing] = []
+        deferred: list[tuple[int, int, float]] = []
+        for row, stored in rows:
+            headers = self._fit(conn, row)
+            if headers is None:
+                continue
+            count = counts.get(row.topic)
+            partition = stored if stored is not None and stored >= 0 else -1
+            if count and not 0 <= partition < count:
+                partition = choose_partition(row.key, count, held_by_topic[row.topic])
+            wait = held.get((row.topic, partition))
+            if wait is None and (row.topic, -1) in held:
+                # Rows sent with no partition known (no metadata for the topic) are held as
+                # partition -1: any of the topic's keys may be among them.
+                partition, wait = -1, held[(row.topic, -1)]
+            if wait is not None:  # a later row of a held partition must not overtake it
+                deferred.append((row.id, partition, wait))
+                continue
+            record = OutgoingRecord(row.id, row.topic, row.key, row.value, headers, partition)
+            batch.append(_Outgoing(row, record))
+        outbox.hold(conn, deferred)
+        return batch
+
+    def _fit(
+        self, conn: psycopg.Connection[Any], row: outbox.OutboxRow
+    ) -> Sequence[tuple[str, HeaderValue]] | None:
+        """The row's headers if the record fits its topic; else park it and return None."""
+        dead_letter = row.topic.endswith(DLQ_SUFFIX)
+        limit = self._dead_letter_limit if dead_letter else self._event_limit
+        if surely_fits(row.key, row.value, row.headers, limit):
+            return row.headers
+        headers: Sequence[tuple[str, HeaderValue]] | None = row.headers
+        if dead_letter:
+            headers = fit_dead_letter(row.key, row.value, row.headers, limit)
+        elif record_size(row.key, row.value, row.headers) > limit:
+            headers = None
+        if headers is None:
+            size = record_size(row.key, row.value, row.headers)
+            error = (
+                f"record of {size} bytes is over the {limit} bytes the relay sends to "
+                f"{row.topic}: raise ONCEPIPE_PRODUCER_MESSAGE_MAX_BYTES (and the topic's "
+                "max.message.bytes), then clear failed_at to send it"
+            )
+            outbox.record_failure(conn, row.id, error, park=True)
+            log.error("outbox row too large; parked", row_id=row.id, topic=row.topic, size=size)
+        elif headers is not row.headers and headers != row.headers:
+            log.warning("dead letter trimmed to fit", row_id=row.id, topic=row.topic)
+        return headers
+
+    def _settle(
+        self,
+        conn: psycopg.Connection[Any],
+        batch: list[_Outgoing],
         deliveries: list[Delivery],
-    ) -> None:
-        attempts = {row.id: row.attempts for row in rows}
-        failed = [(d.ref, d.error) for d in deliveries if d.error is not None]
-        for ref, error in failed:
-            if error.retriable or error.name in BROKER_AWAY:
-                continue  # the broker is away: the row stays queued, nothing is counted
-            park = attempts[ref] + 1 >= self._relay.max_attempts
-            outbox.record_failure(conn, ref, str(error), park=park)
-            log.error("broker refused outbox row", row_id=ref, error=str(error), parked=park)
-        if failed:
-            # Back off before the next pass instead of spinning against an unavailable broker.
-            self._stop.wait(min(5.0, self._relay.poll_interval_s * 2))
+    ) -> tuple[list[int], list[tuple[int, int, float]]]:
+        """Rows to mark published, and rows to hold: per partition, nothing after a failure.
+
+        A partition's rows are walked in id order; from its first unacknowledged row on, every
+        row is held (even acknowledged ones: marking them would let them overtake the failed
+        row; their copies are absorbed by the consumer's inbox). A row parked for a permanent
+        refusal holds nothing back.
+        """
+        by_partition: dict[tuple[str, int], list[tuple[_Outgoing, Delivery]]] = defaultdict(list)
+        for item, delivery in zip(batch, deliveries, strict=True):
+            by_partition[(item.record.topic, item.record.partition)].append((item, delivery))
+        acked: list[int] = []
+        holds: list[tuple[int, int, float]] = []
+        for (topic, partition), answers in by_partition.items():
+            stuck: list[int] = []
+            first_error: BrokerError | None = None
+            for item, delivery in answers:
+                if stuck:
+                    stuck.append(item.row.id)
+                elif delivery.error is None:
+                    acked.append(item.row.id)
+                elif not self._parked(conn, item.row, delivery.error):
+                    stuck.append(item.row.id)
+                    first_error = delivery.error
+            key = (topic, partition)
+            if not stuck:
+                self._failed_passes.pop(key, None)
+                continue
+            passes = self._failed_passes[key] = self._failed_passes.get(key, 0) + 1
+            delay = min(
+                self._relay.retry_backoff_max_s, self._relay.retry_backoff_s * 2 ** (passes - 1)
+            )
+            holds += [(row_id, partition, delay) for row_id in stuck]
+            log.warning(
+                "partition not acknowledged; its rows are held",
+                topic=topic,
+                partition=partition,
+                rows=len(stuck),
+                seconds=delay,
+                error=str(first_error),
+            )
+        return acked, holds
+
+    def _parked(
+        self, conn: psycopg.Connection[Any], row: outbox.OutboxRow, error: BrokerError
+    ) -> bool:
+        """Count a refusal that is the record's fault; True when that parked the row."""
+        if error.retriable or error.name in BROKER_AWAY:
+            return False  # the broker or partition is away: nothing is counted
+        park = row.attempts + 1 >= self._relay.max_attempts
+        outbox.record_failure(conn, row.id, str(error), park=park)
+        log.error("broker refused outbox row", row_id=row.id, error=str(error), parked=park)
+        return park
+
+    def _partition_counts(self, topics: set[str]) -> dict[str, int]:
+        """Partitions per topic, from metadata read at most every few seconds."""
+        now = time.monotonic()
+        stale = now - self._counts_read_at > METADATA_MAX_AGE_S
+        missing = not topics <= self._counts.keys()
+        if stale or (missing and now - self._counts_read_at > METADATA_RETRY_S):
+            try:
+                self._counts = self._producer.partition_counts(timeout=METADATA_TIMEOUT_S)
+            except BrokerError as exc:
+                log.warning("cluster metadata unavailable; using what is known", error=str(exc))
+            self._counts_read_at = now
+        return self._counts
 
     # -- connections and leadership -------------------------------------------------------
     def _connection(self) -> psycopg.Connection[Any]:

@@ -26,7 +26,21 @@ class ProducerSettings(BaseSettings):
     max_in_flight: int = Field(5, ge=1, le=5)
     delivery_timeout_ms: int = Field(120_000, ge=1_000, description="give up on a record after")
     message_max_bytes: int = Field(1_048_576, ge=1_024, description="largest record accepted")
+    # A dead letter is a source record (at most message_max_bytes of key, value and headers)
+    # plus the dlq.* failure context, which consumers/dlq/headers.py bounds to about 13 KB.
+    dlq_headroom_bytes: int = Field(
+        64 * 1024, ge=16 * 1024, description="room for dead-letter headers above the largest record"
+    )
     queue_max_messages: int = Field(100_000, ge=1_000)
+
+    @property
+    def dead_letter_max_bytes(self) -> int:
+        """The largest dead letter: the largest source record plus the dead-letter headers."""
+        return self.message_max_bytes + self.dlq_headroom_bytes
+
+    def for_dead_letters(self) -> ProducerSettings:
+        """These settings with a client limit that admits the largest dead letter."""
+        return self.model_copy(update={"message_max_bytes": self.dead_letter_max_bytes})
 
     def client_config(self) -> dict[str, str | int]:
         """The librdkafka properties these settings stand for."""
@@ -55,6 +69,15 @@ class RelaySettings(BaseSettings):
     max_attempts: int = Field(
         10, ge=1, description="a row refused this many times for a permanent reason is parked"
     )
+    pass_timeout_s: float = Field(
+        10.0, gt=0, description="wait at most this long for a batch's acks; the rest are held"
+    )
+    retry_backoff_s: float = Field(
+        1.0, gt=0, description="first hold of a partition whose rows were not acknowledged"
+    )
+    retry_backoff_max_s: float = Field(
+        30.0, gt=0, description="longest hold of a partition (doubles per failed pass up to this)"
+    )
     # Every relay of one database competes for this advisory lock; the holder publishes.
     leader_lock_id: int = 0x6F6E6365  # "once"
 
@@ -70,5 +93,3 @@ class TopicSettings(BaseSettings):
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
     dlq_partitions: int = Field(1, ge=1)
     dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=-1)
-    # Dead letters carry the original record plus headers (error, bounded stack trace).
-    dlq_header_headroom_bytes: int = Field(256 * 1024, ge=0)

@@ -1,6 +1,7 @@
 """Topic names and topic creation: ``events.<name>`` and its dead-letter ``events.<name>.dlq``.
 
-Public names: ``topic_for``, ``dlq_topic_for``, ``create_event_topics``.
+Public names: ``topic_for``, ``dlq_topic_for``, ``dlq_topic_max_bytes``, ``topic_plan``,
+``create_event_topics``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 from oncepipe.kafka import AdminClient, create_topics
 from producers.settings import ProducerSettings, TopicSettings
 
-__all__ = ["TopicSpec", "create_event_topics", "dlq_topic_for", "topic_for", "topic_plan"]
+__all__ = [
+    "TopicSpec",
+    "create_event_topics",
+    "dlq_topic_for",
+    "dlq_topic_max_bytes",
+    "topic_for",
+    "topic_plan",
+]
 
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 
@@ -25,6 +33,17 @@ def topic_for(event_type: str) -> str:
 def dlq_topic_for(topic: str) -> str:
     """The dead-letter topic of a topic."""
     return f"{topic}.dlq"
+
+
+def dlq_topic_max_bytes(producer_settings: ProducerSettings) -> int:
+    """``max.message.bytes`` of a dead-letter topic: the largest dead letter, framed.
+
+    The broker checks the record batch as sent (compressed), the relay's client the record's
+    uncompressed bytes; incompressible bytes grow a little under lz4, zstd and gzip (well
+    under 1 %), and the batch adds its framing: 1/64 plus 4 KiB covers both.
+    """
+    largest = producer_settings.dead_letter_max_bytes
+    return largest + largest // 64 + 4096
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,7 @@ def topic_plan(
     dlq_config = {
         **event_config,
         "retention.ms": str(topic_settings.dlq_retention_ms),
-        "max.message.bytes": str(
-            producer_settings.message_max_bytes + topic_settings.dlq_header_headroom_bytes
-        ),
+        "max.message.bytes": str(dlq_topic_max_bytes(producer_settings)),
     }
     plan: list[TopicSpec] = []
     for topic in topics:

@@ -26,6 +26,12 @@ def relay(
     retention: float | None = typer.Option(
         None, help="seconds to keep published rows [env ONCEPIPE_RELAY_RETENTION_S, default 7d]"
     ),
+    pass_timeout: float | None = typer.Option(
+        None,
+        "--pass-timeout",
+        help="seconds to wait for a batch's acks before holding the unanswered partitions"
+        " [env ONCEPIPE_RELAY_PASS_TIMEOUT_S, default 10]",
+    ),
 ) -> None:
     """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight)."""
     settings = state(ctx).settings
@@ -35,6 +41,7 @@ def relay(
         poll_interval_s=poll_interval,
         listen=listen,
         retention_s=retention,
+        pass_timeout_s=pass_timeout,
     )
     worker = Relay(settings, relay_settings, build_settings(ProducerSettings))
     install_stop_handlers(worker.request_stop)

@@ -15,7 +15,9 @@ from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
 from oncepipe.kafka import AdminClient
 from oncepipe.settings import Settings
+from producers.settings import ProducerSettings
 from producers.simulator import SimulationPlan, Simulator
+from producers.topics import dlq_topic_max_bytes
 from schemas import BadMagicError, Codec, CorruptBodyError, SchemaError, ValidationFailedError
 from tests.fixtures.kafka import read_topic
 from tests.fixtures.relay import ONCEPIPE, worker_env
@@ -42,7 +44,9 @@ def test_topics_create_makes_the_topic_and_its_dlq_with_room_for_headers(
         resources = [ConfigResource("topic", name), ConfigResource("topic", f"{name}.dlq")]
         futures = kafka_admin.describe_configs(resources)
         limits = {r.name: int(f.result()["max.message.bytes"].value) for r, f in futures.items()}
-        assert limits[f"{name}.dlq"] == limits[name] + 256 * 1024
+        producer_settings = ProducerSettings()
+        assert limits[f"{name}.dlq"] == dlq_topic_max_bytes(producer_settings)
+        assert limits[f"{name}.dlq"] > limits[name] + producer_settings.dlq_headroom_bytes
     finally:
         for future in kafka_admin.delete_topics([name, f"{name}.dlq"]).values():
             future.result(30)
