@@ -5,14 +5,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from infra import Kafka
-from infra.paths import layout
 from oncepipe.kafka import AdminClient, create_producer, create_topics
 from oncepipe.settings import Settings
 from tests.faults.leaders import await_in_sync, leader_of
@@ -21,23 +17,10 @@ from tests.fixtures.kafka import read_topic
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
-    """A three-node KRaft cluster of this module's own, on ports beside the default ones."""
-    base = layout()
-    where = replace(
-        base,
-        state_dir=Path(tmp_path_factory.mktemp("kafka-cluster")),
-        kafka_port=base.kafka_port + 100,
-        kafka_controller_port=base.kafka_controller_port + 100,
-        kafka_brokers=3,
-    )
-    kafka = Kafka(where)
-    kafka.start(timeout=120)
-    try:
-        yield kafka
-    finally:
-        kafka.kill()  # a throwaway cluster: a controlled shutdown of three nodes takes a minute
+@pytest.fixture
+def cluster(three_node_cluster: Kafka) -> Kafka:
+    """The session's three-node cluster (tests/fixtures/cluster.py)."""
+    return three_node_cluster
 
 
 def test_chasing_the_leader_loses_no_acknowledged_record(cluster: Kafka) -> None:

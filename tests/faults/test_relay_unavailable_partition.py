@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 
 import psycopg
 import pytest
 from confluent_kafka.cimpl import NewTopic
 
 from infra import Kafka
-from infra.paths import layout
-from infra.process import ServiceError
 from oncepipe.kafka import AdminClient
 from oncepipe.settings import Settings
 from producers.outbox import enqueue
@@ -44,28 +39,10 @@ CODEC = Codec.load()
 STUCK_NODE = 3
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kafka]:
-    """A three-node KRaft cluster of this module's own, on ports inside this checkout's range."""
-    base = layout()
-    where = replace(
-        base,
-        state_dir=Path(tmp_path_factory.mktemp("kafka-relay-cluster")),
-        kafka_port=base.kafka_port + 40,
-        kafka_controller_port=base.kafka_controller_port + 40,
-        kafka_brokers=3,
-    )
-    kafka = Kafka(where)
-    try:
-        try:
-            kafka.start(timeout=180)
-        except ServiceError:
-            # These ports lie in the kernel's ephemeral range: a client socket may hold one.
-            kafka.kill()
-            kafka.start(timeout=180)
-        yield kafka
-    finally:
-        kafka.kill()  # a throwaway cluster
+@pytest.fixture
+def cluster(three_node_cluster: Kafka) -> Kafka:
+    """The session's three-node cluster (tests/fixtures/cluster.py)."""
+    return three_node_cluster
 
 
 def create_placed(admin: AdminClient, name: str, nodes: list[int]) -> str:
