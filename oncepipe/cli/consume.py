@@ -10,6 +10,7 @@ from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.cli.context import state
 from oncepipe.cli.options import install_stop_handlers
+from oncepipe.cli.preflight import check_database, check_topic_names
 from oncepipe.errors import ConfigError
 from schemas import Codec, SchemaStore
 
@@ -71,7 +72,9 @@ def consume(
         auto_offset_reset=auto_offset_reset,
     )
     _require(consumer_settings)
+    check_topic_names(consumer_settings.topics)
     handler_fn = resolve(consumer_settings.handler)
+    check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
     codec = Codec.load(
         lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
         max_payload_bytes=consumer_settings.max_payload_bytes,

@@ -14,7 +14,9 @@ from oncepipe.db import connect
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The consumers' inbox (dedupe records), partitioned by day.", no_args_is_help=True
+    help="The consumers' inbox (dedupe records), partitioned by day.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

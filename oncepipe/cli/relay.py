@@ -6,6 +6,7 @@ import typer
 
 from oncepipe.cli.context import state
 from oncepipe.cli.options import build_settings, install_stop_handlers
+from oncepipe.cli.preflight import check_database
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
 
@@ -36,6 +37,7 @@ def relay(
         listen=listen,
         retention_s=retention,
     )
+    check_database(settings, "oncepipe-relay")
     worker = Relay(settings, relay_settings, build_settings(ProducerSettings))
     install_stop_handlers(worker.request_stop)
     worker.run()
