@@ -60,14 +60,18 @@ _REFUSED_LOGIN_TEXTS = (
 
 def _parse(dsn: str) -> dict[str, str]:
     try:
-        return {key: str(value) for key, value in conninfo_to_dict(dsn).items()}
+        params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        # psycopg's message quotes the fragment it could not read: never repeat it.
+        params = None
+    if params is None:
+        # Raised outside the handler so that no context, and no traceback, carries psycopg's
+        # message: it quotes the fragment it could not read (a password, often).
         raise ConfigError(
             f"{_VARIABLE} is not a valid PostgreSQL connection string (use "
             "postgresql://user:password@host:port/dbname or key=value pairs such as "
             "'host=h port=5432 dbname=d user=u'); fix its syntax"
-        ) from None
+        )
+    return {key: str(value) for key, value in params.items()}
 
 
 def check_dsn(dsn: str) -> dict[str, str]:

@@ -69,13 +69,17 @@ def load_settings(**overrides: Any) -> Settings:
     A database URL that can never connect is refused too; no message quotes a secret.
     """
     try:
-        settings = Settings(**overrides)
+        loaded: Settings | None = Settings(**overrides)
+        problems = ""
     except ValidationError as exc:
+        loaded = None
         problems = "; ".join(
             f"ONCEPIPE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
-        # ``from None``: pydantic's error quotes the input, which may be a secret.
-        raise ConfigError(f"invalid configuration: {problems}") from None
+    if loaded is None:
+        # Outside the handler: pydantic's error quotes the input, which may be a secret.
+        raise ConfigError(f"invalid configuration: {problems}")
+    settings = loaded
     check_dsn(settings.database_url.get_secret_value())
     return settings

@@ -64,15 +64,16 @@ def translate(exc: Exception, secrets: list[str]) -> OncepipeError:
 
 
 def _database_error(exc: psycopg.Error, secrets: list[str]) -> OncepipeError:
-    if isinstance(exc, psycopg.OperationalError) and (exc.sqlstate or "") in _CONNECT | {""}:
-        return connection_problem(exc, secrets)
-    state = exc.sqlstate or "no SQLSTATE"
     lines = str(exc).strip().splitlines()
     first = redact(_one_line(lines[0]) if lines else type(exc).__name__, secrets)
-    if exc.sqlstate == _ADMIN_SHUTDOWN:
+    state = exc.sqlstate or "no SQLSTATE"
+    if isinstance(exc, psycopg.OperationalError):
+        if first.startswith(_CONNECTING) or (exc.sqlstate or "") in _LOGIN:
+            return connection_problem(exc, secrets)
+        # Anything else operational means an open session was lost: shutdown, restart, network.
         return OncepipeError(
-            f"PostgreSQL ended the session ({state}: {first}); the server was shut down or "
-            "restarted: run the command again once it is back (make up)"
+            f"PostgreSQL ended the session during the run ({state}: {first}); check that the "
+            "server runs (make up), then run the command again"
         )
     if isinstance(exc, psycopg.ProgrammingError):
         return ConfigError(
@@ -82,9 +83,9 @@ def _database_error(exc: psycopg.Error, secrets: list[str]) -> OncepipeError:
     return OncepipeError(f"PostgreSQL failed ({state}: {first}); run the command again")
 
 
-# Connection-level SQLSTATEs: the connection or the login failed, not a statement.
-_ADMIN_SHUTDOWN = "57P01"
-_CONNECT = frozenset({"08000", "08001", "08003", "08004", "08006", "28000", "28P01", "3D000"})
+# How psycopg words a failure to open a connection (as opposed to losing an open one).
+_CONNECTING = ("connection failed", "connection is bad", "connection timeout")
+_LOGIN = frozenset({"28000", "28P01", "3D000"})
 
 
 def _click_exception() -> type[Exception]:
