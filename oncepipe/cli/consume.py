@@ -48,10 +48,12 @@ def consume(
         None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
     ),
     batch_timeout: float | None = typer.Option(
-        None, "--batch-timeout", help="seconds to fill a batch [ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]"
+        None, "--batch-timeout", help="seconds to fill a batch [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]"
     ),
     session_timeout_ms: int | None = typer.Option(
-        None, "--session-timeout-ms", help="[env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]"
+        None,
+        "--session-timeout-ms",
+        help="evict a silent member after this long [env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]",
     ),
     auto_offset_reset: str | None = typer.Option(
         None,

@@ -32,7 +32,7 @@ def create(
         None, help="partitions per event topic [env ONCEPIPE_TOPICS_PARTITIONS, default 6]"
     ),
     replication_factor: int | None = typer.Option(
-        None, help="[env ONCEPIPE_TOPICS_REPLICATION_FACTOR, default 1]"
+        None, help="copies of each partition [env ONCEPIPE_TOPICS_REPLICATION_FACTOR, default 1]"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, create nothing"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
