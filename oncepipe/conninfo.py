@@ -102,14 +102,26 @@ def dsn_secrets(dsn: str) -> list[str]:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:
-        # Unparseable: nothing may be shown of it, so the whole string is the secret.
-        return [dsn, *dsn.split()] if dsn else []
+        # Unparseable: the whole string, and the fragments that may hold a password
+        # (``user:password`` and ``...password=value``), as psycopg quotes them.
+        return sorted({dsn, *_fragments(dsn)} - {""}, key=len, reverse=True)
     found: list[str] = []
     for key in SECRET_KEYS:
         value = str(params.get(key) or "")
         if value:
             found += [value, quote(value, safe=""), quote(value)]
     return sorted(set(found), key=len, reverse=True)
+
+
+def _fragments(dsn: str) -> list[str]:
+    found = []
+    for token in dsn.split():
+        key, equals, value = token.partition("=")
+        if equals and "password" in key:
+            found += [value, value.strip("'")]
+        elif ":" in token:
+            found.append(token)
+    return found
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

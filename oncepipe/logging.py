@@ -34,8 +34,12 @@ class _Redactor:
         return redact(line, self._secrets) if isinstance(line, str) else line
 
 
-def configure_logging(settings: Settings) -> None:
-    """Configure structlog and stdlib logging once, at the entry point; logs go to stderr."""
+def configure_logging(settings: Settings, *, client_logs: bool = True) -> None:
+    """Configure structlog and stdlib logging once, at the entry point; logs go to stderr.
+
+    ``client_logs=False`` (one-shot commands) keeps librdkafka's lines to DEBUG level: its
+    connection errors would only repeat, line after line, the one error the command reports.
+    """
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
@@ -78,6 +82,8 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    quiet = not client_logs and level > logging.DEBUG
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL if quiet else logging.NOTSET)
 
 
 def get_logger(name: str, **context: Any) -> Any:

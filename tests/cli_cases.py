@@ -17,7 +17,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
-SECRET = "Xk7-pw-5ecretQ"  # distinctive: found nowhere else
+SECRET = "Xk7-pw-5ecretQ"  # noqa: S105 - a distinctive fake password to search for
 CLOSED_PORT = "1"  # nothing listens on 127.0.0.1:1
 
 # Every command that reads the database URL, with arguments that get it that far.

@@ -48,7 +48,9 @@ def consume(
         None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
     ),
     batch_timeout: float | None = typer.Option(
-        None, "--batch-timeout", help="seconds to fill a batch [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]"
+        None,
+        "--batch-timeout",
+        help="seconds to fill a batch [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]",
     ),
     session_timeout_ms: int | None = typer.Option(
         None,

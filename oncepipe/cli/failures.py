@@ -45,7 +45,8 @@ def translate(exc: Exception, secrets: list[str]) -> OncepipeError:
     if isinstance(exc, KafkaException):
         exc = broker_error(exc, "Kafka")
     if isinstance(exc, BrokerError):
-        exc.args = (redact(_one_line(str(exc)), secrets),)
+        hint = _BROKER_HINT if exc.name in _UNREACHABLE_BROKER else ""
+        exc.args = (redact(_one_line(str(exc)), secrets) + hint,)
         return exc
     if isinstance(exc, OncepipeError):
         return type(exc)(redact(_one_line(str(exc)), secrets))
@@ -83,6 +84,11 @@ def _database_error(exc: psycopg.Error, secrets: list[str]) -> OncepipeError:
     return OncepipeError(f"PostgreSQL failed ({state}: {first}); run the command again")
 
 
+# librdkafka's codes for brokers that cannot be reached (the address or the broker is wrong).
+_UNREACHABLE_BROKER = frozenset({"_TRANSPORT", "_TIMED_OUT", "_ALL_BROKERS_DOWN", "_RESOLVE"})
+_BROKER_HINT = (
+    "; check ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS (oncepipe config) and that the broker runs (make up)"
+)
 # How psycopg words a failure to open a connection (as opposed to losing an open one).
 _CONNECTING = ("connection failed", "connection is bad", "connection timeout")
 _LOGIN = frozenset({"28000", "28P01", "3D000"})

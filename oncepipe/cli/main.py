@@ -56,7 +56,8 @@ def _root(
 ) -> None:
     """Kafka to PostgreSQL with exactly-once effects. Configure with ONCEPIPE_* variables."""
     settings = load_settings()
-    configure_logging(settings)
+    # Daemons log what their Kafka clients say; one-shot commands report one error line.
+    configure_logging(settings, client_logs=ctx.invoked_subcommand in {"relay", "consume", "demo"})
     ctx.obj = AppState(settings=settings)
 
 

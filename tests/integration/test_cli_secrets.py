@@ -33,8 +33,11 @@ def secret_forms(database_url: str) -> dict[str, str]:
     return {
         "Qv3-url-userinfo-pw": f"postgresql://{user}:Qv3-url-userinfo-pw@{host}:{port}/{dbname}",
         "Qv3-url-query-pw": f"postgresql://{user}@{host}:{port}/{dbname}?password=Qv3-url-query-pw",
-        "Qv3-keyword-pw": make_conninfo(database_url, password="Qv3-keyword-pw"),
-        "Qv3-ssl-keyword-pw": make_conninfo(database_url, sslpassword="Qv3-ssl-keyword-pw"),
+        "Qv3-keyword-pw": make_conninfo(database_url, password="Qv3-keyword-pw"),  # noqa: S106
+        "Qv3-ssl-keyword-pw": make_conninfo(
+            database_url,
+            sslpassword="Qv3-ssl-keyword-pw",
+        ),
     }
 
 

@@ -29,8 +29,19 @@ ALL = list(commands(ROOT))
 
 def test_every_command_is_listed() -> None:
     names = {" ".join(path) for path, _ in ALL}
-    for expected in ("migrate", "config", "relay", "consume", "simulate", "topics create",
-                     "offsets show", "offsets reset", "inbox partitions", "dlq replay", "demo"):
+    for expected in (
+        "migrate",
+        "config",
+        "relay",
+        "consume",
+        "simulate",
+        "topics create",
+        "offsets show",
+        "offsets reset",
+        "inbox partitions",
+        "dlq replay",
+        "demo",
+    ):
         assert expected in names  # fmt: skip
 
 
