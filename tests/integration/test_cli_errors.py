@@ -91,16 +91,18 @@ def test_every_command_refuses_a_url_that_can_never_work_with_exit_2_and_no_secr
             assert "ONCEPIPE_DATABASE_URL" in outcome.stderr, (family, name, outcome.stderr)
 
 
-def test_the_real_process_refuses_each_family_in_one_line(
+def test_the_real_process_refuses_each_kind_in_one_line(
     database_url: str, env: dict[str, str]
 ) -> None:
-    families = list(bad_dsn_families(database_url).values())
-    commands = [DATABASE_COMMANDS["consume"], DATABASE_COMMANDS["migrate"]]
+    # One family per code path: the settings check, libpq's values, the server's refusal.
+    families = bad_dsn_families(database_url)
+    chosen = [families[name] for name in ("malformed", "sslmode=bogus", "unknown role")]
+    commands = [DATABASE_COMMANDS[name] for name in ("consume", "migrate", "relay")]
     runs = [
-        (commands[i % 2], {**env, "ONCEPIPE_DATABASE_URL": url})
-        for i, (url, _) in enumerate(families)
+        (args, {**env, "ONCEPIPE_DATABASE_URL": url})
+        for args, (url, _) in zip(commands, chosen, strict=True)
     ]
-    for outcome, (_, code) in zip(run_all(runs), families, strict=True):
+    for outcome, (_, code) in zip(run_all(runs), chosen, strict=True):
         assert outcome.code == code, outcome
         assert_one_clean_line(outcome)
 
@@ -120,13 +122,11 @@ def test_config_masks_every_form_and_the_commands_work_with_it(
 
 
 def test_a_server_that_is_down_fails_the_one_shot_commands_with_exit_1(
-    env: dict[str, str],
+    env: dict[str, str], invoke: Callable[[Sequence[str], dict[str, str]], Outcome]
 ) -> None:
     one_shot = [n for n in DATABASE_COMMANDS if n not in PRINTING | DAEMONS | {"dlq replay"}]
-    outcomes = run_all(
-        [(DATABASE_COMMANDS[n], {**env, "ONCEPIPE_DATABASE_URL": refused_dsn()}) for n in one_shot]
-    )
-    for outcome in outcomes:
+    for name in one_shot:
+        outcome = invoke(DATABASE_COMMANDS[name], {**env, "ONCEPIPE_DATABASE_URL": refused_dsn()})
         assert outcome.code == 1, outcome
         assert_one_clean_line(outcome)
         assert "make up" in outcome.stderr
@@ -171,24 +171,24 @@ def test_a_daemon_waits_out_a_server_that_is_down_and_stops_on_sigterm(
 
 
 def test_bad_names_and_an_unreachable_broker_are_one_line(
-    database_url: str, env: dict[str, str]
+    database_url: str,
+    env: dict[str, str],
+    invoke: Callable[[Sequence[str], dict[str, str]], Outcome],
 ) -> None:
     db = {**env, "ONCEPIPE_DATABASE_URL": database_url}
-    consume, topics, simulate, unreachable = run_all(
-        [
-            (["consume", "--group", "g", "--topic", "bad topic!", "--handler", "clicks"], db),
-            (["topics", "create", "--topic", "bad topic!"], db),
-            (["simulate", "--mode", "direct", "--topic", "bad topic!", "--count", "1"], db),
-            (
-                ["topics", "create", "--topic", "t.unreachable"],
-                {**db, "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{1}"},
-            ),
-        ]
-    )
-    for outcome in (consume, topics, simulate):
+    for args in (
+        ["consume", "--group", "g", "--topic", "bad topic!", "--handler", "clicks"],
+        ["topics", "create", "--topic", "bad topic!"],
+        ["simulate", "--mode", "direct", "--topic", "bad topic!", "--count", "1"],
+    ):
+        outcome = invoke(args, db)
         assert outcome.code == 2, outcome
         assert_one_clean_line(outcome)
         assert "'bad topic!' is not a valid Kafka topic name" in outcome.stderr
+    unreachable = invoke(
+        ["topics", "create", "--topic", "t.unreachable"],
+        {**db, "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+    )
     assert unreachable.code == 1, unreachable
     assert_one_clean_line(unreachable)
     assert "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS" in unreachable.stderr
