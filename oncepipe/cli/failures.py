@@ -44,12 +44,10 @@ def translate(exc: Exception, secrets: list[str]) -> OncepipeError:
         exc = exc.__cause__  # the driver's error tells an outage from a wrong setting
     if isinstance(exc, KafkaException):
         exc = broker_error(exc, "Kafka")
-    if isinstance(exc, BrokerError):
-        hint = _BROKER_HINT if exc.name in _UNREACHABLE_BROKER else ""
-        exc.args = (redact(_one_line(str(exc)), secrets) + hint,)
-        return exc
     if isinstance(exc, OncepipeError):
-        return type(exc)(redact(_one_line(str(exc)), secrets))
+        unreachable = isinstance(exc, BrokerError) and exc.name in _UNREACHABLE_BROKER
+        exc.args = (redact(_one_line(str(exc)), secrets) + (_BROKER_HINT if unreachable else ""),)
+        return exc
     if isinstance(exc, psycopg.Error):
         return _database_error(exc, secrets)
     if isinstance(exc, TimeoutError | concurrent.futures.TimeoutError):
