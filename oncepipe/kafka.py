@@ -9,6 +9,7 @@ Public names: ``create_producer``, ``create_consumer``, ``create_admin``, ``crea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from oncepipe.errors import BrokerError, ConfigError
+from oncepipe.logging import LIBRDKAFKA_LOGGER
 from oncepipe.settings import Settings
 
 __all__ = [
@@ -74,7 +76,12 @@ def _refuse_weakening(config: Mapping[str, Any], required: Mapping[str, str], wh
 
 
 def _base_config(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    # librdkafka's own log lines (``%3|...``) go through this logger, rendered and masked like
+    # every other line, instead of straight to stderr.
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+    }
 
 
 def create_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:

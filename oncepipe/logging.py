@@ -1,6 +1,9 @@
 """Structured logging: JSON lines in production, readable console output on a terminal.
 
-Public names: ``configure_logging``, ``get_logger``.
+Every line, structlog's and the standard library's (librdkafka's own lines come through the
+``oncepipe.librdkafka`` logger), is rendered the same way and has the settings' secrets masked.
+
+Public names: ``configure_logging``, ``get_logger``, ``LIBRDKAFKA_LOGGER``.
 """
 
 from __future__ import annotations
@@ -8,17 +11,35 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
 
+from oncepipe.conninfo import redact
 from oncepipe.settings import Settings
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["LIBRDKAFKA_LOGGER", "configure_logging", "get_logger"]
+
+LIBRDKAFKA_LOGGER = "oncepipe.librdkafka"
 
 
-def configure_logging(settings: Settings) -> None:
-    """Configure structlog and stdlib logging once, at the entry point; logs go to stderr."""
+class _Redactor:
+    """A last processor: masks secrets in the rendered line, whatever field carried them."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._secrets = tuple(secrets)
+
+    def __call__(self, _logger: Any, _method: str, line: Any) -> Any:
+        return redact(line, self._secrets) if isinstance(line, str) else line
+
+
+def configure_logging(settings: Settings, *, client_logs: bool = True) -> None:
+    """Configure structlog and stdlib logging once, at the entry point; logs go to stderr.
+
+    ``client_logs=False`` (one-shot commands) keeps librdkafka's lines to DEBUG level: its
+    connection errors would only repeat, line after line, the one error the command reports.
+    """
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
@@ -27,21 +48,42 @@ def configure_logging(settings: Settings) -> None:
         if use_json
         else structlog.dev.ConsoleRenderer(colors="NO_COLOR" not in os.environ)
     )
+    redactor = _Redactor(settings.secrets())
     level = logging.getLevelNamesMapping()[settings.log_level]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             renderer,
+            redactor,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+                redactor,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    quiet = not client_logs and level > logging.DEBUG
+    logging.getLogger(LIBRDKAFKA_LOGGER).setLevel(logging.CRITICAL if quiet else logging.NOTSET)
 
 
 def get_logger(name: str, **context: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from oncepipe.conninfo import check_dsn, dsn_secrets, mask_dsn
 from oncepipe.errors import ConfigError
 
 __all__ = ["Settings", "load_settings", "split_names"]
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     )
     database_url: SecretStr = Field(
         SecretStr("postgresql://oncepipe@127.0.0.1:35432/oncepipe"),
-        description="PostgreSQL connection URL (libpq syntax)",
+        description="PostgreSQL connection string: a postgresql:// URL or libpq key=value pairs",
     )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON lines otherwise"
@@ -49,8 +50,12 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
-        data["database_url"] = _mask_url(self.database_url.get_secret_value())
+        data["database_url"] = mask_dsn(self.database_url.get_secret_value())
         return data
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold, for redacting any text shown or logged."""
+        return dsn_secrets(self.database_url.get_secret_value())
 
 
 def split_names(value: str) -> list[str]:
@@ -58,23 +63,23 @@ def split_names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def _mask_url(url: str) -> str:
-    """Hide the password of a connection URL."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment, turning validation errors into a ConfigError."""
+    """Read settings from the environment, refusing invalid ones with a ConfigError.
+
+    A database URL that can never connect is refused too; no message quotes a secret.
+    """
     try:
-        return Settings(**overrides)
+        loaded: Settings | None = Settings(**overrides)
+        problems = ""
     except ValidationError as exc:
+        loaded = None
         problems = "; ".join(
             f"ONCEPIPE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigError(f"invalid configuration: {problems}") from exc
+    if loaded is None:
+        # Outside the handler: pydantic's error quotes the input, which may be a secret.
+        raise ConfigError(f"invalid configuration: {problems}")
+    settings = loaded
+    check_dsn(settings.database_url.get_secret_value())
+    return settings

@@ -10,6 +10,7 @@ from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.cli.context import state
 from oncepipe.cli.options import install_stop_handlers
+from oncepipe.cli.preflight import check_database, check_topic_names
 from oncepipe.errors import ConfigError
 from schemas import Codec, SchemaStore
 
@@ -47,10 +48,14 @@ def consume(
         None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
     ),
     batch_timeout: float | None = typer.Option(
-        None, "--batch-timeout", help="seconds to fill a batch [ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]"
+        None,
+        "--batch-timeout",
+        help="seconds to fill a batch [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]",
     ),
     session_timeout_ms: int | None = typer.Option(
-        None, "--session-timeout-ms", help="[env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]"
+        None,
+        "--session-timeout-ms",
+        help="evict a silent member after this long [env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]",
     ),
     auto_offset_reset: str | None = typer.Option(
         None,
@@ -71,7 +76,9 @@ def consume(
         auto_offset_reset=auto_offset_reset,
     )
     _require(consumer_settings)
+    check_topic_names(consumer_settings.topics)
     handler_fn = resolve(consumer_settings.handler)
+    check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
     codec = Codec.load(
         lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
         max_payload_bytes=consumer_settings.max_payload_bytes,

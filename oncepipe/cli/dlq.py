@@ -32,6 +32,7 @@ __all__ = ["dlq_app"]
 dlq_app = typer.Typer(
     help="Inspect and replay dead letters (oncepipe, Spring, Connect and Streams headers).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")

@@ -15,7 +15,9 @@ from oncepipe.errors import OncepipeError
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="The consumers' inbox (dedupe records), partitioned by day.", no_args_is_help=True
+    help="The consumers' inbox (dedupe records), partitioned by day.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

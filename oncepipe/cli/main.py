@@ -18,6 +18,7 @@ from oncepipe.cli import inbox as inbox_cli
 from oncepipe.cli import offsets as offsets_cli
 from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe.cli.demo import demo_app
+from oncepipe.cli.failures import OncepipeGroup
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
@@ -27,22 +28,36 @@ __all__ = ["app", "run"]
 app = typer.Typer(
     name="oncepipe",
     help="Kafka to PostgreSQL with exactly-once effects. Configure with ONCEPIPE_* variables.",
+    cls=OncepipeGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # Plain help: rich markup would swallow the "[env ONCEPIPE_...]" hints.
+    rich_markup_mode=None,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"oncepipe {__version__}")
+        raise typer.Exit
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", help="print the version and exit"),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        expose_value=True,
+        help="print the version and exit",
+    ),
 ) -> None:
-    if version:
-        print(__version__)
-        raise typer.Exit
+    """Kafka to PostgreSQL with exactly-once effects. Configure with ONCEPIPE_* variables."""
     settings = load_settings()
-    configure_logging(settings)
+    # Daemons log what their Kafka clients say; one-shot commands report one error line.
+    configure_logging(settings, client_logs=ctx.invoked_subcommand in {"relay", "consume", "demo"})
     ctx.obj = AppState(settings=settings)
 
 

@@ -20,6 +20,7 @@ __all__ = ["app"]
 app = typer.Typer(
     help="Consumer offsets stored in PostgreSQL (the ones that count; Kafka's are for lag tools).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 

@@ -26,9 +26,9 @@ def build_settings(model: type[SettingsT], **flags: Any) -> SettingsT:
         return model(**given)
     except ValidationError as exc:
         prefix = str(model.model_config.get("env_prefix", ""))
+        # The variable's name only: a flag, where there is one, may be spelled otherwise.
         problems = "; ".join(
-            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()} (--"
-            f"{'-'.join(str(p) for p in err['loc']).replace('_', '-')}): {err['msg']}"
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -6,6 +6,7 @@ import typer
 
 from oncepipe.cli.context import state
 from oncepipe.cli.options import build_settings, install_stop_handlers
+from oncepipe.cli.preflight import check_database
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
 
@@ -43,6 +44,7 @@ def relay(
         retention_s=retention,
         pass_timeout_s=pass_timeout,
     )
+    check_database(settings, "oncepipe-relay")
     worker = Relay(settings, relay_settings, build_settings(ProducerSettings))
     install_stop_handlers(worker.request_stop)
     worker.run()

@@ -10,6 +10,7 @@ import typer
 
 from oncepipe.cli.context import emit_json, state
 from oncepipe.cli.options import build_settings
+from oncepipe.cli.preflight import check_topic_names
 from producers.settings import ProducerSettings
 from producers.simulator import SimulationPlan, Simulator
 from schemas import Codec
@@ -45,6 +46,7 @@ def simulate(
     """Submit simulated click signals, with upstream retries and poison if asked."""
     if mode not in {"outbox", "direct"}:
         raise typer.BadParameter("choose outbox or direct", param_hint="--mode")
+    check_topic_names([topic])
     plan = SimulationPlan(
         mode="outbox" if mode == "outbox" else "direct",
         topic=topic,

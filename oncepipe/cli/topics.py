@@ -8,6 +8,7 @@ import typer
 
 from oncepipe.cli.context import emit_json, state
 from oncepipe.cli.options import build_settings
+from oncepipe.cli.preflight import check_broker, check_topic_names
 from oncepipe.kafka import create_admin
 from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics, topic_plan
@@ -15,7 +16,9 @@ from producers.topics import create_event_topics, topic_plan
 __all__ = ["topics_app"]
 
 topics_app = typer.Typer(
-    help="Manage the event topics and their .dlq topics.", no_args_is_help=True
+    help="Manage the event topics and their .dlq topics.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -29,12 +32,13 @@ def create(
         None, help="partitions per event topic [env ONCEPIPE_TOPICS_PARTITIONS, default 6]"
     ),
     replication_factor: int | None = typer.Option(
-        None, help="[env ONCEPIPE_TOPICS_REPLICATION_FACTOR, default 1]"
+        None, help="copies of each partition [env ONCEPIPE_TOPICS_REPLICATION_FACTOR, default 1]"
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the plan, create nothing"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Create topics (existing ones are left as they are)."""
+    check_topic_names(topic)
     topic_settings = build_settings(
         TopicSettings, partitions=partitions, replication_factor=replication_factor
     )
@@ -43,6 +47,7 @@ def create(
     created: list[str] = []
     if not dry_run:
         admin = create_admin(state(ctx).settings)
+        check_broker(admin, state(ctx).settings)
         created = create_event_topics(admin, list(topic), topic_settings, producer_settings)
     if as_json:
         emit_json(

@@ -21,6 +21,7 @@ __all__ = ["demo_app"]
 demo_app = typer.Typer(
     help="The duplicated-click-signals story, end to end: naive consumer vs oncepipe.",
     invoke_without_command=True,
+    rich_markup_mode=None,
 )
 
 
