@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.database",
     "tests.fixtures.kafka",
     "tests.fixtures.cluster",
+    "tests.fixtures.logs",
     "tests.fixtures.workers",
     "tests.fixtures.relay",
     "tests.fixtures.chaos",
