@@ -91,5 +91,8 @@ class TopicSettings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     min_insync_replicas: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=-1)
+    # Kafka deletes whole segments: a record can outlive retention.ms by up to segment.ms, and
+    # the inbox must outlive both (docs/design.md section 10). The broker default is 7 days.
+    segment_ms: int = Field(24 * 3600 * 1000, ge=60_000)
     dlq_partitions: int = Field(1, ge=1)
     dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, ge=-1)

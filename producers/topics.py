@@ -61,6 +61,7 @@ def topic_plan(
     """What ``create_event_topics`` would create: each topic, then its dead-letter topic."""
     event_config = {
         "retention.ms": str(topic_settings.retention_ms),
+        "segment.ms": str(topic_settings.segment_ms),
         "min.insync.replicas": str(topic_settings.min_insync_replicas),
         "max.message.bytes": str(producer_settings.message_max_bytes),
     }

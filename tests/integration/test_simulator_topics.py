@@ -43,7 +43,10 @@ def test_topics_create_makes_the_topic_and_its_dlq_with_room_for_headers(
         assert len(metadata.topics[name].partitions) == 3
         resources = [ConfigResource("topic", name), ConfigResource("topic", f"{name}.dlq")]
         futures = kafka_admin.describe_configs(resources)
-        limits = {r.name: int(f.result()["max.message.bytes"].value) for r, f in futures.items()}
+        configs = {r.name: f.result() for r, f in futures.items()}
+        limits = {name: int(config["max.message.bytes"].value) for name, config in configs.items()}
+        # Whole segments are deleted: a one-day segment.ms keeps records within the inbox's reach.
+        assert {int(config["segment.ms"].value) for config in configs.values()} == {86_400_000}
         producer_settings = ProducerSettings()
         assert limits[f"{name}.dlq"] == dlq_topic_max_bytes(producer_settings)
         assert limits[f"{name}.dlq"] > limits[name] + producer_settings.dlq_headroom_bytes
