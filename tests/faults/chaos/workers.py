@@ -24,14 +24,21 @@ from infra.paths import REPO_ROOT
 
 __all__ = ["Exit", "Proc", "Role", "WorkerSet"]
 
-Role = Literal["consumer", "relay", "simulator"]
+# "second_consumer": a member of the second consumer group (the second_group fault); the
+# member faults leave it alone, the service faults hit it like any worker.
+Role = Literal["consumer", "second_consumer", "relay", "simulator"]
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
 # Deliberately broken workers run the same CLI behind this shim (see defects.py).
 DEFECT_SHIM = [sys.executable, "-m", "tests.faults.chaos.defects"]
 # The log line after which a worker has installed its SIGTERM handler and joined the pipeline.
-READY_EVENTS = {"consumer": '"consumer started"', "relay": '"relay starting"', "simulator": ""}
+READY_EVENTS = {
+    "consumer": '"consumer started"',
+    "second_consumer": '"consumer started"',
+    "relay": '"relay starting"',
+    "simulator": "",
+}
 # A simulator that lost PostgreSQL fails at once on restart until it is back: do not spin.
-RESTART_DELAY_S = {"consumer": 0.0, "relay": 0.0, "simulator": 2.0}
+RESTART_DELAY_S = {"consumer": 0.0, "second_consumer": 0.0, "relay": 0.0, "simulator": 2.0}
 
 
 @dataclass(frozen=True)
