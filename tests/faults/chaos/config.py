@@ -80,7 +80,7 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "near_limit_record": 1,
     "second_group": 1,  # the first one starts a second group's consumer; later ones kill it
     "read_only_database": 2,
-    "partition_unavailable": 2,
+    "partition_unavailable": 2,  # three brokers only (outages.py says why)
 }
 # Faults whose invariants need a change to the product first: off by default (the short round
 # and the random schedule leave them out) until it is in; ``--faults`` turns one on anyway.
@@ -94,7 +94,7 @@ AWAITING_FIX: dict[FaultKind, str] = {
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
 )
-CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase"})
+CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase", "partition_unavailable"})
 
 
 def default_kinds() -> tuple[FaultKind, ...]:

@@ -17,6 +17,7 @@ in defect rounds.
 ``relay_high_water``          relay selects ``id > last seen``: a row committed late is skipped
 ``dead_letter_outside_txn``   dead letters produced straight to ``<topic>.dlq`` while the batch
                               transaction is still open, instead of through the outbox in it
+``reversed_batch``            handler bug: each batch's new events applied last to first
 ``dead_letter_id_without_``   a dead letter's outbox dedupe id is its source coordinates alone:
 ``group``                     the second group's dead letter of a record the first group
                               dead-lettered is dropped by ON CONFLICT
@@ -24,7 +25,8 @@ in defect rounds.
 
 The defect handlers run under the witness (``tests/fixtures/witness.py``) like the real one.
 
-Public names: ``DEFECTS``, ``at_least_once_clicks``, ``double_counting_clicks``, ``main``.
+Public names: ``DEFECTS``, ``at_least_once_clicks``, ``double_counting_clicks``,
+``reversed_batch_clicks``, ``main``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from consumers.context import HandlerContext
 from consumers.events import InboundEvent
 from tests.fixtures.witness import witnessed
 
-__all__ = ["DEFECTS", "at_least_once_clicks", "double_counting_clicks", "main"]
+__all__ = [
+    "DEFECTS",
+    "at_least_once_clicks",
+    "double_counting_clicks",
+    "main",
+    "reversed_batch_clicks",
+]
 
 DEFECTS = (
     "skip_inbox",
@@ -51,6 +59,7 @@ DEFECTS = (
     "relay_high_water",
     "dead_letter_outside_txn",
     "dead_letter_id_without_group",
+    "reversed_batch",
 )
 
 
@@ -86,6 +95,13 @@ def _double_counting_clicks(events: Sequence[InboundEvent], tx: HandlerContext) 
 
 at_least_once_clicks = witnessed(_at_least_once_clicks)
 double_counting_clicks = witnessed(_double_counting_clicks)
+
+
+def reversed_batch_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+    """The witnessed click handler, given each batch's new events last to first."""
+    from tests.fixtures.witness import witnessed_clicks
+
+    witnessed_clicks(list(reversed(events)), tx)
 
 
 def _skip_inbox() -> None:
@@ -182,6 +198,7 @@ PATCHES = {
     "offset_before_commit": _offset_before_commit,
     "no_cas": _no_cas,
     "double_count": lambda: None,  # the handler is the defect
+    "reversed_batch": lambda: None,  # the handler is the defect
     "relay_high_water": _relay_high_water,
     "dead_letter_outside_txn": _dead_letter_outside_txn,
     "dead_letter_id_without_group": _dead_letter_id_without_group,

@@ -161,11 +161,12 @@ class RecordFaults:
         )
 
     def _partition_unavailable(self, record: FaultRecord, rng: random.Random, _opt: str) -> None:
-        """The relay's topic refuses acks=all writes (min.insync.replicas > replicas)."""
-        settings = self.pipeline.topic_settings
+        """The relay's topic refuses acks=all writes (too few in-sync replicas) for a while."""
+        kafka = self.pipeline.services.kafka
         topic = self.pipeline.topics["outbox"]
         record.target = topic
         record.detail = outages.partitions_unwritable(
-            self._bootstrap(), topic, settings.replication_factor,
-            settings.min_insync_replicas, rng.uniform(5.0, 12.0),
+            kafka, topic, node=rng.randint(1, len(kafka.nodes)),
+            min_isr=self.pipeline.topic_settings.min_insync_replicas,
+            seconds=rng.uniform(5.0, 12.0),
         )  # fmt: skip

@@ -8,8 +8,12 @@ run from the ``postgres`` database: a session of the run's database opened durin
 is read-only itself. Sessions opened during the episode stay read-only after it (as on a node
 that was read-only when they connected): a worker must reconnect to recover.
 
-``partitions_unwritable``: the topic's ``min.insync.replicas`` raised above its replication
-factor; every ``acks=all`` write is refused (NOT_ENOUGH_REPLICAS) until it is set back.
+``partitions_unwritable`` (three brokers): the topic's ``min.insync.replicas`` raised to its
+replication factor and one node SIGKILLed, so every partition of that topic refuses
+``acks=all`` writes (NOT_ENOUGH_REPLICAS, retriable) while the other topics, dead letters
+included, stay writable; then the node restarts, catches up, and the setting goes back. (A
+single broker cannot play this: Kafka 4 caps the effective ``min.insync.replicas`` at the
+replication factor, measured here: a write with 2 over 1 replica succeeds.)
 
 Public names: ``read_only_episode``, ``partitions_unwritable``.
 """
@@ -26,7 +30,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 from psycopg import sql
 
+from infra import Kafka
 from oncepipe.kafka import AdminClient
+from tests.faults.leaders import await_in_sync
 
 __all__ = ["partitions_unwritable", "read_only_episode"]
 
@@ -71,13 +77,21 @@ def _set_min_isr(admin: AdminClient, topic: str, value: int) -> None:
 
 
 def partitions_unwritable(
-    bootstrap: str, topic: str, replicas: int, min_isr: int, seconds: float
+    kafka: Kafka, topic: str, *, node: int, min_isr: int, seconds: float
 ) -> str:
     """Every partition of ``topic`` refuses ``acks=all`` writes for ``seconds``, then heals."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    _set_min_isr(admin, topic, replicas + 1)
+    replicas = len(kafka.nodes)
+    if replicas < 3:
+        raise RuntimeError("unwritable partitions need three brokers (BROKERS=3)")
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    _set_min_isr(admin, topic, replicas)
     try:
+        kafka.kill(node_id=node)
         time.sleep(seconds)
+        kafka.start(node_id=node, timeout=180)
+        in_sync = await_in_sync(admin, topic, replicas, timeout=90)
     finally:
         _set_min_isr(admin, topic, min_isr)
-    return f"min.insync.replicas {replicas + 1} > {replicas} replicas for {seconds:.1f}s"
+    return f"min.insync.replicas {replicas} with node {node} down for {seconds:.1f}s" + (
+        "" if in_sync else "; replicas not back in sync within 90s"
+    )

@@ -69,12 +69,14 @@ DEFECT_ROLES = {
     "relay_high_water": "relay",
     "dead_letter_outside_txn": "consumer",
     "dead_letter_id_without_group": "consumer",
+    "reversed_batch": "consumer",
 }
 # Every consumer runs its handler under the witness (tests/fixtures/witness.py).
 HANDLER = "tests.fixtures.witness:witnessed_clicks"
 DEFECT_HANDLERS = {
     "skip_inbox": "tests.faults.chaos.defects:at_least_once_clicks",
     "double_count": "tests.faults.chaos.defects:double_counting_clicks",
+    "reversed_batch": "tests.faults.chaos.defects:reversed_batch_clicks",
 }
 
 
