@@ -9,7 +9,9 @@ is read-only itself. Sessions opened during the episode stay read-only after it 
 that was read-only when they connected): a worker must reconnect to recover.
 
 ``partitions_unwritable`` (three brokers): the topic's ``min.insync.replicas`` raised to its
-replication factor and one node SIGKILLed, so every partition of that topic refuses
+replication factor and one node stopped cleanly (a controlled shutdown moves its leaderships
+at once, where a SIGKILL would leave every topic it led leaderless until its session expires),
+so every partition of that topic refuses
 ``acks=all`` writes (NOT_ENOUGH_REPLICAS, retriable) while the other topics, dead letters
 included, stay writable; then the node restarts, catches up, and the setting goes back. (A
 single broker cannot play this: Kafka 4 caps the effective ``min.insync.replicas`` at the
@@ -86,7 +88,7 @@ def partitions_unwritable(
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     _set_min_isr(admin, topic, replicas)
     try:
-        kafka.kill(node_id=node)
+        kafka.stop(node_id=node)
         time.sleep(seconds)
         kafka.start(node_id=node, timeout=180)
         in_sync = await_in_sync(admin, topic, replicas, timeout=90)
