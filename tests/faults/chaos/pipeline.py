@@ -5,6 +5,7 @@ never mix and a failed run can be inspected afterwards. The harness's own bookke
 schema ``chaos`` of that database: ``chaos.offset_history`` gets one row per committed change of
 a stored offset, written by a trigger in the changing transaction itself, so the "offsets never
 go backwards" check sees every committed value, not just the ones a sampler happened to catch.
+``chaos.witness`` is the apply witness every consumer's handler writes (tests/fixtures/witness.py).
 
 Public names: ``Pipeline``, ``Services``.
 """

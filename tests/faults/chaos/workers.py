@@ -195,9 +195,17 @@ class WorkerSet:
 
     def terminate(self, proc: Proc, timeout: float = 90.0) -> int:
         """SIGTERM (a clean stop), wait, and record the exit code; SIGKILL after ``timeout``."""
+        return self._await_stop(proc, self._send_stop(proc), timeout)
+
+    @staticmethod
+    def _send_stop(proc: Proc) -> bool:
+        """SIGCONT and SIGTERM; whether it had finished starting."""
         ready = proc.ready()
         proc.signal(signal.SIGCONT)
         proc.signal(signal.SIGTERM)
+        return ready
+
+    def _await_stop(self, proc: Proc, ready: bool, timeout: float = 90.0) -> int:
         assert proc.popen is not None
         try:
             code = proc.popen.wait(timeout)
@@ -244,13 +252,19 @@ class WorkerSet:
                     self.start(proc)
 
     def stop_all(self) -> None:
-        """SIGTERM every worker (recording exit codes); SIGKILL what does not stop."""
+        """SIGTERM every worker at once (recording exit codes); SIGKILL what does not stop.
+
+        At once, not one after another: a standby relay would otherwise take the leader lock
+        from the relay stopped before it and publish what that one skipped, after the drain
+        (the end state would hide a relay defect)."""
         with self.lock:
             for proc in self.procs.values():
                 proc.held = True
             for proc in self.procs.values():
-                if proc.alive():
-                    if proc.role == "simulator":
-                        self.kill(proc)
-                    else:
-                        self.terminate(proc)
+                if proc.alive() and proc.role == "simulator":
+                    self.kill(proc)
+            stopping = [
+                (proc, self._send_stop(proc)) for proc in self.procs.values() if proc.alive()
+            ]
+            for proc, ready in stopping:
+                self._await_stop(proc, ready)
