@@ -21,6 +21,7 @@ from tests.faults.chaos.checks import (
     check_offsets_monotonic,
     check_outbox_published,
     check_partition_order,
+    check_workers_wait_out_outages,
     run_checks,
     run_group_checks,
 )
@@ -306,3 +307,15 @@ def test_faults_awaiting_a_fix_are_left_out_of_a_script_unless_turned_on(
     assert [f.kind for f in enabled(*script)] == ["consumer_sigkill"]
     monkeypatch.setenv("ONCEPIPE_CHAOS_FAULTS", waiting)
     assert enabled(*script) == script
+
+
+def test_a_consumer_that_died_on_an_outage_is_reported_a_simulator_is_not() -> None:
+    exits = [
+        ("consumer-0", "consumer", 1, "psycopg.errors.ReadOnlySqlTransaction: cannot execute"),
+        ("simulator-outbox", "simulator", 1, "database unreachable"),
+    ]
+    result = check_workers_wait_out_outages(healthy(), observations(exits=exits))
+    assert result.examples == [
+        "consumer-0 exited 1: psycopg.errors.ReadOnlySqlTransaction: cannot execute"
+    ]
+    assert result.notes == ["simulator-outbox exited 1"]

@@ -273,6 +273,22 @@ def check_clean_stops(_ev: Evidence, obs: Observations) -> CheckResult:
 
 Check = Callable[[Evidence, Observations], CheckResult]
 
+
+def check_workers_wait_out_outages(_ev: Evidence, obs: Observations) -> CheckResult:
+    """No consumer or relay ended on its own (a crash point that fired aside): an outage, a
+    read-only database, a broker error are waited out, never a crash loop (the supervisor's
+    restarts would hide one). Simulators stand for upstream services and may give up."""
+    result = CheckResult("workers_wait_out_outages", "7,8")
+    for name, role, code, last in obs.exits:
+        if role == "simulator":
+            result.notes.append(f"{name} exited {code}")
+            continue
+        result.checked += 1
+        result.violate(f"{name} exited {code}: {last[:160]}")
+    result.checked += 1  # the run itself: no exits is a pass
+    return result
+
+
 CHECKS: list[Check] = [
     check_no_effect_without_inbox,
     check_offsets_covered,
@@ -286,10 +302,13 @@ CHECKS: list[Check] = [
     check_outbox_published,
     check_offsets_monotonic,
     check_clean_stops,
+    check_workers_wait_out_outages,
     check_dead_letters_byte_exact,
 ]
 # Checks of the whole run, not of one group: run once, with the first group's evidence.
-GLOBAL_CHECKS: frozenset[Check] = frozenset({check_outbox_published, check_clean_stops})
+GLOBAL_CHECKS: frozenset[Check] = frozenset(
+    {check_outbox_published, check_clean_stops, check_workers_wait_out_outages}
+)
 
 
 def run_checks(

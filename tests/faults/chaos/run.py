@@ -113,6 +113,11 @@ def _observed(
         clean_stops=workers.clean_stops,
         drained=drained,
         drain_detail=detail,
+        exits=[
+            (e.name, e.role, e.code, (e.tail.splitlines() or [""])[-1])
+            for e in workers.exits
+            if not e.crashed_at_point
+        ],
     )
 
 

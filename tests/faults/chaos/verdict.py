@@ -45,3 +45,6 @@ class Observations:
     clean_stops: list[tuple[str, int, bool]]
     drained: bool
     drain_detail: str
+    # (worker, role, exit code, last log line) of each worker that ended on its own, not at a
+    # crash point that fired
+    exits: list[tuple[str, str, int, str]] = field(default_factory=list)
