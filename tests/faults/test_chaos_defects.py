@@ -60,7 +60,7 @@ ROUNDS = {
     "reversed_batch": DefectRound(
         (),
         frozenset({"applied_in_partition_order", "per_key_order_is_submission_order"}),
-        duration_s=8.0,
+        duration_s=12.0,
     ),
     # Dead letters deduplicated on their source coordinates alone: two groups dead-letter the
     # same poison, whichever commits second loses its dead letter (either group's check).
