@@ -22,7 +22,14 @@ from tests.faults.chaos.config import ChaosConfig, ScriptedFault
 from tests.faults.chaos.pipeline import Services
 from tests.fixtures.chaos import enabled, round_seed, run_round
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.faults,
+    pytest.mark.slow,
+    # A loaded machine runs the scripted faults late (all of them are injected) and drains
+    # slower: about 3 minutes loaded, against the suite's 5-minute default per test.
+    pytest.mark.timeout(600),
+]
 
 SCRIPT = enabled(
     ScriptedFault(4, "consumer_sigkill"),
