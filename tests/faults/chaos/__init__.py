@@ -6,7 +6,10 @@ faults at seeded random times, lets the pipeline drain and checks every invarian
 DESIGN.md §2 on the database and on the topics themselves.
 
 Modules: ``config`` (what to run), ``pipeline`` (database, topics, worker processes),
-``faults`` (each fault kind), ``scheduler`` (when), ``monitor`` (checks during the run),
-``checks`` (checks after the drain), ``report`` (the result table), ``defects`` (deliberately
-broken workers that the checks must catch), ``run`` (all of it in order).
+``faults`` (each fault kind; ``hostile_faults`` the record and refusal ones, with ``hostile``
+writing the records and ``outages`` the refusals), ``scheduler`` (when), ``monitor`` (checks
+during the run), ``checks`` and ``letter_checks`` (checks after the drain, results in
+``verdict``), ``report`` (the result table), ``defects`` (deliberately broken workers that the
+checks must catch), ``run`` (all of it in order). The apply witness the checks count on is
+``tests/fixtures/witness.py``.
 """

@@ -3,7 +3,15 @@
 Each check returns a ``CheckResult``: how many things it looked at, how many violated the
 invariant, and the first few violations, so a failure names the records to look at.
 
-Public names: ``CheckResult``, ``run_checks``, ``Observations``.
+Applies are counted and ordered on the witness (``tests/fixtures/witness.py``): an effect log
+without a unique key, so a second apply shows even where ``click_events``' primary key would
+hide it, with an apply sequence that orders the events of one batch too.
+
+The dead-letter checks live in ``letter_checks``, ``CheckResult`` and ``Observations`` in
+``verdict``; all are re-exported here.
+
+Public names: ``CheckResult``, ``run_checks``, ``run_group_checks``, ``Observations``,
+``GLOBAL_CHECKS``.
 """
 
 from __future__ import annotations
@@ -12,49 +20,21 @@ import itertools
 import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tests.faults.chaos.evidence import Evidence
+from tests.faults.chaos.letter_checks import check_dead_letters_byte_exact, check_outbox_published
+from tests.faults.chaos.verdict import CheckResult, Observations
 
-__all__ = ["CheckResult", "Observations", "run_checks"]
-
-EXAMPLES = 5
-
-
-@dataclass
-class CheckResult:
-    """The outcome of one invariant check."""
-
-    name: str
-    invariant: str
-    checked: int = 0
-    violations: int = 0
-    examples: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # things seen that are not violations
-
-    @property
-    def passed(self) -> bool:
-        """True when nothing violated the invariant (and something was checked)."""
-        return self.violations == 0 and self.checked > 0
-
-    def violate(self, example: str) -> None:
-        """Count one violation, keeping the first few as examples."""
-        self.violations += 1
-        if len(self.examples) < EXAMPLES:
-            self.examples.append(example)
-
-
-@dataclass(frozen=True)
-class Observations:
-    """What was seen during the run (not in the final state)."""
-
-    samples: int
-    orphans: list[str]
-    sampled_regressions: list[tuple[str, int, int, int]]
-    clean_stops: list[tuple[str, int, bool]]
-    drained: bool
-    drain_detail: str
+__all__ = [
+    "GLOBAL_CHECKS",
+    "CheckResult",
+    "Observations",
+    "check_dead_letters_byte_exact",
+    "check_outbox_published",
+    "run_checks",
+    "run_group_checks",
+]
 
 
 def _submitted(lines: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -140,20 +120,27 @@ def check_inbox_points_at_records(ev: Evidence, _obs: Observations) -> CheckResu
 
 
 def check_applied_exactly_once(ev: Evidence, _obs: Observations) -> CheckResult:
-    """Each distinct submitted event has one click row; poison is dead-lettered once."""
+    """Each distinct submitted event was applied once (witness) and has one click row; poison
+    is dead-lettered once."""
     result = CheckResult("each_event_applied_exactly_once", "1,2")
     submitted = {
         line["event_id"] for lines in ev.manifests.values() for line in _submitted(lines, "event")
     }
+    applies = Counter(row.event_id for row in ev.witness)
     clicks = Counter(click.event_id for click in ev.clicks)
     result.checked = len(submitted)
-    for event_id in sorted(submitted - set(clicks)):
+    for event_id in sorted(submitted - set(applies)):
         result.violate(f"event {event_id} never applied")
+    for event_id, count in applies.items():
+        if count > 1:
+            result.violate(f"event {event_id} applied {count} times (witness)")
+        if event_id not in submitted:
+            result.violate(f"event {event_id} applied, nobody submitted it")
     for event_id, count in clicks.items():
         if count > 1:
-            result.violate(f"event {event_id} applied {count} times")
-        if event_id not in submitted:
-            result.violate(f"click row {event_id} for an event nobody submitted")
+            result.violate(f"event {event_id} has {count} click rows")
+    if set(applies) != set(clicks):
+        result.violate(f"{len(set(applies) ^ set(clicks))} event ids in witness xor click rows")
     if set(ev.inbox) != set(clicks):
         result.violate(f"{len(set(ev.inbox) ^ set(clicks))} event ids in inbox xor click rows")
     result.checked += _check_poison(ev, result)
@@ -217,56 +204,43 @@ def check_counters_vs_manifests(ev: Evidence, _obs: Observations) -> CheckResult
 
 
 def check_key_order(ev: Evidence, _obs: Observations) -> CheckResult:
-    """Per key, events were applied in partition order, which is the submission order."""
+    """Per key, the consumer applied the events (witness apply sequence) in submission order."""
     result = CheckResult("per_key_order_is_submission_order", "5")
     for topic, lines in ev.manifests.items():
         expected: dict[str, list[str]] = defaultdict(list)
         for line in sorted(_submitted(lines, "event"), key=lambda x: x["seq"]):
             expected[line["key"]].append(line["event_id"])
         keys = {eid: key for key, ids in expected.items() for eid in ids}
-        applied: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-        for row in ev.inbox.values():
+        applied: dict[str, list[tuple[tuple[int, int], int, str]]] = defaultdict(list)
+        for row in ev.witness:
             if row.topic == topic and row.event_id in keys:
-                applied[keys[row.event_id]].append((row.partition, row.offset, row.event_id))
+                applied[keys[row.event_id]].append((row.sequence, row.partition, row.event_id))
         for key, ids in expected.items():
             result.checked += 1
             got = sorted(applied.get(key, []))
-            if len({p for p, _, _ in got}) > 1:
+            if len({p for _, p, _ in got}) > 1:
                 result.violate(f"{topic} key {key} applied from several partitions")
             if [eid for _, _, eid in got] != ids:
                 first = next(
                     (n for n, (g, w) in enumerate(zip(got, ids, strict=False)) if g[2] != w),
                     min(len(got), len(ids)),
                 )
-                result.violate(f"{topic} key {key}: order differs at position {first}")
+                result.violate(f"{topic} key {key}: apply order differs at position {first}")
     return result
 
 
 def check_partition_order(ev: Evidence, _obs: Observations) -> CheckResult:
-    """Per partition, inbox rows were committed in offset order (applied_at never decreases)."""
+    """Per partition, the records were applied in offset order (witness apply sequence)."""
     result = CheckResult("applied_in_partition_order", "5")
-    by_partition: dict[tuple[str, int], list[tuple[int, Any]]] = defaultdict(list)
-    for row in ev.inbox.values():
-        by_partition[(row.topic, row.partition)].append((row.offset, row.applied_at))
+    by_partition: dict[tuple[str, int], list[tuple[int, tuple[int, int]]]] = defaultdict(list)
+    for row in ev.witness:
+        by_partition[(row.topic, row.partition)].append((row.offset, row.sequence))
     for (topic, partition), rows in by_partition.items():
         rows.sort()
-        for (o1, t1), (o2, t2) in itertools.pairwise(rows):
+        for (o1, s1), (o2, s2) in itertools.pairwise(rows):
             result.checked += 1
-            if t2 < t1:
-                result.violate(f"{topic}[{partition}] @{o2} applied before @{o1}")
-    return result
-
-
-def check_outbox_published(ev: Evidence, _obs: Observations) -> CheckResult:
-    """No committed outbox row is left unpublished, and each one is on its topic."""
-    result = CheckResult("outbox_rows_all_published", "1")
-    on_topic = {(topic, r.event_id) for topic, records in ev.records.items() for r in records}
-    for topic, dedupe_id, published, failed in ev.outbox:
-        result.checked += 1
-        if not published or failed:
-            result.violate(f"outbox row {topic}/{dedupe_id} unpublished (failed={failed})")
-        elif topic in ev.records and (topic, dedupe_id) not in on_topic:
-            result.violate(f"outbox row {topic}/{dedupe_id} marked published, not on the topic")
+            if s2 <= s1:
+                result.violate(f"{topic}[{partition}] @{o2} applied before @{o1} ({s2} <= {s1})")
     return result
 
 
@@ -297,7 +271,25 @@ def check_clean_stops(_ev: Evidence, obs: Observations) -> CheckResult:
     return result
 
 
-CHECKS: list[Callable[[Evidence, Observations], CheckResult]] = [
+Check = Callable[[Evidence, Observations], CheckResult]
+
+
+def check_workers_wait_out_outages(_ev: Evidence, obs: Observations) -> CheckResult:
+    """No consumer or relay ended on its own (a crash point that fired aside): an outage, a
+    read-only database, a broker error are waited out, never a crash loop (the supervisor's
+    restarts would hide one). Simulators stand for upstream services and may give up."""
+    result = CheckResult("workers_wait_out_outages", "7,8")
+    for name, role, code, last in obs.exits:
+        if role == "simulator":
+            result.notes.append(f"{name} exited {code}")
+            continue
+        result.checked += 1
+        result.violate(f"{name} exited {code}: {last[:160]}")
+    result.checked += 1  # the run itself: no exits is a pass
+    return result
+
+
+CHECKS: list[Check] = [
     check_no_effect_without_inbox,
     check_offsets_covered,
     check_everything_consumed,
@@ -310,9 +302,35 @@ CHECKS: list[Callable[[Evidence, Observations], CheckResult]] = [
     check_outbox_published,
     check_offsets_monotonic,
     check_clean_stops,
+    check_workers_wait_out_outages,
+    check_dead_letters_byte_exact,
 ]
+# Checks of the whole run, not of one group: run once, with the first group's evidence.
+GLOBAL_CHECKS: frozenset[Check] = frozenset(
+    {check_outbox_published, check_clean_stops, check_workers_wait_out_outages}
+)
 
 
-def run_checks(evidence: Evidence, observations: Observations) -> list[CheckResult]:
-    """Every check, in a fixed order."""
-    return [check(evidence, observations) for check in CHECKS]
+def run_checks(
+    evidence: Evidence, observations: Observations, *, skip: frozenset[Check] = frozenset()
+) -> list[CheckResult]:
+    """Every check but ``skip``, in a fixed order (the byte-exact one only when some record's
+    bytes are known)."""
+    return [
+        check(evidence, observations)
+        for check in CHECKS
+        if check not in skip and (check is not check_dead_letters_byte_exact or evidence.exact)
+    ]
+
+
+def run_group_checks(groups: list[tuple[Evidence, Observations]]) -> list[CheckResult]:
+    """Every check on the first group; the per-group ones again on each other group, named
+    ``<check> (group <name>)``: each group applies each event once and dead-letters each
+    poison record once on its own."""
+    (first, first_obs), *others = groups
+    results = run_checks(first, first_obs)
+    for evidence, observations in others:
+        for result in run_checks(evidence, observations, skip=GLOBAL_CHECKS):
+            result.name = f"{result.name} (group {evidence.group})"
+            results.append(result)
+    return results

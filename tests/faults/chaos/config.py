@@ -1,7 +1,7 @@
 """What one chaos run does: its size, its seed, and which faults it may inject.
 
 Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``,
-``NETWORK_KINDS``, ``CLUSTER_KINDS``.
+``NETWORK_KINDS``, ``CLUSTER_KINDS``, ``AWAITING_FIX``, ``default_kinds``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
+    "AWAITING_FIX",
     "CLUSTER_KINDS",
     "FAULT_KINDS",
     "NETWORK_KINDS",
     "ChaosConfig",
     "FaultKind",
     "ScriptedFault",
+    "default_kinds",
 ]
 
 FaultKind = Literal[
@@ -39,6 +41,12 @@ FaultKind = Literal[
     "commit_reply_lost",
     "broker_path_cut",
     "broker_path_slow",
+    "hostile_events",
+    "hostile_poison",
+    "near_limit_record",
+    "second_group",
+    "read_only_database",
+    "partition_unavailable",
 ]
 
 # Relative weights of the seeded random schedule: cheap worker faults often, the ones that
@@ -66,11 +74,32 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "commit_reply_lost": 3,
     "broker_path_cut": 3,
     "broker_path_slow": 2,
+    # Records no oncepipe producer writes, and outages that refuse work (hostile.py, outages.py).
+    "hostile_events": 2,
+    "hostile_poison": 2,
+    "near_limit_record": 1,
+    "second_group": 1,  # the first one starts a second group's consumer; later ones kill it
+    "read_only_database": 2,
+    "partition_unavailable": 2,  # three brokers only (outages.py says why)
+}
+# Faults whose invariants need a change to the product first: off by default (the short round
+# and the random schedule leave them out) until it is in; ``--faults`` turns one on anyway.
+AWAITING_FIX: dict[FaultKind, str] = {
+    "hostile_poison": "dead letters carried as bytes (header values with NUL, ff fe 80, null; "
+    "tombstones; non-UTF-8 names)",
+    "near_limit_record": "relay and .dlq topic sized for the largest record plus its headers",
+    "second_group": "the consumer group in the dead letter's outbox dedupe id",
+    "read_only_database": "the consumer and relay retry ReadOnlySqlTransaction on a new session",
 }
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
 )
-CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase"})
+CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase", "partition_unavailable"})
+
+
+def default_kinds() -> tuple[FaultKind, ...]:
+    """Every fault kind but those awaiting a fix."""
+    return tuple(kind for kind in FAULT_KINDS if kind not in AWAITING_FIX)
 
 
 @dataclass(frozen=True)
@@ -110,7 +139,7 @@ class ChaosConfig:
     network: bool = False  # workers behind TCP proxies, and the network faults
     brokers: int = 1  # nodes of the Kafka cluster the run uses (3: leader chases)
     script: tuple[ScriptedFault, ...] | None = None  # None: seeded random faults
-    kinds: tuple[FaultKind, ...] = tuple(FAULT_KINDS)
+    kinds: tuple[FaultKind, ...] = field(default_factory=default_kinds)
     defect: str = ""  # a deliberately broken worker (tests.faults.chaos.defects)
     sample_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)

@@ -17,13 +17,21 @@ in defect rounds.
 ``relay_high_water``          relay selects ``id > last seen``: a row committed late is skipped
 ``dead_letter_outside_txn``   dead letters produced straight to ``<topic>.dlq`` while the batch
                               transaction is still open, instead of through the outbox in it
+``reversed_batch``            handler bug: each batch's new events applied last to first
+``dead_letter_id_without_``   a dead letter's outbox dedupe id is its source coordinates alone:
+``group``                     the second group's dead letter of a record the first group
+                              dead-lettered is dropped by ON CONFLICT
 ============================  ================================================================
 
-Public names: ``DEFECTS``, ``at_least_once_clicks``, ``double_counting_clicks``, ``main``.
+The defect handlers run under the witness (``tests/fixtures/witness.py``) like the real one.
+
+Public names: ``DEFECTS``, ``at_least_once_clicks``, ``double_counting_clicks``,
+``reversed_batch_clicks``, ``main``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -33,8 +41,15 @@ import psycopg
 
 from consumers.context import HandlerContext
 from consumers.events import InboundEvent
+from tests.fixtures.witness import witnessed
 
-__all__ = ["DEFECTS", "at_least_once_clicks", "double_counting_clicks", "main"]
+__all__ = [
+    "DEFECTS",
+    "at_least_once_clicks",
+    "double_counting_clicks",
+    "main",
+    "reversed_batch_clicks",
+]
 
 DEFECTS = (
     "skip_inbox",
@@ -43,10 +58,12 @@ DEFECTS = (
     "double_count",
     "relay_high_water",
     "dead_letter_outside_txn",
+    "dead_letter_id_without_group",
+    "reversed_batch",
 )
 
 
-def at_least_once_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+def _at_least_once_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
     """The click handler with an idempotent raw table but counters bumped per delivery."""
     from consumers.handlers import clicks
 
@@ -61,7 +78,7 @@ def at_least_once_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> 
         clicks._APPLY = original
 
 
-def double_counting_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+def _double_counting_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
     """The click handler, plus a second counter increment for one event in seven."""
     from consumers.handlers.clicks import handle_clicks
 
@@ -74,6 +91,17 @@ def double_counting_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -
             " WHERE consumer_group = %s AND item_id = %s AND action = %s",
             (tx.consumer_group, event.item_id, event.action.value),
         )
+
+
+at_least_once_clicks = witnessed(_at_least_once_clicks)
+double_counting_clicks = witnessed(_double_counting_clicks)
+
+
+def reversed_batch_clicks(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+    """The witnessed click handler, given each batch's new events last to first."""
+    from tests.fixtures.witness import witnessed_clicks
+
+    witnessed_clicks(list(reversed(events)), tx)
 
 
 def _skip_inbox() -> None:
@@ -151,13 +179,29 @@ def _dead_letter_outside_txn() -> None:
     batch.enqueue_dead_letters = publish_now  # type: ignore[attr-defined]
 
 
+def _dead_letter_id_without_group() -> None:
+    from consumers import deadletters
+
+    real = deadletters.dead_letter
+
+    def coordinates_only(group: str, item: Any) -> Any:
+        record = item.rejected
+        letter = real(group, item)
+        dedupe_id = f"{record.topic}:{record.partition}:{record.offset}"
+        return dataclasses.replace(letter, dedupe_id=dedupe_id)
+
+    deadletters.dead_letter = coordinates_only
+
+
 PATCHES = {
     "skip_inbox": _skip_inbox,
     "offset_before_commit": _offset_before_commit,
     "no_cas": _no_cas,
     "double_count": lambda: None,  # the handler is the defect
+    "reversed_batch": lambda: None,  # the handler is the defect
     "relay_high_water": _relay_high_water,
     "dead_letter_outside_txn": _dead_letter_outside_txn,
+    "dead_letter_id_without_group": _dead_letter_id_without_group,
 }
 
 

@@ -1,11 +1,16 @@
 """Everything the end-of-run checks look at, loaded once: database rows, topics, manifests.
 
-Public names: ``Evidence``, ``InboxRow``, ``ClickRow``, ``load_evidence``, ``read_manifest``,
-``tally_dead_letters``.
+The topics and manifests are read once (``load_shared``); the database rows and the dead
+letters are per consumer group (``load_group``): a run with a second group checks each
+group's evidence on its own.
+
+Public names: ``Evidence``, ``InboxRow``, ``ClickRow``, ``load_evidence``, ``load_shared``,
+``load_group``, ``read_manifest``, ``tally_dead_letters``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,15 +19,25 @@ from typing import Any
 
 import psycopg
 
-from consumers.dlq.headers import ORIGINAL_OFFSET, ORIGINAL_PARTITION, ORIGINAL_TOPIC
+from consumers.dlq.headers import (
+    CONSUMER_GROUP,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TOPIC,
+)
 from tests.faults.chaos.topic import TopicRecord, end_offsets, read_all
+from tests.fixtures.witness import WitnessRow, load_witness
 
 __all__ = [
     "ClickRow",
+    "Coordinates",
     "Evidence",
     "InboxRow",
     "load_evidence",
+    "load_group",
+    "load_shared",
     "read_manifest",
+    "source_of",
     "tally_dead_letters",
 ]
 
@@ -55,12 +70,19 @@ class Evidence:
     """The state of a drained run, read from PostgreSQL, the topics and the manifests."""
 
     topics: dict[str, str]  # mode -> topic
+    group: str = ""
     records: dict[str, list[TopicRecord]] = field(default_factory=dict)  # topic -> records
     ends: dict[str, dict[int, int]] = field(default_factory=dict)
     # source -> how many dead-letter decisions (distinct dead letters) the .dlq topics hold
     dead_letters: dict[Coordinates, int] = field(default_factory=dict)
     # source -> byte-identical extra copies: one outbox row the relay re-sent after a crash
     dead_letter_copies: dict[Coordinates, int] = field(default_factory=dict)
+    # source -> this group's dead-letter records as they are on the .dlq topic (bytes kept)
+    dead_letter_records: dict[Coordinates, list[TopicRecord]] = field(default_factory=dict)
+    # every group's: .dlq topic -> records; and the ones whose headers cannot be read
+    dlq_records: dict[str, list[TopicRecord]] = field(default_factory=dict)
+    unreadable_dead_letters: list[Coordinates] = field(default_factory=list)
+    witness: list[WitnessRow] = field(default_factory=list)  # this group's applies, in order
     inbox: dict[str, InboxRow] = field(default_factory=dict)
     clicks: list[ClickRow] = field(default_factory=list)
     item_counts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -70,6 +92,8 @@ class Evidence:
     outbox: list[tuple[str, str, bool, bool]] = field(default_factory=list)
     manifests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # topic -> lines
     poison_coordinates: list[Coordinates] = field(default_factory=list)
+    # poison manifest lines whose dead letter must carry the record's bytes (hostile.py)
+    exact: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -79,8 +103,21 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, list[Any]]:
-    """Each source record's dead letters on ``dlq_topic``, as (headers, size) variants.
+def source_of(record: TopicRecord) -> Coordinates | None:
+    """The source coordinates a dead-letter record names (None: not an oncepipe dead letter)."""
+    headers = record.headers
+    try:
+        return (
+            headers[ORIGINAL_TOPIC],
+            int(headers[ORIGINAL_PARTITION]),
+            int(headers[ORIGINAL_OFFSET]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _dead_letters(evidence: Evidence, group: str) -> dict[Coordinates, list[Any]]:
+    """Each source record's dead letters by ``group``, as (headers, key, value) variants.
 
     The relay publishes at least once: killed between the broker's ack and marking the row,
     it sends the row again, a byte-identical copy. A second dead-letter DECISION for the same
@@ -88,17 +125,15 @@ def _dead_letters(bootstrap: str, dlq_topic: str) -> dict[Coordinates, list[Any]
     failure headers (times, attempts), so distinct variants count decisions.
     """
     found: dict[Coordinates, list[Any]] = {}
-    for record in read_all(bootstrap, dlq_topic, keep_headers=True):
-        headers = record.headers
-        try:
-            source = (
-                headers[ORIGINAL_TOPIC],
-                int(headers[ORIGINAL_PARTITION]),
-                int(headers[ORIGINAL_OFFSET]),
+    for records in evidence.dlq_records.values():
+        for record in records:
+            source = source_of(record)
+            if source is None or record.headers.get(CONSUMER_GROUP) != group:
+                continue  # not an oncepipe dead letter, or another group's
+            found.setdefault(source, []).append(
+                (record.raw_headers, record.raw_key, record.value_digest, record.size)
             )
-        except (KeyError, ValueError):
-            continue  # not an oncepipe dead letter: the checks only count ours
-        found.setdefault(source, []).append((tuple(sorted(headers.items())), record.size))
+            evidence.dead_letter_records.setdefault(source, []).append(record)
     return found
 
 
@@ -112,30 +147,50 @@ def tally_dead_letters(evidence: Evidence, found: dict[Coordinates, list[Any]]) 
             evidence.dead_letter_copies[source] = copies
 
 
-def load_evidence(
-    url: str,
+def load_shared(
     *,
-    group: str,
     bootstrap: str,
     topics: dict[str, str],
     dlq_topics: dict[str, str],
     manifests: dict[str, list[Path]],
     poison_manifest: Path,
 ) -> Evidence:
-    """Read everything the checks need (after the pipeline drained and the workers stopped)."""
+    """What every group's checks share: the topics, the dead-letter topics, the manifests."""
     evidence = Evidence(topics=topics)
     for topic in topics.values():
         evidence.ends[topic] = end_offsets(bootstrap, topic)
         evidence.records[topic] = read_all(bootstrap, topic)
     for dlq_topic in dlq_topics.values():
-        tally_dead_letters(evidence, _dead_letters(bootstrap, dlq_topic))
+        evidence.dlq_records[dlq_topic] = read_all(bootstrap, dlq_topic, keep_headers=True)
+        evidence.unreadable_dead_letters += [
+            (dlq_topic, r.partition, r.offset)
+            for r in evidence.dlq_records[dlq_topic]
+            if r.raw_headers is None
+        ]
     for mode, paths in manifests.items():
         evidence.manifests[topics[mode]] = [line for p in paths for line in read_manifest(p)]
+    poison = read_manifest(poison_manifest)
     evidence.poison_coordinates = [
-        (p["topic"], int(p["partition"]), int(p["offset"])) for p in read_manifest(poison_manifest)
+        (p["topic"], int(p["partition"]), int(p["offset"])) for p in poison
     ]
+    evidence.exact = [p for p in poison if p.get("exact")]
+    return evidence
+
+
+def load_group(shared: Evidence, url: str, group: str) -> Evidence:
+    """``shared`` plus ``group``'s rows and dead letters (after the workers stopped)."""
+    evidence = dataclasses.replace(
+        shared,
+        group=group,
+        dead_letters={},
+        dead_letter_copies={},
+        dead_letter_records={},
+        inbox={},
+    )
+    tally_dead_letters(evidence, _dead_letters(evidence, group))
     group_only = {"group": group}
     with psycopg.connect(url, application_name="oncepipe-chaos-checks") as conn:
+        evidence.witness = load_witness(conn, group)
         for event_id, topic, partition, offset, applied_at in conn.execute(
             'SELECT event_id::text, topic, partition, "offset", applied_at FROM oncepipe.inbox'
             " WHERE consumer_group = %(group)s",
@@ -188,3 +243,24 @@ def load_evidence(
             )
         )
     return evidence
+
+
+def load_evidence(
+    url: str,
+    *,
+    group: str,
+    bootstrap: str,
+    topics: dict[str, str],
+    dlq_topics: dict[str, str],
+    manifests: dict[str, list[Path]],
+    poison_manifest: Path,
+) -> Evidence:
+    """Read everything the checks of one group need (the workers stopped)."""
+    shared = load_shared(
+        bootstrap=bootstrap,
+        topics=topics,
+        dlq_topics=dlq_topics,
+        manifests=manifests,
+        poison_manifest=poison_manifest,
+    )
+    return load_group(shared, url, group)

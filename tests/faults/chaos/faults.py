@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 import psycopg
 from psycopg.rows import TupleRow
 
-from oncepipe.kafka import AdminClient, create_producer
+from oncepipe.kafka import AdminClient
 from producers.outbox import enqueue_record, event_headers
 from schemas import ClickAction, ClickEvent, Codec
 from tests.faults.chaos.config import FaultKind
+from tests.faults.chaos.hostile_faults import RecordFaults
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline
 from tests.faults.chaos.workers import Proc, Role
@@ -59,13 +60,15 @@ class FaultRecord:
 
 
 @dataclass
-class Injector:
-    """Injects faults into ``pipeline``; ``rng`` picks targets and options."""
+class Injector(RecordFaults):
+    """Injects faults into ``pipeline``; ``rng`` picks targets and options (the record and
+    refusal faults are in hostile_faults.py)."""
 
     pipeline: Pipeline
     codec: Codec = field(default_factory=Codec.load)
     gap_events: int = 0
     poison_records: int = 0
+    hostile_records: int = 0
 
     # -- dispatch ----------------------------------------------------------------------------
     def inject(self, kind: FaultKind, rng: random.Random, option: str = "") -> FaultRecord:
@@ -137,7 +140,7 @@ class Injector:
 
     def _rolling_restart(self, record: FaultRecord, _rng: random.Random, _option: str) -> None:
         codes = []
-        roles: tuple[Role, ...] = ("consumer", "relay")
+        roles: tuple[Role, ...] = ("consumer", "second_consumer", "relay")
         for role in roles:
             for proc in sorted(self.pipeline.workers.of(role), key=lambda p: p.name):
                 if not proc.alive():
@@ -372,31 +375,6 @@ class Injector:
         }
         with self.pipeline.gap_manifest.open("a") as manifest:
             manifest.write(json.dumps(line) + "\n")
-
-    def _poison_records(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
-        """Oversized and undecodable records written straight into the direct topic."""
-        if not self.pipeline.config.raw_poison:
-            raise RuntimeError("raw poison needs the dead-letter writer (raw_poison is off)")
-        topic = self.pipeline.topics["direct"]
-        producer = create_producer(self.pipeline.settings, {"message.max.bytes": 2_000_000})
-        written: list[dict[str, object]] = []
-
-        def delivered(err: object, msg: object) -> None:
-            if err is None:
-                written.append(
-                    {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset()}  # type: ignore[attr-defined]
-                )
-
-        key = f"poison-{rng.randrange(1000)}".encode()
-        producer.produce(
-            topic, key=key, value=b"\xc3\x01" + rng.randbytes(40), on_delivery=delivered
-        )
-        producer.produce(topic, key=key, value=rng.randbytes(900_000), on_delivery=delivered)
-        producer.flush(60)
-        with self.pipeline.poison_manifest.open("a") as manifest:
-            manifest.writelines(json.dumps(w) + "\n" for w in written)
-        self.poison_records += len(written)
-        record.target, record.detail = topic, f"{len(written)} records"
 
 
 def as_dict(record: FaultRecord) -> dict[str, object]:

@@ -3,6 +3,7 @@
 Every ``interval`` seconds, in ONE REPEATABLE READ transaction (so both tables are seen at the
 same instant): no business row (``public.click_events``) without its inbox row, and the stored
 offsets, which are kept in memory to spot any offset that moved backwards between samples.
+Every consumer group of the run is sampled (the second one has no rows until it starts).
 PostgreSQL being down (a fault) only skips samples.
 
 Public names: ``Monitor``.
@@ -18,15 +19,15 @@ import psycopg
 __all__ = ["Monitor"]
 
 _ORPHANS = """
-SELECT c.event_id::text FROM public.click_events AS c
-WHERE c.consumer_group = %(group)s AND NOT EXISTS (
+SELECT c.consumer_group, c.event_id::text FROM public.click_events AS c
+WHERE c.consumer_group = ANY(%(groups)s) AND NOT EXISTS (
     SELECT 1 FROM oncepipe.inbox AS i
     WHERE i.consumer_group = c.consumer_group AND i.event_id = c.event_id)
 LIMIT 20
 """
 _OFFSETS = (
-    "SELECT topic, partition, next_offset FROM oncepipe.consumer_offsets"
-    " WHERE consumer_group = %(group)s"
+    "SELECT consumer_group, topic, partition, next_offset FROM oncepipe.consumer_offsets"
+    " WHERE consumer_group = ANY(%(groups)s)"
 )
 
 
@@ -35,13 +36,15 @@ class Monitor:
     """Samples the database in the background while faults are injected."""
 
     url: str
-    group: str
+    groups: list[str]
     interval: float = 1.0
     samples: int = 0
     skipped: int = 0
-    orphans: list[str] = field(default_factory=list)  # click rows seen without an inbox row
-    regressions: list[tuple[str, int, int, int]] = field(default_factory=list)
-    last: dict[tuple[str, int], int] = field(default_factory=dict)
+    # (group, event_id) of click rows seen without an inbox row
+    orphans: list[tuple[str, str]] = field(default_factory=list)
+    # (group, topic, partition, before, after) of stored offsets seen moving backwards
+    regressions: list[tuple[str, str, int, int, int]] = field(default_factory=list)
+    last: dict[tuple[str, str, int], int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -69,16 +72,16 @@ class Monitor:
             ) as conn:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 with conn.transaction():
-                    params = {"group": self.group}
-                    orphans = [row[0] for row in conn.execute(_ORPHANS, params).fetchall()]
+                    params = {"groups": self.groups}
+                    orphans = [(g, e) for g, e in conn.execute(_ORPHANS, params).fetchall()]
                     stored = conn.execute(_OFFSETS, params).fetchall()
         except psycopg.Error:
             self.skipped += 1
             return
         self.samples += 1
         self.orphans.extend(o for o in orphans if o not in self.orphans)
-        for topic, partition, offset in stored:
-            before = self.last.get((topic, partition))
+        for group, topic, partition, offset in stored:
+            before = self.last.get((group, topic, partition))
             if before is not None and offset < before:
-                self.regressions.append((topic, partition, before, offset))
-            self.last[(topic, partition)] = offset
+                self.regressions.append((group, topic, partition, before, offset))
+            self.last[(group, topic, partition)] = offset

@@ -5,6 +5,7 @@ never mix and a failed run can be inspected afterwards. The harness's own bookke
 schema ``chaos`` of that database: ``chaos.offset_history`` gets one row per committed change of
 a stored offset, written by a trigger in the changing transaction itself, so the "offsets never
 go backwards" check sees every committed value, not just the ones a sampler happened to catch.
+``chaos.witness`` is the apply witness every consumer's handler writes (tests/fixtures/witness.py).
 
 Public names: ``Pipeline``, ``Services``.
 """
@@ -31,7 +32,8 @@ from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics, dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
-from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, WorkerSet
+from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
+from tests.fixtures.witness import WITNESS_DDL
 
 __all__ = ["Pipeline", "Services"]
 
@@ -67,10 +69,15 @@ DEFECT_ROLES = {
     "double_count": "consumer",
     "relay_high_water": "relay",
     "dead_letter_outside_txn": "consumer",
+    "dead_letter_id_without_group": "consumer",
+    "reversed_batch": "consumer",
 }
+# Every consumer runs its handler under the witness (tests/fixtures/witness.py).
+HANDLER = "tests.fixtures.witness:witnessed_clicks"
 DEFECT_HANDLERS = {
     "skip_inbox": "tests.faults.chaos.defects:at_least_once_clicks",
     "double_count": "tests.faults.chaos.defects:double_counting_clicks",
+    "reversed_batch": "tests.faults.chaos.defects:reversed_batch_clicks",
 }
 
 
@@ -97,6 +104,8 @@ class Pipeline:
         self.run_id = f"{config.seed}_{uuid.uuid4().hex[:6]}"
         self.database = f"chaos_{self.run_id}"
         self.group = f"chaos-{self.run_id}"
+        # The second_group fault starts consumers of this group on the same topics.
+        self.second_group = f"{self.group}-b"
         self.topics = {
             "outbox": f"chaos.{self.run_id}.outbox",
             "direct": f"chaos.{self.run_id}.direct",
@@ -110,6 +119,7 @@ class Pipeline:
         self.manifests = {mode: workdir / f"manifest-{mode}.jsonl" for mode in self.topics}
         self.gap_manifest = workdir / "manifest-gap.jsonl"
         self.poison_manifest = workdir / "manifest-poison.jsonl"
+        self.hostile_manifest = workdir / "manifest-hostile.jsonl"  # valid hostile events
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.workers = WorkerSet(self._base_env(), workdir / "logs")
         self.load_ends_at = config.load_seconds
@@ -124,14 +134,26 @@ class Pipeline:
         apply_migrations(f"postgresql://oncepipe@{host}:{port}/{self.database}")
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(OFFSET_HISTORY)
+            conn.execute(WITNESS_DDL)
+        admin = AdminClient({"bootstrap.servers": self.services.kafka.bootstrap_servers})
+        create_event_topics(
+            admin, list(self.topics.values()), self.topic_settings, ProducerSettings()
+        )
+
+    @property
+    def topic_settings(self) -> TopicSettings:
+        """Partitions, replicas and min.insync.replicas of the run's topics."""
         replicas = min(3, self.services.brokers)
-        topic_settings = TopicSettings(
+        return TopicSettings(
             partitions=self.config.partitions,
             replication_factor=replicas,
             min_insync_replicas=2 if replicas == 3 else 1,
         )
-        admin = AdminClient({"bootstrap.servers": self.services.kafka.bootstrap_servers})
-        create_event_topics(admin, list(self.topics.values()), topic_settings, ProducerSettings())
+
+    def groups(self) -> list[str]:
+        """The consumer groups that ran: the first, and the second once a fault started it."""
+        second = any(p.role == "second_consumer" for p in self.workers.procs.values())
+        return [self.group, self.second_group] if second else [self.group]
 
     def dlq_topics(self) -> dict[str, str]:
         """Each topic's dead-letter topic."""
@@ -168,20 +190,23 @@ class Pipeline:
         shim = DEFECT_ROLES.get(self.config.defect) == role
         return [*DEFECT_SHIM] if shim else [ONCEPIPE]
 
-    def consumer_argv(self) -> list[str]:
-        """``oncepipe consume`` for this run's group (behind the shim for a consumer defect)."""
-        handler = DEFECT_HANDLERS.get(self.config.defect, "clicks")
+    def consumer_argv(self, group: str = "") -> list[str]:
+        """``oncepipe consume`` for ``group`` (default: the run's first group), behind the shim
+        for a consumer defect, with the handler under the witness."""
+        handler = DEFECT_HANDLERS.get(self.config.defect, HANDLER)
         topics = [arg for topic in self.topics.values() for arg in ("--topic", topic)]
         return [
-            *self._command("consumer"), "consume", "--group", self.group, *topics,
+            *self._command("consumer"), "consume", "--group", group or self.group, *topics,
             "--handler", handler,
             "--session-timeout-ms", str(self.config.session_timeout_ms),
             "--batch-size", str(self.config.batch_size), "--batch-timeout", "0.3",
         ]  # fmt: skip
 
-    def add_consumer(self) -> Proc:
-        """Start one more member of the group."""
-        name = f"consumer-{len([p for p in self.workers.procs.values() if p.role == 'consumer'])}"
+    def add_consumer(self, role: Role = "consumer") -> Proc:
+        """Start one more member of the first group (or of the second: ``second_consumer``)."""
+        prefix = "consumer" if role == "consumer" else "consumer-b"
+        name = f"{prefix}-{len([p for p in self.workers.procs.values() if p.role == role])}"
+        group = self.group if role == "consumer" else self.second_group
         env = {
             "ONCEPIPE_CONSUMER_CLIENT_ID": name,
             "ONCEPIPE_CONSUMER_RETRY_MAX_S": "2",
@@ -190,7 +215,7 @@ class Pipeline:
             "ONCEPIPE_CONSUMER_UNKNOWN_SCHEMA_GRACE_S": "5",
             **self._paths(database=True),
         }
-        return self.workers.add(name, "consumer", self.consumer_argv(), env)
+        return self.workers.add(name, role, self.consumer_argv(group), env)
 
     def add_relay(self) -> Proc:
         """Start one more relay (only the advisory-lock holder publishes)."""

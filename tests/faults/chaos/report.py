@@ -91,11 +91,12 @@ def render(result: ChaosResult) -> str:
     for kind in sorted(set(by_kind) | set(failed)):
         out.append(f"{kind:<24}{by_kind.get(kind, 0):>9}   {failed.get(kind, 0) or ''}")
     out.append(f"{'total':<24}{sum(by_kind.values()):>9}")
-    out += ["", f"{'invariant check':<38}{'inv.':<26}{'checked':>9}{'violations':>11}  result"]
+    width = max([38, *(len(check.name) + 2 for check in result.checks)])
+    out += ["", f"{'invariant check':<{width}}{'inv.':<26}{'checked':>9}{'violations':>11}  result"]
     for check in result.checks:
         verdict = "pass" if check.passed else "FAIL"
         out.append(
-            f"{check.name:<38}{check.invariant:<26}{check.checked:>9}{check.violations:>11}"
+            f"{check.name:<{width}}{check.invariant:<26}{check.checked:>9}{check.violations:>11}"
             f"  {verdict}"
         )
         out += [f"    e.g. {example}" for example in check.examples]

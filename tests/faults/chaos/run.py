@@ -3,8 +3,10 @@
 1. A fresh database and topics; the offset history trigger; the monitor starts sampling.
 2. Two relays, the consumers, both simulators (paced to end at ``load_share`` of the run).
 3. Faults at their planned moments until ``duration_s``; the supervisor restarts casualties.
-4. Drain (bounded): simulators done, outbox empty, every stored offset at its partition's end.
-5. Stop every worker with SIGTERM, stop the monitor, load the evidence, run the checks.
+4. Drain (bounded): simulators done, outbox empty, every stored offset (of every group that
+   ran) at its partition's end.
+5. Stop every worker with SIGTERM, stop the monitor, load the evidence, run the checks (per
+   group when the second_group fault started a second one).
 
 Public names: ``run_chaos``.
 """
@@ -19,9 +21,9 @@ from pathlib import Path
 
 import psycopg
 
-from tests.faults.chaos.checks import Observations, run_checks
+from tests.faults.chaos.checks import Observations, run_group_checks
 from tests.faults.chaos.config import ChaosConfig
-from tests.faults.chaos.evidence import Evidence, load_evidence
+from tests.faults.chaos.evidence import Evidence, load_group, load_shared
 from tests.faults.chaos.faults import FaultRecord, Injector
 from tests.faults.chaos.monitor import Monitor
 from tests.faults.chaos.network import Network
@@ -29,6 +31,7 @@ from tests.faults.chaos.pipeline import Pipeline, Services
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import end_offsets
+from tests.faults.chaos.workers import WorkerSet
 
 __all__ = ["run_chaos"]
 
@@ -44,11 +47,11 @@ def _drained(pipeline: Pipeline) -> tuple[bool, str]:
                 "SELECT count(*) FROM oncepipe.outbox WHERE published_at IS NULL"
             ).fetchone()
             stored = {
-                (t, p): o
-                for t, p, o in conn.execute(
-                    "SELECT topic, partition, next_offset FROM oncepipe.consumer_offsets"
-                    " WHERE consumer_group = %s",
-                    (pipeline.group,),
+                (g, t, p): o
+                for g, t, p, o in conn.execute(
+                    "SELECT consumer_group, topic, partition, next_offset"
+                    " FROM oncepipe.consumer_offsets WHERE consumer_group = ANY(%s)",
+                    (pipeline.groups(),),
                 )
             }
     except psycopg.Error as exc:
@@ -59,7 +62,8 @@ def _drained(pipeline: Pipeline) -> tuple[bool, str]:
     behind = 0
     for topic in pipeline.topics.values():
         for partition, end in end_offsets(pipeline.settings.kafka_bootstrap_servers, topic).items():
-            behind += max(0, end - stored.get((topic, partition), 0))
+            for group in pipeline.groups():
+                behind += max(0, end - stored.get((group, topic, partition), 0))
     return behind == 0, f"{behind} records not consumed"
 
 
@@ -87,13 +91,34 @@ def _events(ev: Evidence, injector: Injector, network: Network | None) -> dict[s
         "poison_submitted": sum(1 for x in lines if x["kind"] == "poison"),
         "gap_events": injector.gap_events,
         "raw_poison_records": injector.poison_records,
+        "hostile_records": injector.hostile_records,
         "lost_commit_replies": network.postgres.lost_commit_replies if network else 0,
         "topic_records": records,
         "applied": len(ev.clicks),
+        "witnessed_applies": len(ev.witness),
         "absorbed_duplicates": records - len(ev.inbox) - len(ev.dead_letters),
         "dead_letters": sum(ev.dead_letters.values()),
         "dead_letter_relay_copies": sum(ev.dead_letter_copies.values()),
     }
+
+
+def _observed(
+    group: str, monitor: Monitor, workers: WorkerSet, drained: bool, detail: str
+) -> Observations:
+    """What the monitor and the supervisor saw, as far as ``group`` is concerned."""
+    return Observations(
+        samples=monitor.samples,
+        orphans=[event_id for g, event_id in monitor.orphans if g == group],
+        sampled_regressions=[(t, p, a, b) for g, t, p, a, b in monitor.regressions if g == group],
+        clean_stops=workers.clean_stops,
+        drained=drained,
+        drain_detail=detail,
+        exits=[
+            (e.name, e.role, e.code, (e.tail.splitlines() or [""])[-1])
+            for e in workers.exits
+            if not e.crashed_at_point
+        ],
+    )
 
 
 def run_chaos(
@@ -107,7 +132,9 @@ def run_chaos(
         f"chaos: seed {config.seed}, {config.duration_s:.0f}s, {config.events} events, "
         f"{len(plan)} faults planned, database {pipeline.database}, group {pipeline.group}"
     )
-    monitor = Monitor(pipeline.url, pipeline.group, config.sample_interval_s)
+    monitor = Monitor(
+        pipeline.url, [pipeline.group, pipeline.second_group], config.sample_interval_s
+    )
     workers = pipeline.workers
     workers.started = time.monotonic()
     injector = Injector(pipeline)
@@ -123,7 +150,9 @@ def run_chaos(
         workers.supervise()
         for planned in plan:
             time.sleep(max(0.0, planned.at_s - workers.elapsed()))
-            if workers.elapsed() >= config.duration_s:
+            # A script is a list of faults to inject, late or not (a loaded machine runs slow
+            # faults slower); a random schedule ends with the run.
+            if config.script is None and workers.elapsed() >= config.duration_s:
                 break
             record = injector.inject(planned.kind, planned.rng(), planned.option)
             faults.append(record)
@@ -139,26 +168,24 @@ def run_chaos(
         pipeline.close()
         monitor.stop()
     duration = workers.elapsed() - drain_s
-    evidence = load_evidence(
-        pipeline.url,
-        group=pipeline.group,
+    shared = load_shared(
         bootstrap=services.kafka.bootstrap_servers,
         topics=pipeline.topics,
         dlq_topics=pipeline.dlq_topics(),
         manifests={
             "outbox": [pipeline.manifests["outbox"], pipeline.gap_manifest],
-            "direct": [pipeline.manifests["direct"]],
+            "direct": [pipeline.manifests["direct"], pipeline.hostile_manifest],
         },
         poison_manifest=pipeline.poison_manifest,
     )
-    observations = Observations(
-        samples=monitor.samples,
-        orphans=monitor.orphans,
-        sampled_regressions=monitor.regressions,
-        clean_stops=workers.clean_stops,
-        drained=drained,
-        drain_detail=drain_detail,
-    )
+    groups = [
+        (
+            load_group(shared, pipeline.url, group),
+            _observed(group, monitor, workers, drained, drain_detail),
+        )
+        for group in pipeline.groups()
+    ]
+    evidence = groups[0][0]
     notes = [
         f"monitor: {monitor.samples} samples, {monitor.skipped} skipped while PostgreSQL was down",
         f"database {pipeline.database}, group {pipeline.group}, topics "
@@ -171,6 +198,8 @@ def run_chaos(
             f" connections), consumers and relays reached Kafka through"
             f" {len(pipeline.network.brokers)} proxies"
         )
+    if len(groups) > 1:
+        notes.append(f"second consumer group {pipeline.second_group}: checks named (group ...)")
     if config.poison_rate == 0 and not config.raw_poison:
         notes.append("poison off: simulator poison-rate 0 and no raw poison records")
     return ChaosResult(
@@ -180,7 +209,7 @@ def run_chaos(
         config={k: v for k, v in asdict(config).items() if k != "script"},
         events=_events(evidence, injector, pipeline.network),
         faults=faults,
-        checks=run_checks(evidence, observations),
+        checks=run_group_checks(groups),
         exits=workers.exits,
         workdir=str(workdir),
         notes=notes,

@@ -3,18 +3,20 @@
 The end-of-run checks read the topics themselves, not what the consumer wrote about them: the
 records are the ground truth of "every event in Kafka".
 
-Public names: ``TopicRecord``, ``read_all``, ``end_offsets``.
+Public names: ``TopicRecord``, ``read_all``, ``end_offsets``, ``value_digest``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from oncepipe.kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-__all__ = ["TopicRecord", "end_offsets", "read_all"]
+__all__ = ["TopicRecord", "end_offsets", "read_all", "value_digest"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,24 @@ class TopicRecord:
     event_id: str | None
     size: int
     headers: dict[str, str]
+    # Kept with ``keep_headers`` only (dead letters): the bytes as they are on the topic.
+    raw_key: bytes | None = None
+    value_digest: str | None = None  # sha256 of the value; None for a tombstone (null value)
+    raw_headers: tuple[tuple[str, bytes | None], ...] | None = ()  # None: unreadable
+
+
+def value_digest(value: bytes | None) -> str | None:
+    """The digest the checks compare values by (None for a null value)."""
+    return None if value is None else hashlib.sha256(value).hexdigest()
+
+
+def _headers(message: Any) -> tuple[tuple[str, bytes | None], ...] | None:
+    """The headers as (name, bytes or None), or None when the client cannot read them: it
+    exposes names only as text, and a name that is not UTF-8 makes ``headers()`` raise."""
+    try:
+        return tuple((str(n), v) for n, v in list(message.headers() or []))
+    except (SystemError, UnicodeDecodeError):
+        return None
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -73,19 +93,23 @@ def read_all(
                 if message.error() is not None:
                     continue
                 partition, offset = int(message.partition() or 0), int(message.offset() or 0)
+                raw = _headers(message)
                 headers: dict[str, str] = {
-                    str(name): value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
-                    for name, value in list(message.headers() or [])
+                    name: value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+                    for name, value in raw or ()
                 }
-                key = message.key()
+                key, value = message.key(), message.value()
                 records.append(
                     TopicRecord(
                         partition=partition,
                         offset=offset,
                         key=key.decode("utf-8", "replace") if key else "",
                         event_id=headers.get("event_id"),
-                        size=len(message.value() or b""),
+                        size=len(value or b""),
                         headers=headers if keep_headers else {},
+                        raw_key=key if keep_headers else None,
+                        value_digest=value_digest(value) if keep_headers else None,
+                        raw_headers=raw if keep_headers else (),
                     )
                 )
                 if offset + 1 >= ends[partition]:

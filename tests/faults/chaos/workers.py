@@ -24,14 +24,21 @@ from infra.paths import REPO_ROOT
 
 __all__ = ["Exit", "Proc", "Role", "WorkerSet"]
 
-Role = Literal["consumer", "relay", "simulator"]
+# "second_consumer": a member of the second consumer group (the second_group fault); the
+# member faults leave it alone, the service faults hit it like any worker.
+Role = Literal["consumer", "second_consumer", "relay", "simulator"]
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
 # Deliberately broken workers run the same CLI behind this shim (see defects.py).
 DEFECT_SHIM = [sys.executable, "-m", "tests.faults.chaos.defects"]
 # The log line after which a worker has installed its SIGTERM handler and joined the pipeline.
-READY_EVENTS = {"consumer": '"consumer started"', "relay": '"relay starting"', "simulator": ""}
+READY_EVENTS = {
+    "consumer": '"consumer started"',
+    "second_consumer": '"consumer started"',
+    "relay": '"relay starting"',
+    "simulator": "",
+}
 # A simulator that lost PostgreSQL fails at once on restart until it is back: do not spin.
-RESTART_DELAY_S = {"consumer": 0.0, "relay": 0.0, "simulator": 2.0}
+RESTART_DELAY_S = {"consumer": 0.0, "second_consumer": 0.0, "relay": 0.0, "simulator": 2.0}
 
 
 @dataclass(frozen=True)
@@ -188,9 +195,17 @@ class WorkerSet:
 
     def terminate(self, proc: Proc, timeout: float = 90.0) -> int:
         """SIGTERM (a clean stop), wait, and record the exit code; SIGKILL after ``timeout``."""
+        return self._await_stop(proc, self._send_stop(proc), timeout)
+
+    @staticmethod
+    def _send_stop(proc: Proc) -> bool:
+        """SIGCONT and SIGTERM; whether it had finished starting."""
         ready = proc.ready()
         proc.signal(signal.SIGCONT)
         proc.signal(signal.SIGTERM)
+        return ready
+
+    def _await_stop(self, proc: Proc, ready: bool, timeout: float = 90.0) -> int:
         assert proc.popen is not None
         try:
             code = proc.popen.wait(timeout)
@@ -237,13 +252,19 @@ class WorkerSet:
                     self.start(proc)
 
     def stop_all(self) -> None:
-        """SIGTERM every worker (recording exit codes); SIGKILL what does not stop."""
+        """SIGTERM every worker at once (recording exit codes); SIGKILL what does not stop.
+
+        At once, not one after another: a standby relay would otherwise take the leader lock
+        from the relay stopped before it and publish what that one skipped, after the drain
+        (the end state would hide a relay defect)."""
         with self.lock:
             for proc in self.procs.values():
                 proc.held = True
             for proc in self.procs.values():
-                if proc.alive():
-                    if proc.role == "simulator":
-                        self.kill(proc)
-                    else:
-                        self.terminate(proc)
+                if proc.alive() and proc.role == "simulator":
+                    self.kill(proc)
+            stopping = [
+                (proc, self._send_stop(proc)) for proc in self.procs.values() if proc.alive()
+            ]
+            for proc, ready in stopping:
+                self._await_stop(proc, ready)
