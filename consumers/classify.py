@@ -35,6 +35,7 @@ from enum import StrEnum
 
 import psycopg
 
+from oncepipe.db import SESSION_FAILURES
 from oncepipe.errors import BrokerError, ConfigError, PoisonError, RetriableError
 from oncepipe.kafka import KafkaError, KafkaException
 from schemas import SchemaError, UnknownFingerprintError
@@ -53,11 +54,9 @@ class Kind(StrEnum):
 
 
 # Failover to a standby (25006) and the server ending an idle session (25P03) are about the
-# session, not the record; psycopg files both under InternalError.
+# session, not the record (oncepipe.db.SESSION_FAILURES).
 _TRANSIENT: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg.errors.ReadOnlySqlTransaction,
-    psycopg.errors.IdleInTransactionSessionTimeout,
+    *SESSION_FAILURES,
     RetriableError,
     BrokerError,
 )

@@ -20,7 +20,17 @@ from psycopg_pool import ConnectionPool
 from oncepipe.errors import DatabaseUnavailableError
 from oncepipe.settings import Settings
 
-__all__ = ["connect", "create_pool"]
+__all__ = ["SESSION_FAILURES", "connect", "create_pool"]
+
+# What ends a session but says nothing about the work in it: a lost or refused connection, a
+# serialization failure or deadlock (OperationalError), a fail-over that landed on a read-only
+# node (25006) and the server ending an idle session (25P03; psycopg files both under
+# InternalError). Roll back, open a new session, retry.
+SESSION_FAILURES: tuple[type[psycopg.Error], ...] = (
+    psycopg.OperationalError,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
 
 
 def _connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:

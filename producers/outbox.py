@@ -11,7 +11,7 @@ Headers are bytes end to end (``bytea[]`` names and values): a value with a NUL 
 invalid UTF-8 and a null value leave as they came, and a null ``value`` leaves as a tombstone.
 
 Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
-``fetch_pending``, ``fetch_ready``, ``hold``, ``Held``, ``mark_published``, ``record_failure``,
+``fetch_ready``, ``hold``, ``Held``, ``mark_published``, ``record_failure``,
 ``delete_published``, ``pending_count``.
 """
 
@@ -35,7 +35,6 @@ __all__ = [
     "enqueue",
     "enqueue_record",
     "event_headers",
-    "fetch_pending",
     "fetch_ready",
     "hold",
     "mark_published",
@@ -130,26 +129,6 @@ def enqueue(
         headers=event_headers(encoded, traceparent=traceparent),
     )
     return row_id is not None
-
-
-def fetch_pending(conn: psycopg.Connection[Any], limit: int) -> list[OutboxRow]:
-    """Unpublished rows in id order (never "id > last seen": ids commit out of order)."""
-    rows = conn.execute(
-        "SELECT id, topic, key, value, header_names, header_values, attempts FROM oncepipe.outbox"
-        " WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT %s",
-        (limit,),
-    ).fetchall()
-    return [
-        OutboxRow(
-            id=row[0],
-            topic=row[1],
-            key=bytes(row[2]) if row[2] is not None else None,
-            value=bytes(row[3]) if row[3] is not None else None,
-            headers=_headers(row[4], row[5]),
-            attempts=row[6],
-        )
-        for row in rows
-    ]
 
 
 def _headers(names: list[bytes], values: list[bytes | None]) -> list[tuple[str, bytes | None]]:

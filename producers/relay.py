@@ -35,7 +35,7 @@ import psycopg
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from oncepipe.crash import crash_point
-from oncepipe.db import connect
+from oncepipe.db import SESSION_FAILURES, connect
 from oncepipe.errors import BrokerError, DatabaseUnavailableError
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -135,9 +135,9 @@ class Relay:
                 self._maybe_cleanup()
                 if published < self._relay.batch_size:
                     self._wait_for_work()
-        except psycopg.OperationalError as exc:
+        except SESSION_FAILURES as exc:  # a read-only fail-over node included
             self._close_connections()
-            raise DatabaseUnavailableError(f"relay lost its database connection: {exc}") from exc
+            raise DatabaseUnavailableError(f"relay lost its database session: {exc}") from exc
 
     def run_once(self) -> int:
         """Publish one batch of pending rows; return how many were acknowledged."""

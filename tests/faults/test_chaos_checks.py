@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.faults.chaos.checks import (
     Observations,
     check_applied_exactly_once,
@@ -26,18 +24,15 @@ from tests.faults.chaos.checks import (
     run_group_checks,
 )
 from tests.faults.chaos.config import (
-    AWAITING_FIX,
     CLUSTER_KINDS,
     FAULT_KINDS,
     NETWORK_KINDS,
     ChaosConfig,
-    ScriptedFault,
 )
 from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow, tally_dead_letters
 from tests.faults.chaos.hostile import HOSTILE_HEADERS, HostileRecord, exact_line
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import TopicRecord, value_digest
-from tests.fixtures.chaos import enabled
 from tests.fixtures.witness import WitnessRow
 
 T = "events.t"
@@ -211,7 +206,7 @@ def test_the_same_seed_plans_the_same_faults() -> None:
 
 def test_network_and_leader_faults_are_planned_only_in_their_modes() -> None:
     single = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
-    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS - set(AWAITING_FIX)
+    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS
     everything = ChaosConfig(
         duration_s=3600, seed=7, network=True, brokers=3, kinds=tuple(FAULT_KINDS)
     )
@@ -296,17 +291,6 @@ def test_a_second_groups_missing_dead_letter_fails_its_own_checks() -> None:
     assert "each_event_applied_exactly_once (group b)" in failed
     assert "each_event_applied_exactly_once" not in failed
     assert sum(r.name.startswith("outbox_rows_all_published") for r in results) == 1
-
-
-def test_faults_awaiting_a_fix_are_left_out_of_a_script_unless_turned_on(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    waiting = next(iter(AWAITING_FIX))
-    script = (ScriptedFault(1, "consumer_sigkill"), ScriptedFault(2, waiting))
-    monkeypatch.delenv("ONCEPIPE_CHAOS_FAULTS", raising=False)
-    assert [f.kind for f in enabled(*script)] == ["consumer_sigkill"]
-    monkeypatch.setenv("ONCEPIPE_CHAOS_FAULTS", waiting)
-    assert enabled(*script) == script
 
 
 def test_a_consumer_that_died_on_an_outage_is_reported_a_simulator_is_not() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from infra import Kafka, Postgres
 from infra.paths import layout
-from tests.faults.chaos.config import AWAITING_FIX, FAULT_KINDS, ChaosConfig, default_kinds
+from tests.faults.chaos.config import ChaosConfig, default_kinds
 from tests.faults.chaos.pipeline import Services
 from tests.faults.chaos.report import render
 from tests.faults.chaos.run import run_chaos
@@ -29,24 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--network", action="store_true", help="workers behind TCP proxies; network faults"
     )
-    parser.add_argument(
-        "--faults",
-        default="",
-        help="comma-separated fault kinds to add to the default ones (those awaiting a fix: "
-        + ", ".join(AWAITING_FIX)
-        + "), or 'all'",
-    )
     parser.add_argument("--workdir", type=Path, default=None, help="logs, manifests, result")
     parser.add_argument("--json", type=Path, default=None, help="result file (default: workdir)")
     args = parser.parse_args(argv)
 
-    extra = list(FAULT_KINDS) if args.faults == "all" else [k for k in args.faults.split(",") if k]
-    unknown = sorted(set(extra) - set(FAULT_KINDS))
-    if unknown:
-        parser.error(
-            f"unknown fault kinds {', '.join(unknown)}: choose from {', '.join(FAULT_KINDS)}"
-        )
-    kinds = tuple(k for k in FAULT_KINDS if k in default_kinds() or k in extra)
+    kinds = default_kinds()
     seed = args.seed if args.seed is not None else time.time_ns() % 100_000
     where = layout()
     services = Services(Kafka(where), Postgres(where))

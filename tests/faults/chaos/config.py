@@ -1,7 +1,7 @@
 """What one chaos run does: its size, its seed, and which faults it may inject.
 
 Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``,
-``NETWORK_KINDS``, ``CLUSTER_KINDS``, ``AWAITING_FIX``, ``default_kinds``.
+``NETWORK_KINDS``, ``CLUSTER_KINDS``, ``default_kinds``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = [
-    "AWAITING_FIX",
     "CLUSTER_KINDS",
     "FAULT_KINDS",
     "NETWORK_KINDS",
@@ -82,15 +81,6 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "read_only_database": 2,
     "partition_unavailable": 2,  # three brokers only (outages.py says why)
 }
-# Faults whose invariants need a change to the product first: off by default (the short round
-# and the random schedule leave them out) until it is in; ``--faults`` turns one on anyway.
-AWAITING_FIX: dict[FaultKind, str] = {
-    "hostile_poison": "dead letters carried as bytes (header values with NUL, ff fe 80, null; "
-    "tombstones; non-UTF-8 names)",
-    "near_limit_record": "relay and .dlq topic sized for the largest record plus its headers",
-    "second_group": "the consumer group in the dead letter's outbox dedupe id",
-    "read_only_database": "the consumer and relay retry ReadOnlySqlTransaction on a new session",
-}
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
 )
@@ -98,8 +88,8 @@ CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase", "partition_unav
 
 
 def default_kinds() -> tuple[FaultKind, ...]:
-    """Every fault kind but those awaiting a fix."""
-    return tuple(kind for kind in FAULT_KINDS if kind not in AWAITING_FIX)
+    """Every fault kind (the mode decides which of them a run can plan)."""
+    return tuple(FAULT_KINDS)
 
 
 @dataclass(frozen=True)

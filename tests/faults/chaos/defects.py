@@ -147,16 +147,19 @@ def _no_cas() -> None:
 def _relay_high_water() -> None:
     from producers import outbox
 
-    real = outbox.fetch_pending
+    real = outbox.fetch_ready
     seen = [0]
 
-    def after_last_seen(conn: psycopg.Connection[Any], limit: int) -> list[outbox.OutboxRow]:
-        rows = [row for row in real(conn, limit) if row.id > seen[0]]
+    def after_last_seen(
+        conn: psycopg.Connection[Any], limit: int
+    ) -> tuple[list[tuple[outbox.OutboxRow, int | None]], outbox.Held]:
+        ready, held = real(conn, limit)
+        rows = [(row, partition) for row, partition in ready if row.id > seen[0]]
         if rows:
-            seen[0] = max(seen[0], *(row.id for row in rows))
-        return rows
+            seen[0] = max(seen[0], *(row.id for row, _ in rows))
+        return rows, held
 
-    outbox.fetch_pending = after_last_seen
+    outbox.fetch_ready = after_last_seen
 
 
 def _dead_letter_outside_txn() -> None:

@@ -3,14 +3,13 @@
 Header VALUES that are not text (a NUL byte, ``ff fe 80``, a null value) and tombstones (a
 null record value) are produced with confluent-kafka. Header NAMES that are not UTF-8 cannot
 be: the client takes names only as ``str`` (a bytes name is sent as its ``repr``). Those go
-through ``produce_with_non_utf8_header_names``, the seam for a producer the tests own (the Kafka
-Java producer run from the broker's jars); until one is connected the seam raises
-``NoRawProducerError`` and the fault reports the case as not injected.
+through ``produce_with_non_utf8_header_names``, the tests' own raw protocol writer
+(``tests/fixtures/hostile.py``).
 
 Every record the checks must find again is written to a manifest line with its coordinates
 and, for dead letters, the bytes its dead letter must carry (``exact``).
 
-Public names: ``HostileRecord``, ``NoRawProducerError``, ``HOSTILE_HEADERS``, ``NON_UTF8_NAME``,
+Public names: ``HostileRecord``, ``HOSTILE_HEADERS``, ``NON_UTF8_NAME``,
 ``NEAR_LIMIT_BYTES``, ``produce``, ``produce_with_non_utf8_header_names``, ``locate``,
 ``exact_line``.
 """
@@ -21,18 +20,17 @@ import functools
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from oncepipe.kafka import Consumer, Producer, TopicPartition
+from oncepipe.kafka import AdminClient, Consumer, Producer, TopicPartition
 from tests.faults.chaos.topic import end_offsets, value_digest
+from tests.fixtures.hostile import HostileRecord, produce_raw
 
 __all__ = [
     "HOSTILE_HEADERS",
     "NEAR_LIMIT_BYTES",
     "NON_UTF8_NAME",
     "HostileRecord",
-    "NoRawProducerError",
     "exact_line",
     "locate",
     "produce",
@@ -53,19 +51,6 @@ NON_UTF8_NAME: RawHeader = (b"name-\xff\xfe", b"value")
 # An undecodable record just under the topic's 1 MiB limit (1,048,576 bytes per record batch):
 # its dead letter adds ~1 KB of headers, more than a 1 MiB producer limit allows.
 NEAR_LIMIT_BYTES = 1_048_400
-
-
-class NoRawProducerError(RuntimeError):
-    """No producer that can write non-UTF-8 header names is connected to the seam."""
-
-
-@dataclass(frozen=True)
-class HostileRecord:
-    """One record to produce: key, value (None: a tombstone) and raw headers."""
-
-    key: bytes
-    value: bytes | None
-    headers: tuple[RawHeader, ...] = ()
 
 
 def produce(
@@ -107,16 +92,14 @@ def produce(
 def produce_with_non_utf8_header_names(
     bootstrap: str, topic: str, records: Sequence[HostileRecord]
 ) -> None:
-    """THE SEAM: produce records whose header names need not be UTF-8.
+    """Produce records whose header names need not be UTF-8, all to partition 0.
 
-    Point this at the tests' own raw producer (``tests/fixtures/hostile_producer.py``, the
-    Java producer from the broker's jars). The caller finds the records again by key
-    (``locate``), so any producer and partitioner will do.
+    Through the tests' own raw protocol writer (``tests/fixtures/hostile.py``): no Kafka
+    client takes a header name as bytes. The caller finds the records again by key
+    (``locate``).
     """
-    raise NoRawProducerError(
-        "no producer for non-UTF-8 header names is connected "
-        "(tests.faults.chaos.hostile.produce_with_non_utf8_header_names)"
-    )
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    produce_raw(admin, topic, 0, records)
 
 
 def locate(
@@ -167,7 +150,7 @@ def exact_line(where: Coordinates, record: HostileRecord, *, readable: bool) -> 
         "partition": where[1],
         "offset": where[2],
         "exact": True,
-        "key": record.key.hex(),
+        "key": None if record.key is None else record.key.hex(),
         "value": value_digest(record.value),
         "headers": (
             [[name.hex(), None if value is None else value.hex()] for name, value in record.headers]

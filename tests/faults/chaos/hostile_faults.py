@@ -107,7 +107,7 @@ class RecordFaults:
 
     def _hostile_poison(self, record: FaultRecord, rng: random.Random, _option: str) -> None:
         """Undecodable records and a tombstone with hostile header values; an undecodable
-        record with a non-UTF-8 header name when a raw producer is connected to the seam."""
+        record with a non-UTF-8 header name (the tests' raw protocol writer)."""
         topic = self.pipeline.topics["direct"]
         key = f"hostile-poison-{rng.randrange(1000)}".encode()
         records = [
@@ -121,14 +121,11 @@ class RecordFaults:
         record.detail += self._non_utf8_names(topic, rng)
 
     def _non_utf8_names(self, topic: str, rng: random.Random) -> str:
-        """Through the seam; found again by key (any producer, any partitioner)."""
+        """Through the raw writer; found again by key."""
         key = f"non-utf8-name-{uuid.UUID(int=rng.getrandbits(128)).hex}".encode()
         bad = HostileRecord(key, UNDECODABLE, (NON_UTF8_NAME, *HOSTILE_HEADERS))
         since = end_offsets(self._bootstrap(), topic)
-        try:
-            hostile.produce_with_non_utf8_header_names(self._bootstrap(), topic, [bad])
-        except hostile.NoRawProducerError as exc:
-            return f"; non-UTF-8 header name NOT injected: {exc}"
+        hostile.produce_with_non_utf8_header_names(self._bootstrap(), topic, [bad])
         found = hostile.locate(self._bootstrap(), topic, since, {key})
         self._exact(((where, bad) for _, where in found), readable=False)
         return f"; {len(found)} with a non-UTF-8 header name"
