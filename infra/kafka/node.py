@@ -5,6 +5,7 @@ Public names: ``KafkaNode``, ``cluster_settings``.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -133,6 +134,20 @@ class KafkaNode:
         )  # fmt: skip
         if fmt.returncode != 0:
             raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr[-2000:]}")
+
+    def running_ports(self) -> tuple[int, int] | None:
+        """(client port, controller port) the running node was started with, or None."""
+        if not self.running():
+            return None
+        try:
+            config = self.config_file.read_text()
+        except FileNotFoundError:
+            return None
+        client = re.search(r"^listeners=.*PLAINTEXT://[^:,]+:(\d+)", config, re.MULTILINE)
+        controller = re.search(r"^listeners=.*CONTROLLER://[^:,]+:(\d+)", config, re.MULTILINE)
+        if client is None or controller is None:
+            return None
+        return int(client.group(1)), int(controller.group(1))
 
     def pid(self) -> int | None:
         """The node's pid when it runs."""
