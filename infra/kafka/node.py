@@ -161,11 +161,16 @@ class KafkaNode:
         """Start the JVM without waiting; None when it already runs."""
         if self.running():
             return None
-        if port_open(self.port):
-            raise ServiceError(
-                f"port {self.port} is taken by another process; stop it or set "
-                "ONCEPIPE_INFRA_KAFKA_PORT to a free port"
-            )
+        for port, variable in (
+            (self.port, "ONCEPIPE_INFRA_KAFKA_PORT"),
+            (self.controller_port, "ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT"),
+            (self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"),
+        ):
+            if port_open(port):
+                raise ServiceError(
+                    f"port {port} (kafka node {self.node_id}) is taken by another process; "
+                    f"stop it or set {variable} to move the node's ports"
+                )
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.console_log.open("ab") as console:
             proc = subprocess.Popen(

@@ -40,6 +40,8 @@ def test_a_sigterm_rolling_restart_processes_no_offset_twice(worker_pool: Worker
     stream.finish()
     wait_until(caught_up(url, worker_pool.group, len(records)), 60, "the members to catch up")
     for worker in running:
+        # The last replacement may still be joining when the others have caught up.
+        wait_until(worker.logged("partitions assigned"), 30, f"{worker.name} to join")
         assert worker.terminate() == 0
     assert_exact(url, worker_pool.group, records)
 
