@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from infra.paths import REPO_ROOT
+from infra import Kafka, ServiceError
+from infra.paths import layout
 from infra.process import port_open
 
 pytestmark = pytest.mark.integration
@@ -22,41 +21,33 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _infra(command: str, state: Path, ports: tuple[int, int]) -> subprocess.CompletedProcess[str]:
-    """``python -m infra COMMAND kafka`` (what `make up` runs) on ``state`` and ``ports``."""
-    env = {
-        **os.environ,
-        "ONCEPIPE_INFRA_STATE_DIR": str(state),
-        "ONCEPIPE_INFRA_KAFKA_PORT": str(ports[0]),
-        "ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT": str(ports[1]),
-        "ONCEPIPE_INFRA_KAFKA_BROKERS": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "infra", command, "kafka"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+def _kafka(state: Path, ports: tuple[int, int]) -> Kafka:
+    """The service `make up` would start with ``ONCEPIPE_INFRA_KAFKA_*PORT`` set to ``ports``."""
+    where = replace(
+        layout(), state_dir=state, kafka_port=ports[0], kafka_controller_port=ports[1],
+        kafka_brokers=1,
     )  # fmt: skip
+    return Kafka(where)
 
 
 def test_moved_kafka_ports_are_applied_and_refused_while_the_old_ones_run(tmp_path: Path) -> None:
-    state = tmp_path / ".state"
     old, new = (_free_port(), _free_port()), (_free_port(), _free_port())
+    before, after = _kafka(tmp_path, old), _kafka(tmp_path, new)
     try:
-        started = _infra("up", state, old)
-        assert started.returncode == 0, started.stderr
-        refused = _infra("up", state, new)
-        assert refused.returncode == 1
-        assert refused.stderr.strip().splitlines() == [
-            f"error: kafka node 1 already runs on port {old[0]} (controller {old[1]}), not "
+        assert before.start(timeout=180)
+        with pytest.raises(ServiceError) as refused:
+            after.start(timeout=180)
+        assert str(refused.value) == (
+            f"kafka node 1 already runs on port {old[0]} (controller {old[1]}), not "
             f"{new[0]} ({new[1]}): stop it with `make down` (python -m infra down kafka), "
             "then start it on the new ports"
-        ]
+        )
         assert port_open(old[0])  # untouched
-        assert _infra("down", state, new).returncode == 0
-        moved = _infra("up", state, new)
-        assert moved.returncode == 0, moved.stderr
+        before.kill()  # quicker than a controlled shutdown; the same data is started again
+        assert after.start(timeout=180)
         assert port_open(new[0])
         assert port_open(new[1])
         assert not port_open(old[0])
     finally:
-        _infra("clean", state, new)
+        after.kill()
     assert not port_open(new[0]), "a broker was left running"
