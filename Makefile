@@ -11,7 +11,7 @@ ifdef KAFKA_BROKERS
 export ONCEPIPE_INFRA_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 
-.PHONY: help install up down env status test test-unit test-integration lint format demo bench chaos clean
+.PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,15 @@ test: install ## everything: starts the services, runs all tests, stops what it 
 test-unit: $(STAMP) ## fast tests, no services
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# `make test-faults-loaded [LOAD_CPUS=2]`: the fault tests (the chaos ones excepted) with
+# Debian's stress-ng loading LOAD_CPUS cores beside them, as on a busy machine.
+LOAD_CPUS ?= 2
+test-faults-loaded: install ## fault tests (no chaos) beside `stress-ng --cpu 2` (installs it)
+	$(INFRA) tool stress-ng
+	$(INFRA) run -- bash -c 'stress-ng --cpu $(LOAD_CPUS) --quiet & load=$$!; \
+		$(PY) -m pytest tests/faults --ignore-glob="tests/faults/test_chaos_*" $(PYTEST_ARGS); \
+		status=$$?; kill $$load; wait $$load; exit $$status'
+
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -72,5 +81,6 @@ endif
 chaos: install ## long seeded fault run, invariants checked (DURATION=900 SEED=n BROKERS=3 NETWORK=1)
 	$(INFRA) run -- $(PY) -m tests.faults.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(filter 1,$(NETWORK)),--network) $(CHAOS_ARGS)
 
-clean: down ## stop services, remove the venv and this clone's service state
+clean: ## stop services, remove the venv and this clone's service state (wherever it lives)
+	@if [ -x $(PY) ]; then $(INFRA) clean; fi
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache

@@ -2,11 +2,13 @@
 
 python -m infra up [SERVICE...]        start (a no-op for what already runs)
 python -m infra down [SERVICE...]      stop cleanly; leaves no process behind
+python -m infra clean [SERVICE...]     stop, then delete the services' data and logs
 python -m infra kill SERVICE [--node N]     SIGKILL (one Kafka node of a cluster with --node)
 python -m infra restart SERVICE [--node N]
 python -m infra status [--json]
 python -m infra env                    export lines for ONCEPIPE_* variables
 python -m infra logs SERVICE [-n N]
+python -m infra tool COMMAND          install a Debian tool when missing (stress-ng)
 python -m infra run -- CMD...          start what is not running, run CMD with the
                                        ONCEPIPE_* variables set, stop what it started
 """
@@ -22,10 +24,14 @@ import sys
 import time
 from collections.abc import Callable
 
+from infra.apt import ensure_tool
 from infra.kafka.broker import Kafka
 from infra.kafka.node import KafkaNode
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
+
+# Tools the Makefile installs on demand (Debian package names).
+TOOLS = {"stress-ng"}
 
 
 def _pick(names: list[str]) -> list[Service]:
@@ -78,6 +84,11 @@ def _cmd_install(_: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tool(args: argparse.Namespace) -> int:
+    print(ensure_tool(args.name))
+    return 0
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     _up(_pick(args.services))
     return 0
@@ -85,6 +96,14 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 def _cmd_down(args: argparse.Namespace) -> int:
     _down(_pick(args.services))
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    services = _pick(args.services)
+    _down(services)
+    for service in services:
+        service.remove_state()
     return 0
 
 
@@ -142,8 +161,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "install": _cmd_install,
+    "tool": _cmd_tool,
     "up": _cmd_up,
     "down": _cmd_down,
+    "clean": _cmd_clean,
     "kill": _cmd_kill,
     "restart": _cmd_restart,
     "status": _cmd_status,
@@ -158,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("install", help="fetch Kafka jars and PostgreSQL binaries")
-    for name in ("up", "down"):
+    sub.add_parser("tool", help="install a Debian tool when missing").add_argument(
+        "name", choices=sorted(TOOLS)
+    )
+    for name in ("up", "down", "clean"):
         sub.add_parser(name).add_argument("services", nargs="*")
     for name in ("kill", "restart"):
         command = sub.add_parser(name)

@@ -9,6 +9,7 @@ Public names: ``Kafka``.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -91,17 +92,40 @@ class Kafka:
         """True when every node runs."""
         return all(node.running() for node in self.nodes)
 
+    def _refuse_other_ports(self) -> None:
+        for node in self.nodes:
+            ports = node.running_ports()
+            if ports is not None and ports != (node.port, node.controller_port):
+                raise ServiceError(
+                    f"kafka node {node.node_id} already runs on port {ports[0]} (controller "
+                    f"{ports[1]}), not {node.port} ({node.controller_port}): stop it with "
+                    "`make down` (python -m infra down kafka), then start it on the new ports"
+                )
+
     def start(self, timeout: float = 90.0, node_id: int | None = None) -> bool:
-        """Start every node (or one) and wait until it serves; False when all already ran."""
+        """Start every node (or one) and wait until it serves; False when all already ran.
+
+        Never leaves a half-started cluster: if a node fails to start, the nodes this call
+        launched are killed before the error is raised.
+        """
         targets = [self.node(node_id)] if node_id else self.nodes
+        self._refuse_other_ports()
         if all(node.running() for node in targets):
             return False
         self._prepare()
-        # Launch all first: a KRaft node only finishes starting once a quorum of voters runs.
-        launched = [(node, node.launch()) for node in targets]
-        for node, proc in launched:
-            if proc is not None:
+        launched: list[tuple[KafkaNode, subprocess.Popen[bytes]]] = []
+        try:
+            # Launch all first: a KRaft node only finishes starting once a quorum of voters runs.
+            for node in targets:
+                proc = node.launch()
+                if proc is not None:
+                    launched.append((node, proc))
+            for node, proc in launched:
                 node.await_started(proc, timeout)
+        except ServiceError:
+            for node, _ in launched:
+                node.kill()
+            raise
         return True
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -125,6 +149,10 @@ class Kafka:
         """Stop cleanly and start again."""
         self.stop()
         self.start(timeout)
+
+    def remove_state(self) -> None:
+        """Delete the cluster's data and logs (stop it first)."""
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point oncepipe at this cluster."""

@@ -5,6 +5,7 @@ Public names: ``KafkaNode``, ``cluster_settings``.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -134,6 +135,20 @@ class KafkaNode:
         if fmt.returncode != 0:
             raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr[-2000:]}")
 
+    def running_ports(self) -> tuple[int, int] | None:
+        """(client port, controller port) the running node was started with, or None."""
+        if not self.running():
+            return None
+        try:
+            config = self.config_file.read_text()
+        except FileNotFoundError:
+            return None
+        client = re.search(r"^listeners=.*PLAINTEXT://[^:,]+:(\d+)", config, re.MULTILINE)
+        controller = re.search(r"^listeners=.*CONTROLLER://[^:,]+:(\d+)", config, re.MULTILINE)
+        if client is None or controller is None:
+            return None
+        return int(client.group(1)), int(controller.group(1))
+
     def pid(self) -> int | None:
         """The node's pid when it runs."""
         return read_pid(self.pid_file)
@@ -146,11 +161,16 @@ class KafkaNode:
         """Start the JVM without waiting; None when it already runs."""
         if self.running():
             return None
-        if port_open(self.port):
-            raise ServiceError(
-                f"port {self.port} is taken by another process; stop it or set "
-                "ONCEPIPE_INFRA_KAFKA_PORT to a free port"
-            )
+        for port, variable in (
+            (self.port, "ONCEPIPE_INFRA_KAFKA_PORT"),
+            (self.controller_port, "ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT"),
+            (self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"),
+        ):
+            if port_open(port):
+                raise ServiceError(
+                    f"port {port} (kafka node {self.node_id}) is taken by another process; "
+                    f"stop it or set {variable} to move the node's ports"
+                )
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.console_log.open("ab") as console:
             proc = subprocess.Popen(

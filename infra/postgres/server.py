@@ -1,22 +1,29 @@
 """Our own PostgreSQL cluster: initdb into the state folder, pg_ctl start/stop, own port.
 
 initdb and pg_ctl refuse to run as root, so when we are root the cluster belongs to the
-unprivileged ``postgres`` system user and every server command runs as that user.
+unprivileged ``postgres`` system user and every server command runs as that user. That user
+cannot enter a clone under a private (0700) folder such as /root: then the cluster lives in a
+folder of its own under that user's home, one per state folder (see ``cluster_home``).
+
+The port comes from the layout at every start (``-p`` overrides the configuration written by
+initdb), so ``ONCEPIPE_INFRA_POSTGRES_PORT`` moves an existing cluster.
 
 Public names: ``Postgres``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from infra.apt import apt_install
 from infra.paths import InfraLayout
+from infra.postgres.home import SERVICE_USER, cluster_home, service_account
 from infra.process import (
     ServiceError,
     child_pids,
@@ -31,7 +38,6 @@ __all__ = ["Postgres"]
 
 SUPERUSER = "oncepipe"
 DATABASE = "oncepipe"
-SERVICE_USER = "postgres"
 CREATECLUSTER_CONF = Path("/etc/postgresql-common/createcluster.conf")
 
 SERVER_SETTINGS = {
@@ -69,11 +75,29 @@ class Postgres:
 
     def __init__(self, layout: InfraLayout) -> None:
         self.layout = layout
-        self.home = layout.state_dir / "postgres"
-        self.data_dir = self.home / "data"
-        self.socket_dir = self.home / "run"
-        self.log_path = self.home / "postgres.log"
         self.port = layout.postgres_port
+
+    # Resolved on first use: as root on a fresh machine, install() creates the postgres user
+    # that decides where the cluster can live.
+    @functools.cached_property
+    def home(self) -> Path:
+        """The folder holding data, socket and log (see ``infra.postgres.home``)."""
+        return cluster_home(self.layout.state_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        """The cluster's data directory."""
+        return self.home / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        """Where the server puts its Unix socket."""
+        return self.home / "run"
+
+    @property
+    def log_path(self) -> Path:
+        """The server log."""
+        return self.home / "postgres.log"
 
     # -- installation -------------------------------------------------------------------
     @property
@@ -85,23 +109,19 @@ class Postgres:
         bin_dir = _find_bin_dir()
         if bin_dir is not None:
             return bin_dir
-        if not self._as_root or shutil.which("apt-get") is None:
-            raise ServiceError(
-                "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
-                "(Debian/Ubuntu: apt-get install postgresql) or set ONCEPIPE_INFRA_PG_BIN_DIR"
-            )
-        # The package would otherwise create and start its own cluster on port 5432.
-        CREATECLUSTER_CONF.parent.mkdir(parents=True, exist_ok=True)
-        if "create_main_cluster = false" not in (
-            CREATECLUSTER_CONF.read_text() if CREATECLUSTER_CONF.exists() else ""
-        ):
-            with CREATECLUSTER_CONF.open("a") as conf:
-                conf.write("\ncreate_main_cluster = false\n")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-            result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-            if result.returncode != 0:
-                raise ServiceError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
+        hint = (
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: install them "
+            "(Debian/Ubuntu: apt-get install postgresql) or set ONCEPIPE_INFRA_PG_BIN_DIR"
+        )
+        if self._as_root:
+            # The package would otherwise create and start its own cluster on port 5432.
+            CREATECLUSTER_CONF.parent.mkdir(parents=True, exist_ok=True)
+            if "create_main_cluster = false" not in (
+                CREATECLUSTER_CONF.read_text() if CREATECLUSTER_CONF.exists() else ""
+            ):
+                with CREATECLUSTER_CONF.open("a") as conf:
+                    conf.write("\ncreate_main_cluster = false\n")
+        apt_install("postgresql", hint=hint)
         bin_dir = _find_bin_dir()
         if bin_dir is None:
             raise ServiceError("installed postgresql but found no initdb under /usr/lib/postgresql")
@@ -119,13 +139,12 @@ class Postgres:
         for folder in (self.home, self.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
         if self._as_root:
-            try:
-                owner = pwd.getpwnam(SERVICE_USER)
-            except KeyError as exc:
+            owner = service_account()
+            if owner is None:
                 raise ServiceError(
                     f"running as root needs the unprivileged '{SERVICE_USER}' user to own the "
                     "cluster; install Debian's postgresql package or run as a normal user"
-                ) from exc
+                )
             for folder in (self.home, self.socket_dir):
                 os.chown(folder, owner.pw_uid, owner.pw_gid)
             if self.data_dir.exists():
@@ -164,10 +183,32 @@ class Postgres:
         """True when the postmaster is alive."""
         return self.pid() is not None
 
+    def running_port(self) -> int | None:
+        """The port the running postmaster listens on (postmaster.pid's 4th line), or None."""
+        if not self.running():
+            return None
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().splitlines()[3])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _refuse_other_port(self) -> None:
+        running_port = self.running_port()
+        if running_port is not None and running_port != self.port:
+            raise ServiceError(
+                f"postgres already runs on port {running_port}, not {self.port}: stop it with "
+                "`make down` (python -m infra down postgres), then start it on the new port"
+            )
+
     def start(self, timeout: float = 60.0) -> bool:
-        """Start the cluster (initialising it first) and wait until it accepts queries."""
+        """Start the cluster (initialising it first) and wait until it accepts queries.
+
+        Never leaves a half-started server: if a step after the postmaster's start fails,
+        the server is stopped before the error is raised.
+        """
         bin_dir = self.install()
         if self.running():
+            self._refuse_other_port()
             self.wait_ready(timeout)
             return False
         if port_open(self.port):
@@ -178,17 +219,24 @@ class Postgres:
         self._prepare_home()
         self._initdb(bin_dir)
         # pg_ctl's own -w waits for the postmaster; readiness below also needs the database.
+        # -p overrides the port initdb wrote into postgresql.conf: the layout's port wins.
         result = self._run(
             str(bin_dir / "pg_ctl"), "start", "--wait", f"--timeout={int(timeout)}",
             "--pgdata", str(self.data_dir), "--log", str(self.log_path),
+            "-o", f"-p {self.port}",
         )  # fmt: skip
-        if result.returncode != 0:
-            raise ServiceError(
-                f"pg_ctl start failed: {result.stdout.strip()} {result.stderr.strip()}\n"
-                f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
-            )
-        self._create_database(bin_dir)
-        self.wait_ready(timeout)
+        try:
+            if result.returncode != 0:
+                raise ServiceError(
+                    f"pg_ctl start failed: {result.stdout.strip()} {result.stderr.strip()}\n"
+                    f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
+                )
+            self._create_database(bin_dir)
+            self.wait_ready(timeout)
+        except ServiceError:
+            # pg_ctl gives up waiting without stopping what it started.
+            self.stop(mode="immediate")
+            raise
         return True
 
     def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
@@ -255,6 +303,10 @@ class Postgres:
         """Stop (fast) and start again."""
         self.stop()
         self.start(timeout)
+
+    def remove_state(self) -> None:
+        """Delete the cluster's folder (stop it first), wherever it lives."""
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def env(self) -> dict[str, str]:
         """Environment variables that point oncepipe at this database."""

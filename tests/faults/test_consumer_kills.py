@@ -45,6 +45,7 @@ def test_sigkill_at_each_crash_point_loses_nothing_and_applies_nothing_twice(
         killed.append(worker)
     survivor = worker_pool.start(batch_size="200")
     wait_until(caught_up(url, worker_pool.group, len(records)), 90, "the survivor to catch up")
+    wait_until(survivor.logged("consumer started"), 30, "the survivor to start")
     assert survivor.terminate() == 0
     assert_exact(url, worker_pool.group, records)
 

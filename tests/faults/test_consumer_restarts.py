@@ -29,8 +29,10 @@ def test_a_sigterm_rolling_restart_processes_no_offset_twice(worker_pool: Worker
     running = [worker_pool.start(batch_size="50") for _ in range(2)]
     stream.start()
     for _ in range(3):
-        # Replace the oldest member once the newest one has joined, as a deployment would.
-        wait_until(running[-1].logged("partitions assigned"), 30, "the newest member to join")
+        # Replace the oldest member once every member has joined, as a deployment would: a
+        # member still starting would stop without a hand-over to test.
+        for member in running:
+            wait_until(member.logged("partitions assigned"), 30, f"{member.name} to join")
         replacement = worker_pool.start(batch_size="50")
         old = running.pop(0)
         assert old.terminate() == 0, old.text()[-2000:]
@@ -38,6 +40,8 @@ def test_a_sigterm_rolling_restart_processes_no_offset_twice(worker_pool: Worker
     stream.finish()
     wait_until(caught_up(url, worker_pool.group, len(records)), 60, "the members to catch up")
     for worker in running:
+        # The last replacement may still be joining when the others have caught up.
+        wait_until(worker.logged("partitions assigned"), 30, f"{worker.name} to join")
         assert worker.terminate() == 0
     assert_exact(url, worker_pool.group, records)
 

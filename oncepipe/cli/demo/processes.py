@@ -19,7 +19,7 @@ from oncepipe.settings import Settings
 
 __all__ = ["ONCEPIPE", "Workers", "say"]
 
-ONCEPIPE = [sys.executable, "-c", "from oncepipe.cli.main import run; run()"]
+ONCEPIPE = [sys.executable, "-c", "from oncepipe.cli.entry import run; run()"]
 
 
 def say(message: str) -> None:
