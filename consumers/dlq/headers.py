@@ -47,6 +47,7 @@ __all__ = [
     "FIRST_FAILURE",
     "LAST_FAILURE",
     "MAX_MESSAGE_BYTES",
+    "MAX_REPLAY_COUNT",
     "MAX_STACKTRACE_BYTES",
     "ONCEPIPE_HEADERS",
     "ORIGINAL_OFFSET",
@@ -193,12 +194,21 @@ class DeadLetter:
         for name, raw in self.headers:
             if name == REPLAY_COUNT and raw is not None:
                 text = raw.decode("utf-8", "replace").strip()
-                return int(text) if _DIGITS.fullmatch(text) else 0
+                if not _DIGITS.fullmatch(text):
+                    return 0
+                # Length first: int() refuses over 4,300 digits, and the next count must fit
+                # the replay ledger's integer column.
+                if len(text) > _COUNT_DIGITS:
+                    return MAX_REPLAY_COUNT
+                return min(int(text), MAX_REPLAY_COUNT)
         return 0
 
 
 # ASCII digits only: str.isdigit() also accepts digits such as "²" that int() refuses.
 _DIGITS = re.compile(r"[0-9]+")
+MAX_REPLAY_COUNT = 2**31 - 2
+"""The highest ``replay_count`` read from a header: one more still fits a PostgreSQL integer."""
+_COUNT_DIGITS = len(str(MAX_REPLAY_COUNT))
 
 
 def format_ref(topic: str, partition: int, offset: int) -> str:

@@ -116,6 +116,7 @@ _HOSTILE_VALUES: list[bytes | None] = [
     b"\x00",
     b"\xff\xfe\x80",
     b"99999999999999999999",
+    b"9" * 5000,
     (2**62).to_bytes(8, "big"),
     (-1).to_bytes(8, "big", signed=True),
     b"\x7f\xff\xff\xff",

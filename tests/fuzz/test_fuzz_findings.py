@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from consumers.dlq.headers import DeadLetter, DeadLetterFormatError, parse_dead_letter, parse_ref
+from consumers.dlq.headers import (
+    MAX_REPLAY_COUNT,
+    DeadLetter,
+    DeadLetterFormatError,
+    parse_dead_letter,
+    parse_ref,
+)
 from schemas import ClickEvent, Codec, IncompatibleSchemaError
 from schemas.avro_io import MAGIC, fingerprint, load_schema
 from schemas.catalog import CatalogError, SchemaVersion, shipped_catalog
@@ -147,6 +153,16 @@ def test_a_dead_letter_whose_own_timestamp_is_nonsense_still_parses(dialect_head
 def test_a_replay_count_of_non_ascii_digits_counts_as_none() -> None:
     # Before: "²".isdigit() is True, int("²") raised ValueError.
     assert parse([("dlq.stage", b"decode"), ("replay_count", "²".encode())]).replay_count == 0
+
+
+@pytest.mark.parametrize("count", [b"9" * 5000, b"99999999999", b"2147483647"])
+def test_a_huge_replay_count_reads_as_the_most_the_ledger_can_take_one_more_of(
+    count: bytes,
+) -> None:
+    # Before: 5,000 digits made int() raise ValueError; 11 digits overflowed the ledger's
+    # integer column on the next replay.
+    letter = parse([("dlq.stage", b"decode"), ("replay_count", count)])
+    assert letter.replay_count == MAX_REPLAY_COUNT == 2**31 - 2
 
 
 def test_a_reference_with_non_ascii_digits_is_refused() -> None:
