@@ -11,7 +11,7 @@ ifdef KAFKA_BROKERS
 export ONCEPIPE_INFRA_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
 
-.PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos clean
+.PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -80,6 +80,12 @@ export ONCEPIPE_INFRA_KAFKA_BROKERS := $(BROKERS)
 endif
 chaos: install ## long seeded fault run, invariants checked (DURATION=900 SEED=n BROKERS=3 NETWORK=1)
 	$(INFRA) run -- $(PY) -m tests.faults.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(filter 1,$(NETWORK)),--network) $(CHAOS_ARGS)
+
+# `make fuzz FUZZ_EXAMPLES=5000`: the parsers (codec, decoding step, dead-letter readers) under
+# hypothesis' long profile, niced; no services. `make test` runs the same targets briefly.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP) ## long parser fuzz run, over 100,000 inputs per target (FUZZ_EXAMPLES=5000)
+	ONCEPIPE_FUZZ_PROFILE=long ONCEPIPE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) nice -n 10 $(PY) -m pytest tests/fuzz -q --durations=0 $(PYTEST_ARGS)
 
 clean: ## stop services, remove the venv and this clone's service state (wherever it lives)
 	@if [ -x $(PY) ]; then $(INFRA) clean; fi

@@ -113,7 +113,9 @@ def read_body(
 
     Every byte must be consumed: trailing bytes mean the body is not what the header claims.
     """
-    stream = io.BytesIO(data)  # shares ``data`` instead of copying a slice of it
+    # Resolution may skip writer fields; fastavro skips fixed-width items by seeking without
+    # checking the data is there, so a 2**62 block count would spin: the checked stream ends it.
+    stream = io.BytesIO(data) if reader is None else _CheckedStream(data)
     stream.seek(offset)
     target = None if reader is None else reader.reading
     try:
@@ -125,6 +127,22 @@ def read_body(
     if left:
         raise AvroDataError(f"{left} trailing byte(s) after the value")
     return value
+
+
+class _CheckedStream(io.BytesIO):
+    """A ``BytesIO`` whose short reads and seeks past the end raise ``EOFError``."""
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        if size is not None and size > 0 and len(data) < size:
+            raise EOFError(f"expected {size} bytes, found {len(data)}")
+        return data
+
+    def seek(self, pos: int, whence: int = 0, /) -> int:
+        at = super().seek(pos, whence)
+        if at > len(self.getbuffer()):
+            raise EOFError("a skip ran past the end of the data")
+        return at
 
 
 def _json(text: str) -> Any:

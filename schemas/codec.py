@@ -10,7 +10,8 @@ Decoding a message, in this order (each step refuses with its own ``SchemaError`
 1. size: over ``max_payload_bytes`` is refused before any byte is parsed;
 2. magic: the first two bytes must be ``C3 01``;
 3. fingerprint: a shipped version, else one the schema store knows (fetched once through
-   ``lookup``, checked for compatibility, then cached), else unknown;
+   ``lookup``, checked for compatibility and for shapes a body could abuse (``schemas.shape``),
+   then cached), else unknown;
 4. body: decoded with the writer schema into the newest reader schema, every byte consumed;
 5. model: validated into the frozen pydantic model (``to_model``).
 
@@ -47,6 +48,7 @@ from schemas.errors import (
     ValidationFailedError,
 )
 from schemas.models import EVENT_MODELS, Event
+from schemas.shape import unbounded_shapes
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Codec", "Decoded", "Encoded"]
 
@@ -209,6 +211,11 @@ class Codec:
                 f"{list(model.model_fields)}; keep the model in step with the newest version"
             )
         problems = check_history([v.schema.text for v in history])
+        problems += [
+            f"{v.path.name} has {hazard}"
+            for v in history
+            for hazard in unbounded_shapes(v.schema.writing)
+        ]
         if problems:
             raise CatalogError(f"{event_type} versions are incompatible: {'; '.join(problems)}")
         for version in history:
@@ -311,7 +318,14 @@ class Codec:
                 fingerprint=fingerprint,
             )
         newest = self._newest.get(schema.name)
-        if newest is None:
+        hazards = unbounded_shapes(schema.writing)
+        if hazards:
+            problem = (
+                f"writer schema {fingerprint} ({schema.name}) has {'; '.join(hazards)}; a "
+                "consumer refuses such writers so that no record can stall or crash it: give "
+                "the producer's schema bounded nesting and array items that take bytes"
+            )
+        elif newest is None:
             problem = (
                 f"writer schema {fingerprint} is for event type {schema.name}, which this "
                 "consumer has no model for; deploy a schemas package that knows it"

@@ -54,6 +54,7 @@ __all__ = [
     "HEADERS_UNREADABLE",
     "LAST_FAILURE",
     "MAX_MESSAGE_BYTES",
+    "MAX_REPLAY_COUNT",
     "MAX_STACKTRACE_BYTES",
     "ONCEPIPE_HEADERS",
     "ORIGINAL_OFFSET",
@@ -203,8 +204,21 @@ class DeadLetter:
         for name, raw in self.headers:
             if name == REPLAY_COUNT and raw is not None:
                 text = raw.decode("utf-8", "replace").strip()
-                return int(text) if text.isdigit() else 0
+                if not _DIGITS.fullmatch(text):
+                    return 0
+                # Length first: int() refuses over 4,300 digits, and the next count must fit
+                # the replay ledger's integer column.
+                if len(text) > _COUNT_DIGITS:
+                    return MAX_REPLAY_COUNT
+                return min(int(text), MAX_REPLAY_COUNT)
         return 0
+
+
+# ASCII digits only: str.isdigit() also accepts digits such as "²" that int() refuses.
+_DIGITS = re.compile(r"[0-9]+")
+MAX_REPLAY_COUNT = 2**31 - 2
+"""The highest ``replay_count`` read from a header: one more still fits a PostgreSQL integer."""
+_COUNT_DIGITS = len(str(MAX_REPLAY_COUNT))
 
 
 def format_ref(topic: str, partition: int, offset: int) -> str:
@@ -216,10 +230,10 @@ def parse_ref(ref: str) -> tuple[str, int, int]:
     """Split ``<topic>:<partition>:<offset>`` (Kafka topic names cannot contain ``:``)."""
     topic, _, rest = ref.partition(":")
     partition, _, offset = rest.partition(":")
-    if not topic or not partition.isdigit() or not offset.isdigit():
+    if not topic or not _DIGITS.fullmatch(partition) or not _DIGITS.fullmatch(offset):
         raise DeadLetterFormatError(
-            f"{ref!r} is not a dead-letter reference; write <dlq-topic>:<partition>:<offset>, "
-            "e.g. events.click.dlq:0:42"
+            f"{_shown(ref)} is not a dead-letter reference; write "
+            "<dlq-topic>:<partition>:<offset>, e.g. events.click.dlq:0:42"
         )
     return topic, int(partition), int(offset)
 
@@ -330,6 +344,14 @@ def _as_bytes(raw: str | bytes | None) -> bytes | None:
     return raw.encode("utf-8") if isinstance(raw, str) else raw
 
 
+# A hostile header can be megabytes long: refusals quote only its start.
+_SHOWN_CHARS = 80
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "...")
+
+
 def _decimal(raw: bytes | None, name: str) -> int | None:
     if raw is None:
         return None
@@ -339,7 +361,9 @@ def _decimal(raw: bytes | None, name: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise DeadLetterFormatError(f"header {name}={text!r} is not a decimal number") from None
+        raise DeadLetterFormatError(
+            f"header {name}={_shown(text)} is not a decimal number"
+        ) from None
 
 
 # Decimal text as other tools write it; "1234" and "12345678" are 4 and 8 bytes long too.
@@ -367,12 +391,35 @@ def _moment(raw: bytes | None, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise DeadLetterFormatError(f"header {name}={text!r} is not an ISO-8601 time") from None
+        raise DeadLetterFormatError(
+            f"header {name}={_shown(text)} is not an ISO-8601 time"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _from_millis(ms: int | None) -> datetime | None:
+def _from_millis(ms: int | None, name: str) -> datetime | None:
+    """A header's milliseconds since the epoch; past year 9999 is refused, naming the header."""
+    try:
+        return _record_time(ms)
+    except (OverflowError, ValueError, OSError):
+        raise DeadLetterFormatError(
+            f"header {name}={ms} is not a time: milliseconds since the epoch past the year 9999"
+        ) from None
+
+
+def _record_time(ms: int | None) -> datetime | None:
     return None if ms is None or ms < 0 else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _dlq_time(ms: int | None) -> datetime | None:
+    """The dead letter's own Kafka timestamp; a nonsense one is unknown, not a refusal.
+
+    Any producer can set it, so it is no reason to refuse headers that are fine.
+    """
+    try:
+        return _record_time(ms)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 _DECODE_HINT = re.compile(r"(?i)(de)?serializ|converter|SchemaError|Avro|Json")
@@ -447,7 +494,9 @@ def _read_oncepipe(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
         topic=found.text(ORIGINAL_TOPIC),
         partition=_decimal(found.raw(ORIGINAL_PARTITION), ORIGINAL_PARTITION),
         offset=_decimal(found.raw(ORIGINAL_OFFSET), ORIGINAL_OFFSET),
-        timestamp=_from_millis(_decimal(found.raw(ORIGINAL_TIMESTAMP), ORIGINAL_TIMESTAMP)),
+        timestamp=_from_millis(
+            _decimal(found.raw(ORIGINAL_TIMESTAMP), ORIGINAL_TIMESTAMP), ORIGINAL_TIMESTAMP
+        ),
         group=found.text(CONSUMER_GROUP),
         stage=found.text(STAGE),
         error_class=found.text(ERROR_CLASS),
@@ -472,9 +521,12 @@ def _read_spring(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
     }
     return _Fields(
         topic=found.text(s + "original-topic"),
-        partition=_spring_number(found.raw(s + "original-partition"), "partition"),
-        offset=_spring_number(found.raw(s + "original-offset"), "offset"),
-        timestamp=_from_millis(_spring_number(found.raw(s + "original-timestamp"), "timestamp")),
+        partition=_spring_number(found.raw(s + "original-partition"), s + "original-partition"),
+        offset=_spring_number(found.raw(s + "original-offset"), s + "original-offset"),
+        timestamp=_from_millis(
+            _spring_number(found.raw(s + "original-timestamp"), s + "original-timestamp"),
+            s + "original-timestamp",
+        ),
         group=found.text(s + "original-consumer-group"),
         stage="decode" if key_failed else _guess_stage(error_class, cause),
         error_class=error_class,
@@ -495,8 +547,8 @@ def _read_connect(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
     connector = extras.get("connector.name")
     return _Fields(
         topic=found.text(c + "topic"),
-        partition=_decimal(found.raw(c + "partition"), "partition"),
-        offset=_decimal(found.raw(c + "offset"), "offset"),
+        partition=_decimal(found.raw(c + "partition"), c + "partition"),
+        offset=_decimal(found.raw(c + "offset"), c + "offset"),
         # A sink connector consumes as the group connect-<connector name>.
         group=f"connect-{connector}" if connector else None,
         stage=_CONNECT_STAGES.get(raw_stage or "", raw_stage),
@@ -514,10 +566,10 @@ def _read_streams(found: _Found, dlq_timestamp_ms: int | None) -> _Fields:
     error_class = found.text(s + "exception", s + "exception.class.name")
     return _Fields(
         topic=found.text(s + "topic"),
-        partition=_decimal(found.raw(s + "partition"), "partition"),
-        offset=_decimal(found.raw(s + "offset"), "offset"),
+        partition=_decimal(found.raw(s + "partition"), s + "partition"),
+        offset=_decimal(found.raw(s + "offset"), s + "offset"),
         # Streams gives the dead letter the original record's timestamp.
-        timestamp=_from_millis(dlq_timestamp_ms),
+        timestamp=_dlq_time(dlq_timestamp_ms),
         stage=_guess_stage(error_class),
         error_class=error_class,
         message=found.text(s + "message", s + "exception.message"),
@@ -572,7 +624,7 @@ def parse_dead_letter(
         key=key,
         value=value,
         headers=original,
-        dlq_timestamp=_from_millis(dlq_timestamp_ms),
+        dlq_timestamp=_dlq_time(dlq_timestamp_ms),
         extras=fields.extras,
     )
 
