@@ -665,7 +665,7 @@ def unreadable_dead_letter(
         event_type=None,
         key=key,
         value=value,
-        dlq_timestamp=_from_millis(dlq_timestamp_ms),
+        dlq_timestamp=_dlq_time(dlq_timestamp_ms),
         extras={"headers_unreadable": reason},
     )
 
