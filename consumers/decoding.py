@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from consumers.dlq.headers import Stage
 from consumers.events import Coordinates, InboundEvent, RawHeaders
 from oncepipe.errors import PoisonError
+from oncepipe.kafka import HeadersUnreadableError, message_headers
 
 __all__ = [
     "DecodedBatch",
@@ -61,10 +62,9 @@ def read_headers(record: Any) -> tuple[RawHeaders, str | None]:
     ``headers()`` raise (``SystemError`` from a ``UnicodeDecodeError``).
     """
     try:
-        return tuple(record.headers() or ()), None
-    except (SystemError, UnicodeError, ValueError, TypeError) as exc:
-        cause = exc.__cause__ or exc.__context__ or exc
-        return (), f"{type(cause).__name__}: {cause}"
+        return tuple(message_headers(record)), None
+    except HeadersUnreadableError as exc:
+        return (), str(exc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,9 @@ Public names: ``create_producer``, ``create_consumer``, ``create_admin``, ``crea
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -35,6 +36,7 @@ __all__ = [
     "OFFSET_END",
     "AdminClient",
     "Consumer",
+    "HeadersUnreadableError",
     "KafkaError",
     "KafkaException",
     "Message",
@@ -45,7 +47,32 @@ __all__ = [
     "create_consumer",
     "create_producer",
     "create_topics",
+    "message_headers",
 ]
+
+
+class HeadersUnreadableError(Exception):
+    """The client cannot read a record's headers (a header name that is not UTF-8)."""
+
+
+def message_headers(message: Message) -> list[tuple[str, bytes | None]]:
+    """A consumed message's headers; ``HeadersUnreadableError`` when the client cannot read them.
+
+    confluent-kafka returns header names as ``str``. For a name that is not UTF-8 it returns a
+    partial list with a ``UnicodeDecodeError`` still pending. A plain ``message.headers()`` call
+    may not catch that: once the interpreter specialises the call site in a hot loop, it skips
+    the check for a pending error, and the error then surfaces at some later, unrelated line.
+    ``operator.call`` goes through ``PyObject_Call``, which always checks, so the error is
+    raised here. Call it at most once per message: the client caches the partial list.
+    """
+    try:
+        headers = operator.call(message.headers)
+        # Consumed messages carry a list of (name, value) pairs; the stubs also allow a dict.
+        return cast("list[tuple[str, bytes | None]]", list(headers or ()))
+    except (SystemError, UnicodeError, ValueError, TypeError) as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        raise HeadersUnreadableError(f"{type(cause).__name__}: {cause}") from None
+
 
 # Values that, if a caller overrides them, would break exactly-once guarantees.
 REQUIRED_PRODUCER_CONFIG: Mapping[str, str] = {"enable.idempotence": "true", "acks": "all"}

@@ -34,12 +34,14 @@ from consumers.dlq.payload import decode_payload
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import (
     Consumer,
+    HeadersUnreadableError,
     KafkaError,
     KafkaException,
     Message,
     TopicPartition,
     broker_error,
     create_consumer,
+    message_headers,
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -345,13 +347,12 @@ class DeadLetterReader:
         topic, partition, offset = message.topic() or "", message.partition(), message.offset()
         kind, timestamp = message.timestamp()
         try:
-            headers = message.headers()
-        except (SystemError, UnicodeError, ValueError, TypeError) as exc:
-            cause = exc.__cause__ or exc.__context__ or exc
+            headers = message_headers(message)
+        except HeadersUnreadableError as exc:
             log.warning("dead letter headers unreadable", topic=topic, partition=partition,
-                        offset=offset, error=str(cause))  # fmt: skip
+                        offset=offset, error=str(exc))  # fmt: skip
             return unreadable_dead_letter(
-                f"{type(cause).__name__}: {cause}",
+                str(exc),
                 message.key(),
                 message.value(),
                 dlq_topic=topic,

@@ -14,10 +14,12 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
 
+from consumers.decoding import read_headers
 from consumers.dlq.headers import (
     CONSUMER_GROUP,
     ERROR_CLASS,
@@ -27,7 +29,7 @@ from consumers.dlq.headers import (
     STAGE,
     is_dead_letter_header,
 )
-from oncepipe.kafka import AdminClient
+from oncepipe.kafka import OFFSET_BEGINNING, AdminClient, Consumer, TopicPartition
 from oncepipe.settings import Settings
 from producers.outbox import event_headers
 from schemas import ClickEvent, Codec
@@ -292,3 +294,35 @@ def test_two_groups_dead_lettering_one_record_each_get_their_own_dead_letter(
     assert sorted(row[0] for row in rows) == sorted(
         f"{worker_pool.topic}:0:{offsets[1]}:{group}" for group in groups
     )
+
+
+def test_an_unreadable_header_name_in_a_hot_loop_leaves_no_pending_error(
+    settings: Settings, make_topic: Callable[..., str]
+) -> None:
+    """confluent-kafka returns a partial header list with a UnicodeDecodeError still pending;
+    once a loop has specialised its ``message.headers()`` call, the interpreter no longer turns
+    that into an exception there, and it surfaced at an unrelated later line of the worker (a
+    crash loop in the chaos round). ``message_headers`` must raise it where it happens."""
+    topic = make_topic(partitions=1)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    plain = [HostileRecord(b"k%d" % n, b"v", ((b"ok", b"1"),)) for n in range(60)]
+    bad = HostileRecord(b"bad", b"v", ((b"name-\xff\xfe", b"value"), (b"after", None)))
+    produce_raw(admin, topic, 0, [*plain[:40], bad, *plain[40:]])
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"hot-{topic}"}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        messages: list[Any] = []
+        while len(messages) < 61:
+            messages += consumer.consume(100, timeout=1)
+    finally:
+        consumer.close()
+    unreadable = []
+    for message in messages:  # a hot loop, as in the worker's decoding step
+        headers, reason = read_headers(message)
+        getattr(message, "no_such_attribute", None)  # would raise a pending error
+        if reason is not None:
+            unreadable.append((message.key(), headers, reason))
+    assert unreadable == [(b"bad", (), unreadable[0][2])]
+    assert "UnicodeDecodeError" in unreadable[0][2]

@@ -14,7 +14,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from oncepipe.kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from oncepipe.kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    HeadersUnreadableError,
+    TopicPartition,
+    message_headers,
+)
 
 __all__ = ["TopicRecord", "end_offsets", "read_all", "value_digest"]
 
@@ -44,8 +50,8 @@ def _headers(message: Any) -> tuple[tuple[str, bytes | None], ...] | None:
     """The headers as (name, bytes or None), or None when the client cannot read them: it
     exposes names only as text, and a name that is not UTF-8 makes ``headers()`` raise."""
     try:
-        return tuple((str(n), v) for n, v in list(message.headers() or []))
-    except (SystemError, UnicodeDecodeError):
+        return tuple(message_headers(message))
+    except HeadersUnreadableError:
         return None
 
 
