@@ -16,6 +16,7 @@ from tests.fixtures.poison import (
     Produced,
     assert_applied_exactly,
     dead_letters,
+    one_per_source,
     outbox_dead_letters,
     produce_records,
 )
@@ -77,7 +78,8 @@ def assert_only_poison_dead_lettered(pool: WorkerPool, dlq_topic: str, landed: l
     assert_applied_exactly(pool, good, len(landed))
     expected_ids = sorted(f"{pool.topic}:{p}:{o}:{pool.group}" for p, o in poison)
     assert sorted(outbox_dead_letters(pool.settings, dlq_topic)) == expected_ids
-    letters = dead_letters(pool.settings, dlq_topic, expected=len(poison))
+    # An outage may make the relay re-send a dead letter it could not mark as published.
+    letters = one_per_source(dead_letters(pool.settings, dlq_topic, expected=len(poison)))
     assert sorted((d.source_partition, d.source_offset) for d in letters) == sorted(poison)
     assert all(d.attempts == 1 for d in letters)
 
