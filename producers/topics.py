@@ -1,7 +1,7 @@
 """Topic names and topic creation: ``events.<name>`` and its dead-letter ``events.<name>.dlq``.
 
-Public names: ``topic_for``, ``dlq_topic_for``, ``dlq_topic_max_bytes``, ``topic_plan``,
-``create_event_topics``.
+Public names: ``topic_for``, ``dlq_topic_for``, ``topic_name_problem``, ``check_topic_name``,
+``dlq_topic_max_bytes``, ``topic_plan``, ``create_event_topics``.
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from oncepipe.errors import ConfigError
 from oncepipe.kafka import AdminClient, create_topics
 from producers.settings import ProducerSettings, TopicSettings
 
 __all__ = [
     "TopicSpec",
+    "check_topic_name",
     "create_event_topics",
     "dlq_topic_for",
     "dlq_topic_max_bytes",
     "topic_for",
+    "topic_name_problem",
     "topic_plan",
 ]
 
@@ -33,6 +36,31 @@ def topic_for(event_type: str) -> str:
 def dlq_topic_for(topic: str) -> str:
     """The dead-letter topic of a topic."""
     return f"{topic}.dlq"
+
+
+# Kafka's own rule (org.apache.kafka.common.internals.Topic): these characters, 1..249 of them.
+_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
+_TOPIC_MAX = 249
+_TOPIC_RULE = "Kafka topic names use letters, digits, '.', '_' and '-', at most 249"
+
+
+def topic_name_problem(name: str) -> str | None:
+    """Why Kafka would refuse ``name`` as a topic name, or None when it is legal."""
+    if name in {"", ".", ".."}:
+        return f"{_TOPIC_RULE}, and not '', '.' or '..'"
+    if len(name) > _TOPIC_MAX:
+        return f"it has {len(name)} characters; {_TOPIC_RULE}"
+    if not _TOPIC_CHARS.fullmatch(name):
+        bad = "".join(sorted({c for c in name if not _TOPIC_CHARS.fullmatch(c)}))
+        return f"it holds {bad!r}; {_TOPIC_RULE}"
+    return None
+
+
+def check_topic_name(name: str, flag: str) -> None:
+    """Refuse (ConfigError) a topic name Kafka would refuse, saying why and what is legal."""
+    problem = topic_name_problem(name)
+    if problem is not None:
+        raise ConfigError(f"{flag} {name!r} is not a legal topic name: {problem}")
 
 
 def dlq_topic_max_bytes(producer_settings: ProducerSettings) -> int:

@@ -11,12 +11,11 @@ same ``event_id``), none of the dead-letter headers of any dialect, plus ``repla
 A replay killed between 1 and 3 leaves claims that a later replay takes over once stale; the
 consumer's inbox absorbs a record that was in fact sent twice.
 
-Public names: ``ReplayOutcome``, ``Replayer``, ``check_topic_name``, ``topic_name_problem``.
+Public names: ``ReplayOutcome``, ``Replayer``.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,35 +33,11 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers.producer import EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
+from producers.topics import check_topic_name, topic_name_problem
 
-__all__ = ["Outcome", "ReplayOutcome", "Replayer", "check_topic_name", "topic_name_problem"]
+__all__ = ["Outcome", "ReplayOutcome", "Replayer"]
 
 log = get_logger("dlq.replay")
-
-# Kafka's own rule (org.apache.kafka.common.internals.Topic): these characters, 1..249 of them.
-_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
-_TOPIC_MAX = 249
-_TOPIC_RULE = "Kafka topic names use letters, digits, '.', '_' and '-', at most 249"
-
-
-def topic_name_problem(name: str) -> str | None:
-    """Why Kafka would refuse ``name`` as a topic name, or None when it is legal."""
-    if name in {"", ".", ".."}:
-        return f"{_TOPIC_RULE}, and not '', '.' or '..'"
-    if len(name) > _TOPIC_MAX:
-        return f"it has {len(name)} characters; {_TOPIC_RULE}"
-    if not _TOPIC_CHARS.fullmatch(name):
-        bad = "".join(sorted({c for c in name if not _TOPIC_CHARS.fullmatch(c)}))
-        return f"it holds {bad!r}; {_TOPIC_RULE}"
-    return None
-
-
-def check_topic_name(name: str, flag: str) -> None:
-    """Refuse (ConfigError) a topic name Kafka would refuse, saying why and what is legal."""
-    problem = topic_name_problem(name)
-    if problem is not None:
-        raise ConfigError(f"{flag} {name!r} is not a legal topic name: {problem}")
-
 
 Outcome = Literal["sent", "skipped", "failed", "would-send", "would-skip"]
 

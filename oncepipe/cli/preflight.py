@@ -18,27 +18,19 @@ from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import AdminClient, KafkaException
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
+from producers.topics import topic_name_problem
 
 __all__ = ["check_broker", "check_database", "check_topic_names"]
 
 _BROKER_TIMEOUT_S = 10.0
 
-# Kafka's own rule for topic names (kafka.common.internals.Topic).
-_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-_TOPIC_MAX_LENGTH = 249
-
 
 def check_topic_names(names: Iterable[str], flag: str = "--topic") -> None:
     """Raise ``ConfigError`` for a name Kafka would refuse (it can never be created)."""
     for name in names:
-        if (
-            not name
-            or name in {".", ".."}
-            or len(name) > _TOPIC_MAX_LENGTH
-            or not set(name) <= _TOPIC_CHARS
-        ):
+        if topic_name_problem(name) is not None:
             raise ConfigError(
-                f"{flag} {name!r} is not a valid Kafka topic name: use 1 to {_TOPIC_MAX_LENGTH} "
+                f"{flag} {name!r} is not a valid Kafka topic name: use 1 to 249 "
                 "letters, digits, '.', '_' or '-'"
             )
 

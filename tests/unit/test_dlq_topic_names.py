@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.dlq.replay import check_topic_name, topic_name_problem
 from oncepipe.errors import ConfigError
+from producers.topics import check_topic_name, topic_name_problem
 
 
 @pytest.mark.parametrize(
