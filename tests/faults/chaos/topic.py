@@ -12,15 +12,9 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from oncepipe.kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    HeadersUnreadableError,
-    TopicPartition,
-    message_headers,
-)
+from oncepipe.kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from tests.fixtures.hostile import readable_headers
 
 __all__ = ["TopicRecord", "end_offsets", "read_all", "value_digest"]
 
@@ -44,15 +38,6 @@ class TopicRecord:
 def value_digest(value: bytes | None) -> str | None:
     """The digest the checks compare values by (None for a null value)."""
     return None if value is None else hashlib.sha256(value).hexdigest()
-
-
-def _headers(message: Any) -> tuple[tuple[str, bytes | None], ...] | None:
-    """The headers as (name, bytes or None), or None when the client cannot read them: it
-    exposes names only as text, and a name that is not UTF-8 makes ``headers()`` raise."""
-    try:
-        return tuple(message_headers(message))
-    except HeadersUnreadableError:
-        return None
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -99,7 +84,7 @@ def read_all(
                 if message.error() is not None:
                     continue
                 partition, offset = int(message.partition() or 0), int(message.offset() or 0)
-                raw = _headers(message)
+                raw = readable_headers(message)
                 headers: dict[str, str] = {
                     name: value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
                     for name, value in raw or ()
