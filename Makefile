@@ -64,7 +64,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 demo: install ## the duplicated-click-signals story, naive vs oncepipe (report in demo-output/)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
-	$(INFRA) run -- $(VENV)/bin/oncepipe demo $(DEMO_ARGS)
+	$(INFRA) run -- $(PY) -m demo $(DEMO_ARGS)
 
 bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~5 min smoke run)
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'

@@ -18,7 +18,7 @@ from oncepipe.errors import DatabaseUnavailableError
 
 __all__ = ["claim_new"]
 
-# The inbox is partitioned by day (infra/migrations/0007_inbox_partitioned.sql): the SQL
+# The inbox is partitioned by day (oncepipe/sql/0007_inbox_partitioned.sql): the SQL
 # function takes the locks that keep dedupe exact across a day boundary, then inserts the rows
 # no partition has. Array order is the insert order (WITH ORDINALITY), so of two records of one
 # event in the same batch the earlier one is the one inserted, and the one the handler gets.

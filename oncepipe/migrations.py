@@ -1,4 +1,4 @@
-"""Versioned, forward-only SQL migrations (``infra/migrations/NNNN_name.sql``), applied by yoyo.
+"""Versioned, forward-only SQL migrations (``oncepipe/sql/NNNN_name.sql``), applied by yoyo.
 
 Applied migrations are recorded in the database (yoyo's ``_yoyo_migration`` table), and a
 database lock keeps two workers starting at once from applying the same file twice.
@@ -23,7 +23,7 @@ from oncepipe.conninfo import check_dsn, connection_problem, dsn_secrets
 
 __all__ = ["MIGRATIONS_DIR", "apply_migrations", "pending_migrations"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "infra" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql"
 _URL_PARTS = ("user", "password", "host", "port", "dbname")
 
 

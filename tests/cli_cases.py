@@ -17,6 +17,8 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
+# The demo's own command line (its upstream simulator): not part of the product's `oncepipe`.
+DEMO = [sys.executable, "-m", "demo"]
 SECRET = "Xk7-pw-5ecretQ"  # noqa: S105 - a distinctive fake password to search for
 CLOSED_PORT = "1"  # nothing listens on 127.0.0.1:1
 
@@ -36,6 +38,11 @@ DATABASE_COMMANDS: dict[str, list[str]] = {
 PRINTING = {"config", "config --json"}
 # Daemons: they wait out an unreachable server instead of exiting.
 DAEMONS = {"relay", "consume"}
+
+
+def command_line(args: Sequence[str]) -> list[str]:
+    """``oncepipe ARGS``, or ``python -m demo ARGS`` for the demo's ``simulate``."""
+    return [*DEMO, *args] if list(args[:1]) == ["simulate"] else [ONCEPIPE, *args]
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,7 @@ def run(args: Sequence[str], env: dict[str, str], timeout: float = 90) -> Outcom
     """Run ``oncepipe args`` with ``env`` on top of the environment."""
     started = time.monotonic()
     result = subprocess.run(
-        [ONCEPIPE, *args],
+        command_line(args),
         capture_output=True,
         text=True,
         env={**os.environ, "ONCEPIPE_LOG_FORMAT": "json", **env},

@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 from tests.cli_cases import (
     DATABASE_COMMANDS,
-    ONCEPIPE,
     PRINTING,
     SECRET,
     Outcome,
     bad_dsn_families,
+    command_line,
     refused_dsn,
     run_all,
 )
@@ -33,7 +33,7 @@ def _daemon(args: Sequence[str], env: dict[str, str]) -> Outcome:
     """Run a daemon for a few seconds: it exits (refused) or is still waiting (an outage)."""
     started = time.monotonic()
     process = subprocess.Popen(
-        [ONCEPIPE, *args],
+        command_line(args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,15 +17,17 @@ import psycopg
 import pytest
 import structlog
 
-from oncepipe.cli import main
+from cli import main
+from demo import demo_app
 from tests.cli_cases import (
     DAEMONS,
     DATABASE_COMMANDS,
-    ONCEPIPE,
+    DEMO,
     PRINTING,
     SECRET,
     Outcome,
     bad_dsn_families,
+    command_line,
     dsn_forms,
     refused_dsn,
     run_all,
@@ -62,8 +64,10 @@ def invoke(
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setattr(sys, "argv", ["oncepipe", *args])
+        # The demo's simulator has its own command line; both share run_app's error handling.
+        command = demo_app if list(args[:1]) == ["simulate"] else main.app
         with pytest.raises(SystemExit) as exited:
-            main.run()
+            main.run_app(command)
         out, err = capsys.readouterr()
         code = exited.value.code
         return Outcome(tuple(args), code if isinstance(code, int) else 1, out, err, 0.0)
@@ -137,7 +141,7 @@ def test_a_daemon_waits_out_a_server_that_is_down_and_stops_on_sigterm(
     command: str, env: dict[str, str]
 ) -> None:
     process = subprocess.Popen(
-        [ONCEPIPE, *DATABASE_COMMANDS[command]],
+        command_line(DATABASE_COMMANDS[command]),
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -198,7 +202,7 @@ def test_simulate_says_so_in_one_line_when_postgresql_ends_its_session(
     database_url: str, env: dict[str, str]
 ) -> None:
     process = subprocess.Popen(
-        [ONCEPIPE, "simulate", "--mode", "outbox", "--count", "100000", "--rate", "50"],
+        [*DEMO, "simulate", "--mode", "outbox", "--count", "100000", "--rate", "50"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.cli_cases import ONCEPIPE, run_all
+from tests.cli_cases import DEMO, ONCEPIPE, run_all
 from tests.fixtures.services import Services
 from tests.fixtures.workers import caught_up, wait_until
 
@@ -112,7 +112,7 @@ def test_no_password_in_any_output_log_or_command_line(
         with logs["simulate"].open("wb") as log:
             simulated = subprocess.run(
                 [
-                    ONCEPIPE,
+                    *DEMO,
                     "simulate",
                     "--mode",
                     "outbox",

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from oncepipe.settings import Settings
+from tests.cli_cases import DEMO
 from tests.fixtures.database import database_copy
-from tests.fixtures.relay import ONCEPIPE, worker_env
+from tests.fixtures.relay import worker_env
 from tests.fixtures.services import Services
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,7 +33,7 @@ def demo(
             kafka_bootstrap_servers=services.bootstrap_servers, database_url=database_url
         )
         result = subprocess.run(
-            [ONCEPIPE, "demo", "--events", "1200", "--rate", "400", "--output", str(output)],
+            [*DEMO, "--events", "1200", "--rate", "400", "--output", str(output)],
             env=worker_env(settings),
             capture_output=True,
             text=True,

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
+from demo.simulator import SimulationPlan, Simulator
 from oncepipe.kafka import AdminClient
 from oncepipe.settings import Settings
 from producers.settings import ProducerSettings
-from producers.simulator import SimulationPlan, Simulator
 from producers.topics import dlq_topic_max_bytes
 from schemas import BadMagicError, Codec, CorruptBodyError, SchemaError, ValidationFailedError
 from tests.fixtures.kafka import read_topic

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from cli.main import app
 from oncepipe import __version__
-from oncepipe.cli.main import app
 
 RUNNER = CliRunner()
 
@@ -34,13 +34,11 @@ def test_every_command_is_listed() -> None:
         "config",
         "relay",
         "consume",
-        "simulate",
         "topics create",
         "offsets show",
         "offsets reset",
         "inbox partitions",
         "dlq replay",
-        "demo",
     ):
         assert expected in names  # fmt: skip
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from demo.simulator import NEW_ITEMS, SimulationPlan, Simulator, Submission
 from oncepipe.settings import Settings
-from producers.simulator import NEW_ITEMS, SimulationPlan, Simulator, Submission
 from schemas import Codec
 
 

@@ -214,7 +214,7 @@ def main() -> None:
     if defect not in PATCHES:
         sys.exit(f"ONCEPIPE_CHAOS_DEFECT={defect!r}: choose one of {', '.join(DEFECTS)}")
     PATCHES[defect]()
-    from oncepipe.cli.main import run
+    from cli.main import run
 
     sys.argv = ["oncepipe", *sys.argv[1:]]
     run()

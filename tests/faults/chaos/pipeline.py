@@ -32,7 +32,7 @@ from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics, dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
-from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
+from tests.faults.chaos.workers import DEFECT_SHIM, DEMO, ONCEPIPE, Proc, Role, WorkerSet
 from tests.fixtures.witness import WITNESS_DDL
 
 __all__ = ["Pipeline", "Services"]
@@ -230,7 +230,7 @@ class Pipeline:
         count = config.outbox_events if mode == "outbox" else config.direct_events
         seed = config.seed * 2 + (0 if mode == "outbox" else 1)  # two different upstreams
         return [
-            ONCEPIPE, "simulate", "--mode", mode, "--topic", self.topics[mode],
+            *DEMO, "simulate", "--mode", mode, "--topic", self.topics[mode],
             "--count", str(count), "--keys", str(config.keys), "--items", str(config.items),
             "--duplicate-rate", str(config.duplicate_rate),
             "--poison-rate", str(config.poison_rate), "--rate", f"{rate:.3f}",

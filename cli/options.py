@@ -37,7 +37,7 @@ def build_settings(model: type[SettingsT], **flags: Any) -> SettingsT:
 def install_stop_handlers(stop: Callable[[], None]) -> None:
     """Call ``stop`` on SIGTERM and SIGINT: the worker finishes its batch, then exits 0.
 
-    Replaces the start-up guard of ``oncepipe.cli.entry`` (exit 0 at once): call it before the
+    Replaces the start-up guard of ``cli.entry`` (exit 0 at once): call it before the
     worker joins or holds anything.
     """
 

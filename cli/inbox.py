@@ -6,9 +6,9 @@ import sys
 
 import typer
 
+from cli.context import emit_json, state
 from consumers.inbox_partitions import list_partitions, maintain
 from consumers.settings import load_consumer_settings
-from oncepipe.cli.context import emit_json, state
 from oncepipe.db import connect
 from oncepipe.errors import OncepipeError
 

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncepipe.cli.demo.catalog import HANDLER, add_items, create_catalog
-from oncepipe.cli.demo.deadletters import DlqListing, ReplayResult, list_dead_letters, replay_fixed
-from oncepipe.cli.demo.naive import create_naive_tables, naive_tally
-from oncepipe.cli.demo.processes import Workers, say
-from oncepipe.cli.demo.report import DemoFigures
-from oncepipe.cli.demo.watch import Watch
+from demo.catalog import HANDLER, add_items, create_catalog
+from demo.deadletters import DlqListing, ReplayResult, list_dead_letters, replay_fixed
+from demo.naive import create_naive_tables, naive_tally
+from demo.processes import DEMO, Workers, say
+from demo.report import DemoFigures
+from demo.watch import Watch
 from oncepipe.db import connect
 from oncepipe.settings import Settings
 
@@ -108,9 +108,11 @@ def _start_upstreams(workers: Workers, plan: DemoPlan, topic: str) -> list[Path]
               "--poison-rate", str(min(1.0, plan.poison / half)),
               "--new-item-rate", str(min(1.0, plan.new_item_clicks / half))]  # fmt: skip
     workers.start("upstream-outbox", "simulate", "--mode", "outbox", *common,
-                  "--seed", str(plan.seed), "--manifest", str(manifests[0]))  # fmt: skip
+                  "--seed", str(plan.seed), "--manifest", str(manifests[0]),
+                  program=DEMO)  # fmt: skip
     workers.start("upstream-direct", "simulate", "--mode", "direct", *common,
-                  "--seed", str(plan.seed + 1), "--manifest", str(manifests[1]))  # fmt: skip
+                  "--seed", str(plan.seed + 1), "--manifest", str(manifests[1]),
+                  program=DEMO)  # fmt: skip
     say(f"two upstream services submit {2 * half} click signals, re-sending "
         f"{plan.duplicate_rate:.0%} after timeouts, with a few poison records and clicks on "
         "items launched during the run")  # fmt: skip
@@ -165,7 +167,7 @@ class _Names:
         return f"demo-naive-{self.run_id}"
 
     def naive(self) -> list[str]:
-        return ["demo", "naive-consumer", "--run", self.run_id, "--group", self.naive_group,
+        return ["naive-consumer", "--run", self.run_id, "--group", self.naive_group,
                 "--topic", self.topic]  # fmt: skip
 
 
@@ -173,7 +175,7 @@ def _submit_with_a_crash(workers: Workers, plan: DemoPlan, names: _Names) -> Sub
     workers.start("relay", "relay", "--poll-interval", "0.5")
     workers.start("oncepipe-1", *names.consume())
     workers.start("oncepipe-2", *names.consume())
-    workers.start("naive", *names.naive())
+    workers.start("naive", *names.naive(), program=DEMO)
     say(f"relay, two oncepipe workers (their handler checks each click's item against a catalog "
         f"of {ITEMS} items) and the naive consumer are running")  # fmt: skip
     manifests = _start_upstreams(workers, plan, names.topic)
@@ -185,7 +187,7 @@ def _submit_with_a_crash(workers: Workers, plan: DemoPlan, names: _Names) -> Sub
     workers.kill("naive")
     time.sleep(2.0)
     workers.start("oncepipe-1", *names.consume())
-    workers.start("naive", *names.naive())
+    workers.start("naive", *names.naive(), program=DEMO)
 
     workers.wait("upstream-outbox", timeout=600)
     workers.wait("upstream-direct", timeout=600)

@@ -49,8 +49,8 @@ def guard_start_up(argv: list[str]) -> bool:
 
 
 def run() -> None:
-    """Entry point of the ``oncepipe`` command (see ``oncepipe.cli.main.run``)."""
+    """Entry point of the ``oncepipe`` command (see ``cli.main.run``)."""
     guard_start_up(sys.argv[1:])
-    from oncepipe.cli.main import run as run_cli  # noqa: PLC0415 - heavy, now interruptible
+    from cli.main import run as run_cli  # noqa: PLC0415 - heavy, now interruptible
 
     run_cli()

@@ -18,13 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.context import EXIT_FAILURE, EXIT_USAGE, emit_json, state
+from cli.options import build_settings
 from consumers.dlq.fingerprint import fingerprint_of, group_failures
 from consumers.dlq.headers import STAGES, DeadLetter
 from consumers.dlq.payload import decode_payload, escape, hex_dump
 from consumers.dlq.reader import DeadLetterReader, Scan, Selection, lenient_codec
 from consumers.dlq.replay import Replayer, ReplayOutcome
-from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, emit_json, state
-from oncepipe.cli.options import build_settings
 from producers.settings import ProducerSettings
 from producers.topics import check_topic_name
 

@@ -10,20 +10,19 @@ import sys
 
 import typer
 
+from cli import admin, relay, topics
+from cli import consume as consume_cli
+from cli import dlq as dlq_cli
+from cli import inbox as inbox_cli
+from cli import offsets as offsets_cli
+from cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
+from cli.failures import OncepipeGroup
 from oncepipe import __version__
-from oncepipe.cli import admin, relay, simulate, topics
-from oncepipe.cli import consume as consume_cli
-from oncepipe.cli import dlq as dlq_cli
-from oncepipe.cli import inbox as inbox_cli
-from oncepipe.cli import offsets as offsets_cli
-from oncepipe.cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
-from oncepipe.cli.demo import demo_app
-from oncepipe.cli.failures import OncepipeGroup
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-__all__ = ["app", "run"]
+__all__ = ["app", "run", "run_app"]
 
 app = typer.Typer(
     name="oncepipe",
@@ -57,16 +56,14 @@ def _root(
     """Kafka to PostgreSQL with exactly-once effects. Configure with ONCEPIPE_* variables."""
     settings = load_settings()
     # Daemons log what their Kafka clients say; one-shot commands report one error line.
-    configure_logging(settings, client_logs=ctx.invoked_subcommand in {"relay", "consume", "demo"})
+    configure_logging(settings, client_logs=ctx.invoked_subcommand in {"relay", "consume"})
     ctx.obj = AppState(settings=settings)
 
 
 app.command("migrate")(admin.migrate)
 app.command("config")(admin.config)
 app.command("relay")(relay.relay)
-app.command("simulate")(simulate.simulate)
 app.add_typer(topics.topics_app, name="topics")
-app.add_typer(demo_app, name="demo")
 app.command("consume")(consume_cli.consume)
 app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")
@@ -75,8 +72,13 @@ app.add_typer(inbox_cli.app, name="inbox")
 
 def run() -> None:
     """Run the CLI, turning oncepipe errors into one line on stderr and an exit code."""
+    run_app(app)
+
+
+def run_app(command: typer.Typer) -> None:
+    """Run a typer app whose group is ``OncepipeGroup``: errors become one line and an exit code."""
     try:
-        app()  # standalone: usage errors exit 2 on their own
+        command()  # standalone: usage errors exit 2 on their own
     except ConfigError as exc:
         print(f"oncepipe: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -1,9 +1,9 @@
-"""The processes the demo starts: long-running workers, and one-shot ``oncepipe`` commands.
+"""The processes the demo starts: ``oncepipe`` workers and one-shot commands, and its own.
 
 Every process gets the demo's own Kafka and PostgreSQL settings in its environment, so that a
 demo configured by flags or by environment drives the same services throughout.
 
-Public names: ``ONCEPIPE``, ``Workers``, ``say``.
+Public names: ``DEMO``, ``ONCEPIPE``, ``Workers``, ``say``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from pathlib import Path
 
 from oncepipe.settings import Settings
 
-__all__ = ["ONCEPIPE", "Workers", "say"]
+__all__ = ["DEMO", "ONCEPIPE", "Workers", "say"]
 
-ONCEPIPE = [sys.executable, "-c", "from oncepipe.cli.entry import run; run()"]
+ONCEPIPE = [sys.executable, "-c", "from cli.entry import run; run()"]
+# The demo's own commands (the simulator, the naive consumer); not part of the product.
+DEMO = [sys.executable, "-m", "demo"]
+# Workers import the demo's catalog handler (``--handler demo.catalog:...``) from this checkout.
+_CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 
 def say(message: str) -> None:
@@ -36,15 +40,18 @@ class Workers:
             "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "ONCEPIPE_DATABASE_URL": settings.database_url.get_secret_value(),
             "ONCEPIPE_LOG_FORMAT": "json",
+            "PYTHONPATH": os.pathsep.join(filter(None, [_CHECKOUT, os.environ.get("PYTHONPATH")])),
         }
         self._logs = logs
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: list[str] = []
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start ``oncepipe ARGS`` as a named process logging to the demo's log folder."""
+    def start(
+        self, name: str, *args: str, program: list[str] = ONCEPIPE
+    ) -> subprocess.Popen[bytes]:
+        """Start ``oncepipe ARGS`` (or ``program ARGS``) as a named process, logging to a file."""
         log = (self._logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([*ONCEPIPE, *args], env=self._env, stdout=log, stderr=log)
+        proc = subprocess.Popen([*program, *args], env=self._env, stdout=log, stderr=log)
         self.running[name] = proc
         return proc
 

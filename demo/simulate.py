@@ -1,4 +1,4 @@
-"""``oncepipe simulate``: an upstream service submitting click signals."""
+"""``python -m demo simulate``: an upstream service submitting click signals."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import typer
 
-from oncepipe.cli.context import emit_json, state
-from oncepipe.cli.options import build_settings
-from oncepipe.cli.preflight import check_topic_names
+from cli.context import emit_json, state
+from cli.options import build_settings
+from cli.preflight import check_topic_names
+from demo.simulator import SimulationPlan, Simulator
 from producers.settings import ProducerSettings
-from producers.simulator import SimulationPlan, Simulator
 from schemas import Codec
 
 __all__ = ["simulate"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from cli.context import state
+from cli.options import install_stop_handlers
+from cli.preflight import check_database, check_topic_names
 from consumers.context import outbox_sink
 from consumers.registry import resolve
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
-from oncepipe.cli.context import state
-from oncepipe.cli.options import install_stop_handlers
-from oncepipe.cli.preflight import check_database, check_topic_names
 from oncepipe.errors import ConfigError
 from schemas import Codec, SchemaStore
 

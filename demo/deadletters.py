@@ -17,8 +17,8 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass
 
-from oncepipe.cli.demo.catalog import REFUSAL
-from oncepipe.cli.demo.processes import Workers
+from demo.catalog import REFUSAL
+from demo.processes import Workers
 
 __all__ = ["DlqListing", "ReplayResult", "list_dead_letters", "replay_fixed"]
 

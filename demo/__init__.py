@@ -1,4 +1,8 @@
-"""``oncepipe demo``: the duplicated-click-signals story, naive consumer vs oncepipe.
+"""The demo: the duplicated-click-signals story, naive consumer vs oncepipe (``python -m demo``).
+
+Not part of the product (the wheel ships no demo): it drives the ``oncepipe`` workers as an
+operator would, and adds what only a demo needs, an upstream simulator (``python -m demo
+simulate``), a naive consumer to compare with, and a catalog handler.
 
 Public names: ``demo_app``.
 """
@@ -10,17 +14,24 @@ from pathlib import Path
 
 import typer
 
-from oncepipe.cli.context import EXIT_FAILURE, state
-from oncepipe.cli.demo.naive import run_naive_consumer
-from oncepipe.cli.demo.processes import say
-from oncepipe.cli.demo.report import write_report
-from oncepipe.cli.demo.story import DemoPlan, run_story
+from cli.context import EXIT_FAILURE, AppState, state
+from cli.failures import OncepipeGroup
+from demo.naive import run_naive_consumer
+from demo.processes import say
+from demo.report import write_report
+from demo.simulate import simulate
+from demo.story import DemoPlan, run_story
+from oncepipe.logging import configure_logging
+from oncepipe.settings import load_settings
 
 __all__ = ["demo_app"]
 
 demo_app = typer.Typer(
+    name="python -m demo",
     help="The duplicated-click-signals story, end to end: naive consumer vs oncepipe.",
+    cls=OncepipeGroup,
     invoke_without_command=True,
+    pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
@@ -41,6 +52,9 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), help="folder for the report and logs"),
 ) -> None:
     """Run the story; exit 0 only if oncepipe's counters equal the truth exactly."""
+    settings = load_settings()
+    configure_logging(settings, client_logs=ctx.invoked_subcommand != "simulate")
+    ctx.obj = AppState(settings=settings)
     if ctx.invoked_subcommand is not None:
         return
     plan = DemoPlan(
@@ -70,3 +84,6 @@ def naive_consumer(
 ) -> None:
     """The naive consumer of the story (auto-commit, no inbox)."""
     run_naive_consumer(state(ctx).settings, run=run, group=group, topic=topic)
+
+
+demo_app.command("simulate")(simulate)

@@ -1,0 +1,8 @@
+"""``python -m demo``: the demo's command line (``--help`` lists the story's options)."""
+
+from __future__ import annotations
+
+from cli.main import run_app
+from demo import demo_app
+
+run_app(demo_app)
