@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli.context import emit_json, state
+from cli.shared import emit_json, state
 from oncepipe.migrations import apply_migrations, pending_migrations
 
 __all__ = ["config", "migrate"]

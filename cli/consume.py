@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cli.context import state
 from cli.options import install_stop_handlers
 from cli.preflight import check_database, check_topic_names
+from cli.shared import state
 from consumers.context import outbox_sink
 from consumers.registry import resolve
 from consumers.runtime import ConsumerRuntime

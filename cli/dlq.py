@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.context import EXIT_FAILURE, EXIT_USAGE, emit_json, state
 from cli.options import build_settings
+from cli.shared import EXIT_FAILURE, EXIT_USAGE, emit_json, state
 from consumers.dlq.fingerprint import fingerprint_of, group_failures
 from consumers.dlq.headers import STAGES, DeadLetter
 from consumers.dlq.payload import decode_payload, escape, hex_dump

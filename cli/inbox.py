@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from cli.context import emit_json, state
+from cli.shared import emit_json, state
 from consumers.inbox_partitions import list_partitions, maintain
 from consumers.settings import load_consumer_settings
 from oncepipe.db import connect

@@ -15,8 +15,8 @@ from cli import consume as consume_cli
 from cli import dlq as dlq_cli
 from cli import inbox as inbox_cli
 from cli import offsets as offsets_cli
-from cli.context import EXIT_FAILURE, EXIT_USAGE, AppState
 from cli.failures import OncepipeGroup
+from cli.shared import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe import __version__
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.logging import configure_logging

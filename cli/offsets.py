@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from cli.context import emit_json, state
+from cli.shared import emit_json, state
 from consumers import group as kafka_group
 from consumers import offsets as store
 from consumers.bounds import out_of_range

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from cli.context import state
 from cli.options import build_settings, install_stop_handlers
 from cli.preflight import check_database
+from cli.shared import state
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
 

@@ -6,9 +6,9 @@ import sys
 
 import typer
 
-from cli.context import emit_json, state
 from cli.options import build_settings
 from cli.preflight import check_broker, check_topic_names
+from cli.shared import emit_json, state
 from oncepipe.kafka import create_admin
 from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics, topic_plan

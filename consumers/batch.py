@@ -19,9 +19,9 @@ from consumers.decoding import Rejected
 from consumers.events import Coordinates, InboundEvent
 from consumers.failures import forget_below
 from consumers.isolate import isolate
-from consumers.judge import Judge, Judgement, default_judge
 from consumers.offsets import OffsetMove
 from consumers.registry import Handler
+from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.crash import crash_point
 from oncepipe.errors import DatabaseUnavailableError, RetriableError
 from oncepipe.logging import get_logger
@@ -89,14 +89,14 @@ def apply_batch(
     events: Sequence[InboundEvent],
     positions: Mapping[Coordinates, int | None],
     handler: Handler,
-    judge: Judge | None = None,
+    policy: RetryPolicy | None = None,
     rejected: Sequence[Rejected] = (),
     sink: OutboxSink | None = None,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
     1. Verdicts on the records that did not decode (``rejected``): poison is dead-lettered,
-       a schema not registered yet holds its partition (see ``consumers.judge``).
+       a schema not registered yet holds its partition (see ``consumers.retry_policy``).
     2. Inbox rows for every event, ON CONFLICT DO NOTHING: the rows inserted are the NEW
        events; the others were applied before (upstream retry, redelivery, zombie).
     3. The handler, with the NEW events only, on the same transaction. If it fails for a
@@ -111,22 +111,22 @@ def apply_batch(
        not at all.
 
     On any error the transaction is rolled back and the error re-raised; PostgreSQL's
-    transient failures come back as ``RetriableError``. Without a ``judge``, one with the
+    transient failures come back as ``RetriableError``. Without a ``policy``, one with the
     default policy is made (its failure-log connection opens only if something fails).
     """
-    judge = judge or default_judge(settings, group)
+    policy = policy or default_retry_policy(settings, group)
     last = _last_offsets(events, rejected)
     try:
-        verdicts = judge.judge(rejected)
+        verdicts = policy.decide(rejected)
         todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
         applied, emitted = _apply(
-            conn, group=group, events=todo, handler=handler, sink=sink, judge=judge,
+            conn, group=group, events=todo, handler=handler, sink=sink, policy=policy,
             verdicts=verdicts, settings=settings,
         )  # fmt: skip
-        condemned = verdicts.condemned
+        to_dead_letter = verdicts.to_dead_letter
         with conn.cursor() as cursor:
-            if condemned:
-                enqueue_dead_letters(conn, group, condemned, _log(group))
+            if to_dead_letter:
+                enqueue_dead_letters(conn, group, to_dead_letter, _log(group))
                 crash_point(settings, "consumer.after_dead_letter")
             moves = plan_moves(last, positions, verdicts.held)
             forget_below(cursor, group, moves)
@@ -148,7 +148,7 @@ def apply_batch(
         _rollback(conn)
         raise
     passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
-    dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in condemned}
+    dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
     return BatchResult(
         events=len(passed),
@@ -156,7 +156,7 @@ def apply_batch(
         duplicates=len(passed) - len(applied) - failed,
         emitted=emitted,
         moves=moves,
-        dead_letters=len(condemned),
+        dead_letters=len(to_dead_letter),
         held=dict(verdicts.held),
     )
 
@@ -172,8 +172,8 @@ def _apply(
     events: list[InboundEvent],
     handler: Handler,
     sink: OutboxSink | None,
-    judge: Judge,
-    verdicts: Judgement,
+    policy: RetryPolicy,
+    verdicts: Verdicts,
     settings: Settings,
 ) -> tuple[list[InboundEvent], int]:
     """Steps 2-4: the fast path, or the bisection after a failure attributable to events."""
@@ -197,7 +197,7 @@ def _apply(
     with conn.cursor() as cursor:
         out = isolate(
             conn, cursor, group=group, events=events, error=failure, handler=handler,
-            sink=sink, judge=judge,
+            sink=sink, policy=policy,
         )  # fmt: skip
-    verdicts.merge(out.judgement)
+    verdicts.merge(out.verdicts)
     return out.applied, out.emitted

@@ -2,29 +2,29 @@
 
 The one place that decides. Classes and SQLSTATE classes only, never message text:
 
-=====================================================  ========  ===============================
-failure                                                kind      what the worker does
-=====================================================  ========  ===============================
-``psycopg.OperationalError`` (08 connection, 40        TRANSIENT roll the batch back, back off
-serialization/deadlock, 53 resources, 55P03 lock                 with jitter, retry; never
-timeout, 57 statement timeout/admin shutdown, ...),              dead-letter
+=====================================================  ==========  ===============================
+failure                                                kind        what the worker does
+=====================================================  ==========  ===============================
+``psycopg.OperationalError`` (08 connection, 40        TRANSIENT   roll the batch back, back off
+serialization/deadlock, 53 resources, 55P03 lock                   with jitter, retry; never
+timeout, 57 statement timeout/admin shutdown, ...),                dead-letter
 ``ReadOnlySqlTransaction``, ``IdleInTransaction...``,
 ``RetriableError`` (``DatabaseUnavailableError``),
 ``BrokerError``, a non-fatal ``KafkaException`` (a
 handler's own producer); anything caused by one of these
-``UnknownFingerprintError``                            PENDING   hold the partition there and
-                                                                 retry until the grace period
-                                                                 is over, then dead-letter
-``SchemaError`` (bad magic, corrupt body, too large,   POISON    dead-letter now
+``UnknownFingerprintError``                            PENDING     hold the partition there and
+                                                                   retry until the grace period
+                                                                   is over, then dead-letter
+``SchemaError`` (bad magic, corrupt body, too large,   POISON      dead-letter now
 incompatible schema, failed validation), a tombstone,
 no event id, ``PoisonError`` from a handler
-``ConfigError``, ``psycopg.ProgrammingError`` (42:     FATAL     stop the worker, offset stays:
-undefined table, syntax, privilege), a fatal                     the code or deployment is wrong,
-``KafkaException``                                               not the record
-anything else a handler raises                         SUSPECT   count it durably; hold and retry
-                                                                 until ``max_attempts``, then
-                                                                 dead-letter
-=====================================================  ========  ===============================
+``ConfigError``, ``psycopg.ProgrammingError`` (42:     FATAL       stop the worker, offset stays:
+undefined table, syntax, privilege), a fatal                       the code or deployment is wrong,
+``KafkaException``                                                 not the record
+anything else a handler raises                         UNEXPECTED  count it durably; hold and retry
+                                                                   until ``max_attempts``, then
+                                                                   dead-letter
+=====================================================  ==========  ===============================
 
 Public names: ``Kind``, ``classify``, ``is_transient``.
 """
@@ -49,7 +49,7 @@ class Kind(StrEnum):
     TRANSIENT = "transient"
     PENDING = "pending"
     POISON = "poison"
-    SUSPECT = "suspect"
+    UNEXPECTED = "unexpected"
     FATAL = "fatal"
 
 
@@ -106,4 +106,4 @@ def classify(error: BaseException) -> Kind:
         return Kind.POISON
     if isinstance(error, ConfigError | psycopg.ProgrammingError) or _fatal_broker_error(error):
         return Kind.FATAL
-    return Kind.SUSPECT
+    return Kind.UNEXPECTED

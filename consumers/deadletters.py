@@ -9,7 +9,7 @@ their own group, stage, error and attempts). A dead-lettered record gets no inbo
 replay of it, once its cause is fixed, is applied. Key, value (a tombstone's null too) and
 headers are the record's bytes as they were.
 
-Public names: ``Condemned``, ``DeadLetter``, ``dead_letter``, ``dead_letter_id``,
+Public names: ``DeadLetterCandidate``, ``DeadLetter``, ``dead_letter``, ``dead_letter_id``,
 ``enqueue_dead_letters``.
 """
 
@@ -26,12 +26,18 @@ from consumers.redact import describe
 from producers.outbox import enqueue_record
 from producers.topics import dlq_topic_for
 
-__all__ = ["Condemned", "DeadLetter", "dead_letter", "dead_letter_id", "enqueue_dead_letters"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetterCandidate",
+    "dead_letter",
+    "dead_letter_id",
+    "enqueue_dead_letters",
+]
 
 
 @dataclass(frozen=True)
-class Condemned:
-    """A rejected record judged poison, with its failure history."""
+class DeadLetterCandidate:
+    """A rejected record to dead-letter, with its failure history."""
 
     rejected: Rejected
     attempts: int
@@ -59,8 +65,8 @@ class DeadLetter:
     error_class: str
 
 
-def dead_letter(group: str, item: Condemned) -> DeadLetter:
-    """The dead letter of one condemned record."""
+def dead_letter(group: str, item: DeadLetterCandidate) -> DeadLetter:
+    """The dead letter of one to_dead_letter record."""
     record = item.rejected
     failure = describe(record.error)
     headers = dead_letter_headers(
@@ -87,9 +93,11 @@ def dead_letter(group: str, item: Condemned) -> DeadLetter:
     )
 
 
-def enqueue_dead_letters(conn: Any, group: str, condemned: Sequence[Condemned], log: Any) -> int:
+def enqueue_dead_letters(
+    conn: Any, group: str, to_dead_letter: Sequence[DeadLetterCandidate], log: Any
+) -> int:
     """Write each dead letter into the outbox on ``conn``'s open transaction; return how many."""
-    for item in condemned:
+    for item in to_dead_letter:
         letter = dead_letter(group, item)
         enqueue_record(
             conn, letter.topic, letter.dedupe_id,
@@ -106,4 +114,4 @@ def enqueue_dead_letters(conn: Any, group: str, condemned: Sequence[Condemned], 
             error_class=letter.error_class,
             attempts=item.attempts,
         )
-    return len(condemned)
+    return len(to_dead_letter)

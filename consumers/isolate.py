@@ -3,7 +3,7 @@
 Once the handler failed on a batch's events, the batch is run again in halves, each under a
 savepoint (inbox rows, handler writes and emitted events together): a half that succeeds
 stays applied, a half that fails is rolled back to its savepoint and halved again, and a
-single event that fails is judged (dead-lettered, or its partition held). Halves run in
+single event that fails gets a verdict (dead-lettered, or its partition held). Halves run in
 partition order, so the events applied before a held event are exactly those below it.
 One poison event in n costs about 2·log2(n) handler calls; a batch without failures never
 comes here.
@@ -24,8 +24,8 @@ from consumers.classify import is_transient
 from consumers.context import HandlerContext, OutboxSink
 from consumers.decoding import Rejected
 from consumers.events import InboundEvent
-from consumers.judge import Judge, Judgement
 from consumers.registry import Handler
+from consumers.retry_policy import RetryPolicy, Verdicts
 
 __all__ = ["Isolated", "isolate"]
 
@@ -34,11 +34,11 @@ _SAVEPOINT = "oncepipe_isolate"
 
 @dataclass
 class Isolated:
-    """What the bisection applied and what it judged."""
+    """What the bisection applied, and the verdicts on what failed."""
 
     applied: list[InboundEvent] = field(default_factory=list)
     emitted: int = 0
-    judgement: Judgement = field(default_factory=Judgement)
+    verdicts: Verdicts = field(default_factory=Verdicts)
 
 
 @dataclass
@@ -48,11 +48,11 @@ class _Run:
     group: str
     handler: Handler
     sink: OutboxSink | None
-    judge: Judge
+    policy: RetryPolicy
     out: Isolated
 
     def pending(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
-        held = self.out.judgement
+        held = self.out.verdicts
         return [e for e in events if not held.beyond_hold(e.coordinates, e.offset)]
 
     def attempt(self, events: list[InboundEvent]) -> Exception | None:
@@ -74,11 +74,11 @@ class _Run:
         self.out.emitted += emitted
         return None
 
-    def settle(self, events: list[InboundEvent], error: Exception) -> None:
+    def bisect(self, events: list[InboundEvent], error: Exception) -> None:
         """``events`` failed together with ``error``: find which of them fail on their own."""
         if len(events) == 1:
-            verdict = self.judge.judge([Rejected.of_event(events[0], error)])
-            self.out.judgement.merge(verdict)
+            verdict = self.policy.decide([Rejected.of_event(events[0], error)])
+            self.out.verdicts.merge(verdict)
             return
         middle = len(events) // 2
         for half in (events[:middle], events[middle:]):
@@ -87,7 +87,7 @@ class _Run:
                 continue
             failed = self.attempt(todo)
             if failed is not None:
-                self.settle(todo, failed)
+                self.bisect(todo, failed)
 
 
 def isolate(
@@ -99,13 +99,13 @@ def isolate(
     error: Exception,
     handler: Handler,
     sink: OutboxSink | None,
-    judge: Judge,
+    policy: RetryPolicy,
 ) -> Isolated:
     """Apply ``events`` (which failed together with ``error``) around the ones that fail.
 
     Must run in a fresh transaction: the one that failed was rolled back. Transient and
     fatal errors are raised, and the caller rolls everything back.
     """
-    run = _Run(conn, cursor, group, handler, sink, judge, Isolated())
-    run.settle(list(events), error)
+    run = _Run(conn, cursor, group, handler, sink, policy, Isolated())
+    run.bisect(list(events), error)
     return run.out

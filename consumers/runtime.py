@@ -24,8 +24,8 @@ from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.inbox_partitions import Maintainer
-from consumers.judge import Judge
 from consumers.registry import Handler
+from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from consumers.stall import stall_point
 from oncepipe.crash import crash_point
@@ -88,7 +88,7 @@ class ConsumerRuntime:
             self._group,
             self._owner,
         )
-        self._judge = Judge(
+        self._retry_policy = RetryPolicy(
             self._failures,
             max_attempts=consumer_settings.max_attempts,
             unknown_schema_grace_s=consumer_settings.unknown_schema_grace_s,
@@ -217,7 +217,7 @@ class ConsumerRuntime:
                 rejected=decoded.rejected,
                 positions=self._assignment.positions,
                 handler=self._handler,
-                judge=self._judge,
+                policy=self._retry_policy,
                 sink=self._sink,
             )
         except FencedError as exc:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import typer
 
-from cli.context import EXIT_FAILURE, AppState, state
 from cli.failures import OncepipeGroup
+from cli.shared import EXIT_FAILURE, AppState, state
 from demo.naive import run_naive_consumer
 from demo.processes import say
 from demo.report import write_report

@@ -17,7 +17,7 @@ import shlex
 from collections import Counter
 from dataclasses import dataclass
 
-from demo.catalog import REFUSAL
+from demo.items import REFUSAL
 from demo.processes import Workers
 
 __all__ = ["DlqListing", "ReplayResult", "list_dead_letters", "replay_fixed"]

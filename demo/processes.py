@@ -22,7 +22,7 @@ __all__ = ["DEMO", "ONCEPIPE", "Workers", "say"]
 ONCEPIPE = [sys.executable, "-c", "from cli.entry import run; run()"]
 # The demo's own commands (the simulator, the naive consumer); not part of the product.
 DEMO = [sys.executable, "-m", "demo"]
-# Workers import the demo's catalog handler (``--handler demo.catalog:...``) from this checkout.
+# Workers import the demo's catalog handler (``--handler demo.items:...``) from this checkout.
 _CHECKOUT = str(Path(__file__).resolve().parent.parent)
 
 

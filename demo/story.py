@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from demo.catalog import HANDLER, add_items, create_catalog
 from demo.deadletters import DlqListing, ReplayResult, list_dead_letters, replay_fixed
+from demo.items import HANDLER, add_items, create_catalog
 from demo.naive import create_naive_tables, naive_tally
 from demo.processes import DEMO, Workers, say
 from demo.report import DemoFigures

@@ -1,4 +1,4 @@
-"""One table decides what a failure means: transient, pending, poison, suspect or fatal."""
+"""One table decides what a failure means: transient, pending, poison, unexpected or fatal."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_a_wrong_deployment_stops_the_worker(error: BaseException) -> None:
     "error", [ValueError("x"), KeyError("x"), psycopg.errors.UniqueViolation(), RuntimeError()]
 )
 def test_anything_else_a_handler_raises_is_counted(error: BaseException) -> None:
-    assert classify(error) is Kind.SUSPECT
+    assert classify(error) is Kind.UNEXPECTED
 
 
 def test_a_handler_wrapping_a_dropped_connection_is_still_transient() -> None:

@@ -164,19 +164,21 @@ def _relay_high_water() -> None:
 
 def _dead_letter_outside_txn() -> None:
     from consumers import batch
-    from consumers.deadletters import Condemned, dead_letter
+    from consumers.deadletters import DeadLetterCandidate, dead_letter
     from oncepipe.kafka import create_producer
     from oncepipe.settings import load_settings
 
     producer = create_producer(load_settings())
 
-    def publish_now(conn: Any, group: str, condemned: Sequence[Condemned], log: Any) -> int:
-        for item in condemned:
+    def publish_now(
+        conn: Any, group: str, to_dead_letter: Sequence[DeadLetterCandidate], log: Any
+    ) -> int:
+        for item in to_dead_letter:
             letter = dead_letter(group, item)
             headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
             producer.produce(letter.topic, key=letter.key, value=letter.value, headers=headers)
         producer.flush(30)  # published: a rollback of the batch cannot take it back
-        return len(condemned)
+        return len(to_dead_letter)
 
     # batch imported the name; the batch's own reference is the one to replace.
     batch.enqueue_dead_letters = publish_now  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ partition) are dead-lettered at once instead of holding their partition for a fu
 period each. The worker remembers when it first saw each unknown fingerprint (a restart
 forgets, so it waits one more grace period at most).
 
-Public names: ``Judge``, ``Judgement``, ``default_judge``.
+Public names: ``RetryPolicy``, ``Verdicts``, ``default_retry_policy``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from consumers.classify import Kind, classify
-from consumers.deadletters import Condemned
+from consumers.deadletters import DeadLetterCandidate
 from consumers.decoding import Rejected
 from consumers.events import Coordinates
 from consumers.failures import FailureLog, History
@@ -31,17 +31,17 @@ from oncepipe.db import connect
 from oncepipe.errors import RetriableError
 from oncepipe.settings import Settings
 
-__all__ = ["Judge", "Judgement", "default_judge"]
+__all__ = ["RetryPolicy", "Verdicts", "default_retry_policy"]
 
 _REMEMBERED = 1024
 """Unknown fingerprints remembered at most (a bound, should a producer send garbage ids)."""
 
 
 @dataclass
-class Judgement:
+class Verdicts:
     """Records to dead-letter, and per held partition the offset it stops at."""
 
-    condemned: list[Condemned] = field(default_factory=list)
+    to_dead_letter: list[DeadLetterCandidate] = field(default_factory=list)
     held: dict[Coordinates, int] = field(default_factory=dict)
 
     def beyond_hold(self, where: Coordinates, offset: int) -> bool:
@@ -54,19 +54,19 @@ class Judgement:
         stop = self.held.get(where)
         return stop is None or offset < stop
 
-    def merge(self, other: Judgement) -> None:
-        """Add another judgement's verdicts (holds keep their lowest offset)."""
-        self.condemned += other.condemned
+    def merge(self, other: Verdicts) -> None:
+        """Add another decision's verdicts (holds keep their lowest offset)."""
+        self.to_dead_letter += other.to_dead_letter
         for where, offset in other.held.items():
             self.held[where] = min(offset, self.held.get(where, offset))
-        self.condemned = [
+        self.to_dead_letter = [
             c
-            for c in self.condemned
+            for c in self.to_dead_letter
             if not self.beyond_hold(c.rejected.coordinates, c.rejected.offset)
         ]
 
 
-class Judge:
+class RetryPolicy:
     """Turns failures into verdicts with the failure log, ``max_attempts`` and the grace period."""
 
     def __init__(
@@ -86,18 +86,18 @@ class Judge:
         # Unknown writer fingerprints and the earliest failure seen for any record of each.
         self._unknown_since: dict[str, datetime] = {}
 
-    def judge(self, rejected: Sequence[Rejected]) -> Judgement:
+    def decide(self, rejected: Sequence[Rejected]) -> Verdicts:
         """Verdicts for ``rejected`` (partition order); raises for transient or fatal errors.
 
         1. Records beyond a hold already given in this call are skipped (not counted).
         2. Poison: dead-lettered, with what the log counted before plus this attempt.
-        3. Suspect: counted (committed); dead-lettered at ``max_attempts``, else held.
+        3. Unexpected: counted (committed); dead-lettered at ``max_attempts``, else held.
         4. Pending schema: counted; dead-lettered once failing longer than the grace period.
         """
-        judgement = Judgement()
+        verdicts = Verdicts()
         poison: list[Rejected] = []
         for record in rejected:
-            if judgement.beyond_hold(record.coordinates, record.offset):
+            if verdicts.beyond_hold(record.coordinates, record.offset):
                 continue
             kind = classify(record.error)
             if kind is Kind.TRANSIENT:
@@ -118,16 +118,16 @@ class Judge:
             if kind is Kind.PENDING:
                 waited = self._schema_history(record.error, history)
             if self._exhausted(kind, waited):
-                judgement.condemned.append(Condemned(record, *_fields(history)))
+                verdicts.to_dead_letter.append(DeadLetterCandidate(record, *_fields(history)))
             else:
-                judgement.held[record.coordinates] = record.offset
-        self._condemn(judgement, poison)
-        judgement.condemned.sort(
+                verdicts.held[record.coordinates] = record.offset
+        self._dead_letter_poison(verdicts, poison)
+        verdicts.to_dead_letter.sort(
             key=lambda c: (c.rejected.topic, c.rejected.partition, c.rejected.offset)
         )
-        return judgement
+        return verdicts
 
-    def _condemn(self, judgement: Judgement, poison: Sequence[Rejected]) -> None:
+    def _dead_letter_poison(self, verdicts: Verdicts, poison: Sequence[Rejected]) -> None:
         """Dead-letter ``poison``, with the failures counted before plus this one."""
         if not poison:
             return
@@ -136,10 +136,10 @@ class Judge:
         for record in poison:
             before = known.get((record.topic, record.partition, record.offset))
             if before is None:
-                judgement.condemned.append(Condemned(record, 1, now, now))
+                verdicts.to_dead_letter.append(DeadLetterCandidate(record, 1, now, now))
             else:
-                judgement.condemned.append(
-                    Condemned(record, before.attempts + 1, before.first_failure, now)
+                verdicts.to_dead_letter.append(
+                    DeadLetterCandidate(record, before.attempts + 1, before.first_failure, now)
                 )
 
     def _schema_history(self, error: BaseException, history: History) -> History:
@@ -165,10 +165,10 @@ def _fields(history: History) -> tuple[int, datetime, datetime]:
     return history.attempts, history.first_failure, history.last_failure
 
 
-def default_judge(settings: Settings, group: str) -> Judge:
-    """A judge with the default ``max_attempts`` and grace period, for callers without one."""
+def default_retry_policy(settings: Settings, group: str) -> RetryPolicy:
+    """A retry policy with the default ``max_attempts`` and grace, for callers without one."""
     failures = FailureLog(lambda: connect(settings, f"oncepipe-consumer-failures:{group}"), group)
-    return Judge(
+    return RetryPolicy(
         failures,
         settings=settings,
         max_attempts=ConsumerSettings.model_fields["max_attempts"].default,

@@ -25,7 +25,7 @@ from schemas import ClickEvent
 
 __all__ = ["HANDLER", "REFUSAL", "add_items", "catalog_clicks", "create_catalog"]
 
-HANDLER = "demo.catalog:catalog_clicks"
+HANDLER = "demo.items:catalog_clicks"
 """The ``--handler`` spec of ``catalog_clicks`` for ``oncepipe consume``."""
 
 REFUSAL = "not in the catalog"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from consumers.decoding import Rejected
 from consumers.failures import FailureLog, History
-from consumers.judge import Judge
+from consumers.retry_policy import RetryPolicy
 from schemas import UnknownFingerprintError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,30 +35,30 @@ def _unknown(offset: int, fingerprint: str = "ab" * 8, partition: int = 0) -> Re
 
 def test_the_records_after_one_that_waited_out_the_grace_are_dead_lettered_at_once() -> None:
     log = ScriptedLog()
-    judge = Judge(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
-    assert judge.judge([_unknown(10), _unknown(11)]).held == {("t", 0): 10}
+    policy = RetryPolicy(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
+    assert policy.decide([_unknown(10), _unknown(11)]).held == {("t", 0): 10}
     log.now = T0 + timedelta(seconds=GRACE_S)
-    verdict = judge.judge([_unknown(10), _unknown(11), _unknown(12)])
-    assert [c.rejected.offset for c in verdict.condemned] == [10, 11, 12]
+    verdict = policy.decide([_unknown(10), _unknown(11), _unknown(12)])
+    assert [c.rejected.offset for c in verdict.to_dead_letter] == [10, 11, 12]
     assert verdict.held == {}
 
 
 def test_another_partition_waits_only_what_is_left_of_the_schema_grace() -> None:
     log = ScriptedLog()
-    judge = Judge(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
-    judge.judge([_unknown(10)])
+    policy = RetryPolicy(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
+    policy.decide([_unknown(10)])
     log.now = T0 + timedelta(seconds=GRACE_S - 1)
-    assert judge.judge([_unknown(5, partition=1)]).held == {("t", 1): 5}
+    assert policy.decide([_unknown(5, partition=1)]).held == {("t", 1): 5}
     log.now = T0 + timedelta(seconds=GRACE_S)
-    verdict = judge.judge([_unknown(5, partition=1)])
-    assert [c.rejected.offset for c in verdict.condemned] == [5]
+    verdict = policy.decide([_unknown(5, partition=1)])
+    assert [c.rejected.offset for c in verdict.to_dead_letter] == [5]
 
 
 def test_a_different_unknown_schema_gets_its_own_grace_period() -> None:
     log = ScriptedLog()
-    judge = Judge(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
-    judge.judge([_unknown(10)])
+    policy = RetryPolicy(log, max_attempts=3, unknown_schema_grace_s=GRACE_S)
+    policy.decide([_unknown(10)])
     log.now = T0 + timedelta(seconds=GRACE_S)
-    verdict = judge.judge([_unknown(10), _unknown(11, fingerprint="cd" * 8)])
-    assert [c.rejected.offset for c in verdict.condemned] == [10]
+    verdict = policy.decide([_unknown(10), _unknown(11, fingerprint="cd" * 8)])
+    assert [c.rejected.offset for c in verdict.to_dead_letter] == [10]
     assert verdict.held == {("t", 0): 11}
