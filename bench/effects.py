@@ -14,13 +14,13 @@ from typing import Any
 from unittest import mock
 
 import consumers.runtime as runtime_module
-from cli.options import install_stop_handlers
 from consumers.batch import apply_batch
 from consumers.handlers.clicks import handle_clicks
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
+from oncepipe.signals import install_stop_handlers
 from schemas import Codec
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from cli.options import install_stop_handlers
 from cli.preflight import check_database, check_topic_names
 from cli.shared import state
 from consumers.context import outbox_sink
@@ -12,6 +11,7 @@ from consumers.registry import resolve
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.errors import ConfigError
+from oncepipe.signals import install_stop_handlers
 from schemas import Codec, SchemaStore
 
 __all__ = ["consume"]

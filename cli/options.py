@@ -1,12 +1,10 @@
 """Helpers for subcommands whose flags override ``ONCEPIPE_*`` settings.
 
-Public names: ``build_settings``, ``install_stop_handlers``.
+Public names: ``build_settings``.
 """
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -14,7 +12,7 @@ from pydantic_settings import BaseSettings
 
 from oncepipe.errors import ConfigError
 
-__all__ = ["build_settings", "install_stop_handlers"]
+__all__ = ["build_settings"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -32,17 +30,3 @@ def build_settings(model: type[SettingsT], **flags: Any) -> SettingsT:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from exc
-
-
-def install_stop_handlers(stop: Callable[[], None]) -> None:
-    """Call ``stop`` on SIGTERM and SIGINT: the worker finishes its batch, then exits 0.
-
-    Replaces the start-up guard of ``cli.entry`` (exit 0 at once): call it before the
-    worker joins or holds anything.
-    """
-
-    def handler(signum: int, _frame: object) -> None:
-        stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from cli.options import build_settings, install_stop_handlers
+from cli.options import build_settings
 from cli.preflight import check_database
 from cli.shared import state
+from oncepipe.signals import install_stop_handlers
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
 

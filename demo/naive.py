@@ -14,7 +14,6 @@ Public names: ``NaiveTally``, ``create_naive_tables``, ``naive_tally``, ``run_na
 
 from __future__ import annotations
 
-import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from oncepipe.db import connect
 from oncepipe.kafka import Consumer
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
+from oncepipe.signals import install_stop_handlers
 from schemas import ClickEvent, Codec, SchemaError
 
 __all__ = ["NaiveTally", "create_naive_tables", "naive_tally", "run_naive_consumer"]
@@ -55,7 +55,7 @@ class NaiveTally:
 def run_naive_consumer(settings: Settings, *, run: str, group: str, topic: str) -> None:
     """Consume ``topic`` with auto-commit and apply every delivery, until SIGTERM."""
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    install_stop_handlers(stop.set)
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
