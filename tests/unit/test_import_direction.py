@@ -1,0 +1,102 @@
+"""The import graph runs one way: contract <- plumbing <- producers <- consumers <- command line.
+
+``schemas`` (the contract) imports nothing of ours; the plumbing (``oncepipe``) imports only the
+contract; ``producers`` never imports ``consumers``; nothing in the product imports the command
+line, the demo, the dev services, the tests or the benchmarks; and only ``oncepipe/kafka.py``
+imports confluent-kafka. Every import counts, the lazy ones inside functions too.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# What each product package may import of ours, besides itself.
+ALLOWED: dict[str, frozenset[str]] = {
+    "schemas": frozenset(),
+    "oncepipe": frozenset({"schemas"}),
+    "producers": frozenset({"schemas", "oncepipe"}),
+    "consumers": frozenset({"schemas", "oncepipe", "producers"}),
+    "cli": frozenset({"schemas", "oncepipe", "producers", "consumers"}),
+}
+OURS = frozenset({*ALLOWED, "demo", "infra", "tests", "bench"})
+# Third-party packages with exactly one importer in the product.
+SOLE_IMPORTERS = {"confluent_kafka": "oncepipe/kafka.py"}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One import statement: the file, its line, and the imported module."""
+
+    path: str
+    line: int
+    module: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line} imports {self.module}"
+
+
+def imports(root: Path, package: str) -> Iterator[Edge]:
+    """Every absolute import in the package's modules, at any depth of the code."""
+    for path in sorted((root / package).rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), filename=relative)):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield Edge(relative, node.lineno, alias.name)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                yield Edge(relative, node.lineno, node.module)
+
+
+def forbidden_edges(root: Path) -> list[str]:
+    """Every import that runs against the direction of the graph, as readable lines."""
+    found: list[str] = []
+    for package, allowed in ALLOWED.items():
+        for edge in imports(root, package):
+            top = edge.module.split(".")[0]
+            if top in OURS and top != package and top not in allowed:
+                found.append(f"{edge} ({package} may import only {sorted(allowed) or 'nothing'})")
+            sole = SOLE_IMPORTERS.get(top)
+            if sole is not None and edge.path != sole:
+                found.append(f"{edge} (only {sole} may import {top})")
+    return found
+
+
+def test_the_product_imports_run_one_way() -> None:
+    assert forbidden_edges(REPO) == []
+
+
+def test_every_product_package_is_checked() -> None:
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    assert set(ALLOWED) <= packages
+    shipped = (REPO / "pyproject.toml").read_text()
+    for package in ALLOWED:
+        assert f'"{package}"' in shipped  # the wheel ships exactly the checked packages
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "why"),
+    [
+        ("schemas", "from oncepipe.errors import ConfigError\n", "may import only nothing"),
+        ("oncepipe", "def later():\n    import consumers.runtime\n", "may import only ['schemas']"),
+        ("producers", "from consumers import offsets\n", "may import only ['oncepipe', 'schemas']"),
+        ("consumers", "from cli.shared import state\n", "may import only"),
+        ("cli", "from demo.items import HANDLER\n", "may import only"),
+        ("consumers", "import tests.fixtures\n", "may import only"),
+        ("producers", "import confluent_kafka\n", "only oncepipe/kafka.py may import"),
+    ],
+)
+def test_a_forbidden_edge_is_found(tmp_path: Path, package: str, source: str, why: str) -> None:
+    for name in ALLOWED:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / package / "bad.py").write_text(source)
+    (found,) = forbidden_edges(tmp_path)
+    assert found.startswith(f"{package}/bad.py:")
+    assert why in found
