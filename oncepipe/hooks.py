@@ -63,7 +63,8 @@ class BatchCommitted:
 
     group: str
     events: int
-    """Events the offsets moved past (duplicates and dead-lettered ones included)."""
+    """Decoded events the offsets moved past, duplicates and dead-lettered ones included (a
+    record that did not decode counts in ``dead_letters`` only)."""
     applied: int
     duplicates: int
     emitted: int
