@@ -26,24 +26,22 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
-from unittest import mock
 
 from confluent_kafka import Consumer, TopicPartition
 
-import consumers.runtime as runtime_module
 from bench.env import BenchEnv
 from bench.events import EventSet
 from bench.measure import Sample
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
-from consumers.batch import apply_batch
 from consumers.context import HandlerContext
 from consumers.decoding import decode_records
 from consumers.events import InboundEvent
 from consumers.handlers.clicks import handle_clicks
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
+from oncepipe.hooks import BatchStarted, NoHooks
 from schemas import Codec
 
 __all__ = ["BATCH_SIZES", "run_consume"]
@@ -170,18 +168,22 @@ def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu
         if clock.events >= total:
             holder[0].stop()
 
-    original = apply_batch
-
-    def timed_apply(conn: Any, **kwargs: Any) -> Any:
-        clock.mark(len(kwargs["events"]))
-        return original(conn, **kwargs)
-
-    runtime = ConsumerRuntime(env.settings, settings, decoder=Codec.load(), handler=handler)
+    runtime = ConsumerRuntime(
+        env.settings, settings, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
+    )
     holder.append(runtime)
-    # The runtime's commit is the end of a batch: time it where the runtime calls it.
-    with mock.patch.object(runtime_module, "apply_batch", timed_apply):
-        runtime.run()
+    runtime.run()
     return clock.sample()
+
+
+class _Timed(NoHooks):
+    """Marks the clock where the runtime starts applying a batch, as ``_loop`` does."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def batch_started(self, batch: BatchStarted) -> None:
+        self._clock.mark(batch.events)
 
 
 def _fill(env: BenchEnv, topic: str, data: EventSet) -> None:

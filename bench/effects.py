@@ -1,8 +1,8 @@
 """``python -m bench.effects``: an oncepipe consumer that logs when each effect committed.
 
 Runs ``ConsumerRuntime`` with the click handler and appends ``<event_id> <unix time>`` for
-every event of a batch right after that batch's transaction committed (the runtime's call
-of ``apply_batch`` returned). Stops on SIGTERM. Used by the end-to-end latency benchmark.
+every event of a batch right after that batch's transaction committed (the runtime's
+``batch_committed`` hook). Stops on SIGTERM. Used by the end-to-end latency benchmark.
 """
 
 from __future__ import annotations
@@ -10,14 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
-from unittest import mock
+from typing import TextIO
 
-import consumers.runtime as runtime_module
-from consumers.batch import apply_batch
 from consumers.handlers.clicks import handle_clicks
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
+from oncepipe.hooks import BatchCommitted, NoHooks
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 from oncepipe.signals import install_stop_handlers
@@ -39,21 +37,25 @@ def main(argv: list[str] | None = None) -> int:
         group=args.group, topics=(args.topic,), handler="clicks",
         batch_size=args.batch_size, batch_timeout_s=args.batch_timeout,
     )  # fmt: skip
-    runtime = ConsumerRuntime(
-        settings, consumer_settings, decoder=Codec.load(), handler=handle_clicks
-    )
-    install_stop_handlers(runtime.stop)
     with open(args.out, "a", buffering=1) as out:  # noqa: PTH123 - a line-buffered log
-
-        def logged_apply(conn: Any, **kwargs: Any) -> Any:
-            result = apply_batch(conn, **kwargs)
-            now = time.time()
-            out.write("".join(f"{e.event_id} {now:.6f}\n" for e in kwargs["events"]))
-            return result
-
-        with mock.patch.object(runtime_module, "apply_batch", logged_apply):
-            runtime.run()
+        runtime = ConsumerRuntime(
+            settings, consumer_settings, decoder=Codec.load(), handler=handle_clicks,
+            hooks=_CommitLog(out),
+        )  # fmt: skip
+        install_stop_handlers(runtime.stop)
+        runtime.run()
     return 0
+
+
+class _CommitLog(NoHooks):
+    """Appends ``<event_id> <unix time>`` for each event of a batch once it committed."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def batch_committed(self, batch: BatchCommitted) -> None:
+        now = time.time()
+        self._out.write("".join(f"{event_id} {now:.6f}\n" for event_id in batch.event_ids))
 
 
 if __name__ == "__main__":

@@ -15,17 +15,14 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
-from unittest import mock
+from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
-import consumers.runtime as runtime_module
-from consumers.batch import apply_batch
 from consumers.registry import resolve
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
+from oncepipe.hooks import BatchCommitted, NoHooks
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 from schemas import Codec
@@ -81,6 +78,19 @@ class MarkingDecoder:
         return self._codec.decode_batch(values)
 
 
+class CountingHooks(NoHooks):
+    """Counts the rows of each committed batch; ``stop`` once all of them are."""
+
+    def __init__(self, marks: Marks, stop: Callable[[], None]) -> None:
+        self._marks = marks
+        self._stop = stop
+
+    def batch_committed(self, batch: BatchCommitted) -> None:
+        """Called after COMMIT, as the runtime's call of ``apply_batch`` returns."""
+        if self._marks.committed(batch.applied):
+            self._stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     """One run; exit 0 once every row is committed."""
     parser = argparse.ArgumentParser(prog="python -m bench.peer_oncepipe")
@@ -101,16 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         consumer_settings,
         decoder=MarkingDecoder(Codec.load(), marks),
         handler=resolve(args.handler),
+        hooks=CountingHooks(marks, lambda: runtime.stop()),  # noqa: PLW0108 - bound below
     )
-
-    def counted_apply(conn: Any, **kwargs: Any) -> Any:
-        result = apply_batch(conn, **kwargs)  # returns after COMMIT
-        if marks.committed(result.applied):
-            runtime.stop()
-        return result
-
-    with mock.patch.object(runtime_module, "apply_batch", counted_apply):
-        runtime.run()
+    runtime.run()
     print(json.dumps(marks.summary()), flush=True)
     return 0
 

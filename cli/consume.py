@@ -11,6 +11,7 @@ from consumers.registry import resolve
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.errors import ConfigError
+from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers
 from schemas import Codec, SchemaStore
 
@@ -84,7 +85,12 @@ def consume(
         max_payload_bytes=consumer_settings.max_payload_bytes,
     )
     runtime = ConsumerRuntime(
-        settings, consumer_settings, decoder=codec, handler=handler_fn, sink=outbox_sink(codec)
+        settings,
+        consumer_settings,
+        decoder=codec,
+        handler=handler_fn,
+        sink=outbox_sink(codec),
+        hooks=hooks_from_environment(),
     )
     install_stop_handlers(runtime.stop)
     runtime.run()

@@ -7,6 +7,7 @@ import typer
 from cli.options import build_settings
 from cli.preflight import check_database
 from cli.shared import state
+from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
@@ -46,6 +47,11 @@ def relay(
         pass_timeout_s=pass_timeout,
     )
     check_database(settings, "oncepipe-relay")
-    worker = Relay(settings, relay_settings, build_settings(ProducerSettings))
+    worker = Relay(
+        settings,
+        relay_settings,
+        build_settings(ProducerSettings),
+        hooks=hooks_from_environment(),
+    )
     install_stop_handlers(worker.request_stop)
     worker.run()

@@ -14,7 +14,7 @@ import psycopg
 from consumers import inbox, offsets
 from consumers.classify import Kind, classify
 from consumers.context import HandlerContext, OutboxSink
-from consumers.deadletters import enqueue_dead_letters
+from consumers.deadletters import DeadLetterCandidate, enqueue_dead_letters
 from consumers.decoding import Rejected
 from consumers.events import Coordinates, InboundEvent
 from consumers.failures import forget_below
@@ -22,8 +22,8 @@ from consumers.isolate import isolate
 from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
-from oncepipe.crash import crash_point
 from oncepipe.errors import DatabaseUnavailableError, RetriableError
+from oncepipe.hooks import NO_HOOKS, BatchCommitted, BatchStarted, Hooks, RecordDeadLettered
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
@@ -92,6 +92,7 @@ def apply_batch(
     policy: RetryPolicy | None = None,
     rejected: Sequence[Rejected] = (),
     sink: OutboxSink | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
@@ -113,25 +114,28 @@ def apply_batch(
     On any error the transaction is rolled back and the error re-raised; PostgreSQL's
     transient failures come back as ``RetriableError``. Without a ``policy``, one with the
     default policy is made (its failure-log connection opens only if something fails).
+    ``hooks`` hear of the batch before it starts and after it committed, and carry the crash
+    points ``consumer.before_handler``, ``after_handler`` and ``after_dead_letter``.
     """
-    policy = policy or default_retry_policy(settings, group)
+    hooks.batch_started(BatchStarted(group, len(events)))
+    policy = policy or default_retry_policy(settings, group, hooks)
     last = _last_offsets(events, rejected)
     try:
         verdicts = policy.decide(rejected)
         todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
         applied, emitted = _apply(
             conn, group=group, events=todo, handler=handler, sink=sink, policy=policy,
-            verdicts=verdicts, settings=settings,
+            verdicts=verdicts, hooks=hooks,
         )  # fmt: skip
         to_dead_letter = verdicts.to_dead_letter
         with conn.cursor() as cursor:
             if to_dead_letter:
                 enqueue_dead_letters(conn, group, to_dead_letter, _log(group))
-                crash_point(settings, "consumer.after_dead_letter")
+                hooks.point("consumer.after_dead_letter")
             moves = plan_moves(last, positions, verdicts.held)
             forget_below(cursor, group, moves)
             offsets.compare_and_set(cursor, group, moves)
-        crash_point(settings, "consumer.after_handler")
+        hooks.point("consumer.after_handler")
         conn.commit()
     except psycopg.errors.TransactionRollback as exc:
         _rollback(conn)
@@ -150,7 +154,7 @@ def apply_batch(
     passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
     dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
-    return BatchResult(
+    result = BatchResult(
         events=len(passed),
         applied=len(applied),
         duplicates=len(passed) - len(applied) - failed,
@@ -159,6 +163,32 @@ def apply_batch(
         dead_letters=len(to_dead_letter),
         held=dict(verdicts.held),
     )
+    _tell(hooks, group, result, passed, to_dead_letter)
+    return result
+
+
+def _tell(
+    hooks: Hooks,
+    group: str,
+    result: BatchResult,
+    passed: Sequence[InboundEvent],
+    dead_letters: Sequence[DeadLetterCandidate],
+) -> None:
+    """After COMMIT: each dead letter, then the batch."""
+    for candidate in dead_letters:
+        record = candidate.rejected
+        hooks.record_dead_lettered(
+            RecordDeadLettered(
+                group, record.topic, record.partition, record.offset, candidate.attempts,
+                type(record.error).__name__,
+            )
+        )  # fmt: skip
+    hooks.batch_committed(
+        BatchCommitted(
+            group, result.events, result.applied, result.duplicates, result.emitted,
+            result.dead_letters, len(result.held), tuple(e.event_id for e in passed),
+        )
+    )  # fmt: skip
 
 
 def _log(group: str) -> Any:
@@ -174,12 +204,12 @@ def _apply(
     sink: OutboxSink | None,
     policy: RetryPolicy,
     verdicts: Verdicts,
-    settings: Settings,
+    hooks: Hooks,
 ) -> tuple[list[InboundEvent], int]:
     """Steps 2-4: the fast path, or the bisection after a failure attributable to events."""
     with conn.cursor() as cursor:
         new = inbox.claim_new(cursor, group, events)
-        crash_point(settings, "consumer.before_handler")
+        hooks.point("consumer.before_handler")
         context = HandlerContext(conn, cursor, group, sink)
         try:
             if new:

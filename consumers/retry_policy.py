@@ -26,9 +26,9 @@ from consumers.decoding import Rejected
 from consumers.events import Coordinates
 from consumers.failures import FailureLog, History
 from consumers.settings import ConsumerSettings
-from oncepipe.crash import crash_point
 from oncepipe.db import connect
 from oncepipe.errors import RetriableError
+from oncepipe.hooks import NO_HOOKS, Hooks
 from oncepipe.settings import Settings
 
 __all__ = ["RetryPolicy", "Verdicts", "default_retry_policy"]
@@ -75,11 +75,11 @@ class RetryPolicy:
         *,
         max_attempts: int,
         unknown_schema_grace_s: float,
-        settings: Settings | None = None,
+        hooks: Hooks = NO_HOOKS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._failures = failures
-        self._settings = settings
+        self._hooks = hooks
         self._max_attempts = max_attempts
         self._grace_s = unknown_schema_grace_s
         self._clock = clock
@@ -111,8 +111,7 @@ class RetryPolicy:
                 poison.append(record)
                 continue
             history = self._failures.record(record)
-            if self._settings is not None:
-                crash_point(self._settings, "consumer.after_failure_counted")
+            self._hooks.point("consumer.after_failure_counted")
             # The dead letter reports the record's own history; the grace is the schema's.
             waited = history
             if kind is Kind.PENDING:
@@ -165,12 +164,12 @@ def _fields(history: History) -> tuple[int, datetime, datetime]:
     return history.attempts, history.first_failure, history.last_failure
 
 
-def default_retry_policy(settings: Settings, group: str) -> RetryPolicy:
+def default_retry_policy(settings: Settings, group: str, hooks: Hooks = NO_HOOKS) -> RetryPolicy:
     """A retry policy with the default ``max_attempts`` and grace, for callers without one."""
     failures = FailureLog(lambda: connect(settings, f"oncepipe-consumer-failures:{group}"), group)
     return RetryPolicy(
         failures,
-        settings=settings,
+        hooks=hooks,
         max_attempts=ConsumerSettings.model_fields["max_attempts"].default,
         unknown_schema_grace_s=ConsumerSettings.model_fields["unknown_schema_grace_s"].default,
     )

@@ -27,10 +27,9 @@ from consumers.inbox_partitions import Maintainer
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
-from consumers.stall import stall_point
-from oncepipe.crash import crash_point
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, FencedError, RetriableError
+from oncepipe.hooks import NO_HOOKS, Hooks
 from oncepipe.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -67,6 +66,7 @@ class ConsumerRuntime:
         decoder: Decoder,
         handler: Handler,
         sink: OutboxSink | None = None,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._settings = settings
         self._config = consumer_settings
@@ -74,6 +74,7 @@ class ConsumerRuntime:
         self._decoder = decoder
         self._handler = handler
         self._sink = sink
+        self._hooks = hooks
         self._stopping = threading.Event()
         self._assignment = Assignment()
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
@@ -92,7 +93,7 @@ class ConsumerRuntime:
             self._failures,
             max_attempts=consumer_settings.max_attempts,
             unknown_schema_grace_s=consumer_settings.unknown_schema_grace_s,
-            settings=settings,
+            hooks=hooks,
         )
         # Held partitions: paused at a record that may still succeed, until their retry time.
         self._holds: dict[Coordinates, float] = {}
@@ -197,11 +198,11 @@ class ConsumerRuntime:
             self._rewind(wait=True)
             return
         self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
-        stall_point(self._config, "consumer.before_transaction")
+        self._hooks.point("consumer.before_transaction")
         result = self._apply(decoded)
         if result is None:
             return
-        crash_point(self._settings, "consumer.after_commit")
+        self._hooks.point("consumer.after_commit")
         self._commit_to_kafka(result)
         if result.held:
             self._hold(result.held)
@@ -219,6 +220,7 @@ class ConsumerRuntime:
                 handler=self._handler,
                 policy=self._retry_policy,
                 sink=self._sink,
+                hooks=self._hooks,
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))

@@ -80,20 +80,11 @@ class ConsumerSettings(BaseSettings):
         True, description="also commit offsets to Kafka (for lag tools only; PG is the truth)"
     )
     client_id: str = Field("oncepipe-consumer", description="Kafka client.id of the worker")
-    stall_points: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(),
-        description="test only: named points where the worker SIGSTOPs itself once",
-    )
 
     @field_validator("topics", mode="before")
     @classmethod
     def _split_topics(cls, value: Any) -> Any:
         return tuple(split_names(value)) if isinstance(value, str) else value
-
-    @field_validator("stall_points", mode="before")
-    @classmethod
-    def _split_points(cls, value: Any) -> Any:
-        return frozenset(split_names(value)) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> ConsumerSettings:

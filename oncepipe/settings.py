@@ -7,10 +7,10 @@ Public names: ``Settings``, ``load_settings``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oncepipe.conninfo import check_dsn, dsn_secrets, mask_dsn
 from oncepipe.errors import ConfigError
@@ -37,15 +37,6 @@ class Settings(BaseSettings):
     idle_in_transaction_timeout_ms: int = Field(
         60_000, ge=0, description="server ends a worker session idle in a transaction this long"
     )
-    crash_points: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(),
-        description="test only: comma-separated named points where a worker SIGKILLs itself",
-    )
-
-    @field_validator("crash_points", mode="before")
-    @classmethod
-    def _split_names(cls, value: Any) -> Any:
-        return frozenset(split_names(value)) if isinstance(value, str) else value
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""

@@ -34,9 +34,9 @@ from typing import Any
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
-from oncepipe.crash import crash_point
 from oncepipe.db import SESSION_FAILURES, connect
 from oncepipe.errors import BrokerError, DatabaseUnavailableError
+from oncepipe.hooks import NO_HOOKS, Hooks, RowsPublished
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers import outbox
@@ -78,8 +78,11 @@ class Relay:
         settings: Settings,
         relay_settings: RelaySettings,
         producer_settings: ProducerSettings,
+        *,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
         self._settings = settings
+        self._hooks = hooks
         self._relay = relay_settings
         # The client admits the largest dead letter; event rows are checked against the
         # event limit before sending (see _fit).
@@ -149,12 +152,13 @@ class Relay:
         deliveries = self._producer.send_all(
             [item.record for item in batch], timeout=self._relay.pass_timeout_s
         )
-        crash_point(self._settings, "relay.after_ack")
+        self._hooks.point("relay.after_ack")
         acked, holds = self._settle(conn, batch, deliveries)
         outbox.mark_published(conn, acked)
-        crash_point(self._settings, "relay.after_mark")
+        self._hooks.point("relay.after_mark")
         outbox.hold(conn, holds)
         self.published += len(acked)
+        self._hooks.rows_published(RowsPublished(len(acked), len(holds)))
         log.debug("published batch", rows=len(rows), acked=len(acked), held=len(holds))
         return len(acked)
 

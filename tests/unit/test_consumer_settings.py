@@ -11,7 +11,6 @@ def test_defaults_batch_500_and_the_brokers_default_session_timeout() -> None:
     assert settings.batch_size == 500
     assert settings.session_timeout_ms == 45_000
     assert settings.auto_offset_reset == "earliest"
-    assert settings.stall_points == frozenset()
 
 
 def test_every_flag_can_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

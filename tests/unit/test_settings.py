@@ -23,16 +23,6 @@ def test_printed_settings_mask_the_database_password(monkeypatch: pytest.MonkeyP
     assert "s3cret" not in repr(load_settings())
 
 
-def test_crash_points_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ONCEPIPE_CRASH_POINTS", "relay.after_ack, consumer.before_commit")
-    assert load_settings().crash_points == {"relay.after_ack", "consumer.before_commit"}
-
-
-def test_crash_points_are_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ONCEPIPE_CRASH_POINTS", raising=False)
-    assert load_settings().crash_points == frozenset()
-
-
 def test_invalid_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONCEPIPE_IDLE_IN_TRANSACTION_TIMEOUT_MS", "-5")
     with pytest.raises(ConfigError, match="ONCEPIPE_IDLE_IN_TRANSACTION_TIMEOUT_MS"):
