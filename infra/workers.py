@@ -11,10 +11,11 @@ Public names: ``Child``, ``Supervisor``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +27,11 @@ __all__ = ["Child", "Supervisor"]
 
 @dataclass(eq=False)  # compared and hashed by identity: one per process started
 class Child:
-    """One started process; its stdout and stderr go to ``log_path`` (inherited when None)."""
+    """One started process; its output goes to ``log_path`` (inherited when None).
+
+    Started with ``stdout_pipe``, its stdout is read with ``output_lines`` instead and only
+    its stderr goes to the log.
+    """
 
     name: str
     popen: subprocess.Popen[bytes]
@@ -88,6 +93,13 @@ class Child:
         self.signal(signal.SIGKILL)
         return self.wait(timeout)
 
+    def output_lines(self) -> Iterator[str]:
+        """Its stdout line by line, as each line arrives, until it closes (``stdout_pipe``)."""
+        if self.popen.stdout is None:
+            raise RuntimeError(f"{self.name} was started without stdout_pipe")
+        for raw in self.popen.stdout:
+            yield raw.decode(errors="replace")
+
     def text(self) -> str:
         """Everything logged so far ("" without a log file)."""
         if self.log_path is None:
@@ -129,27 +141,26 @@ class Supervisor:
         env: Mapping[str, str] | None = None,
         log: Path | None = None,
         append: bool = False,
+        stdout_pipe: bool = False,
     ) -> Child:
         """Start ``argv`` with the base environment plus ``env``, stdin from /dev/null.
 
         Its stdout and stderr go to ``log`` (truncated, or appended to with ``append``);
-        without one they are this process's own.
+        without one they are this process's own. With ``stdout_pipe`` its stdout is a pipe
+        for ``Child.output_lines`` and only its stderr goes to ``log``.
         """
         child_env = {**self.env, **(env or {})}
-        if log is None:
+        stdout = subprocess.PIPE if stdout_pipe else None
+        with contextlib.ExitStack() as files:
+            out = None if log is None else files.enter_context(log.open("ab" if append else "wb"))
             popen = subprocess.Popen(
-                list(argv), env=child_env, cwd=self.cwd, stdin=subprocess.DEVNULL
+                list(argv),
+                env=child_env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout or out,
+                stderr=out if stdout_pipe or out is None else subprocess.STDOUT,
             )
-        else:
-            with log.open("ab" if append else "wb") as out:
-                popen = subprocess.Popen(
-                    list(argv),
-                    env=child_env,
-                    cwd=self.cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
         child = Child(name, popen, log)
         self.children.append(child)
         return child

@@ -125,3 +125,21 @@ def test_waiting_past_the_timeout_raises_and_leaves_the_child_running(tmp_path: 
         with pytest.raises(subprocess.TimeoutExpired):
             child.wait(0.01)
         assert child.alive()
+
+
+def test_a_piped_child_gives_its_stdout_line_by_line_and_logs_its_stderr(tmp_path: Path) -> None:
+    program = "import sys; print('first'); print('last'); print('oops', file=sys.stderr)"
+    with Supervisor() as processes:
+        child = processes.start(
+            "reporter", [sys.executable, "-c", program], log=tmp_path / "err.log", stdout_pipe=True
+        )
+        assert [line.strip() for line in child.output_lines()] == ["first", "last"]
+        assert child.wait(60) == 0
+    assert child.text() == "oops\n"
+
+
+def test_output_lines_of_a_child_without_a_pipe_is_an_error() -> None:
+    with Supervisor() as processes:
+        child = processes.start("quiet", [sys.executable, "-c", "pass"])
+        with pytest.raises(RuntimeError, match="without stdout_pipe"):
+            next(child.output_lines())
