@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from infra.process import send_signal
+from infra.process import process_state, send_signal
 
 __all__ = ["Child", "Supervisor"]
 
@@ -59,11 +59,7 @@ class Child:
 
     def stopped(self) -> bool:
         """True while the process is stopped (state T or t in /proc)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] in {"T", "t"}
+        return process_state(self.pid) in {"T", "t"}
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` if the process still runs (not yet reaped, so the pid is still its)."""
