@@ -13,8 +13,6 @@ Public names: ``run_latency``.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from typing import Any
 from bench.env import BenchEnv
 from bench.events import make_events
 from bench.results import SuiteResult
+from infra.workers import Supervisor
 from producers.outbox import enqueue
 from schemas import ClickEvent, Codec
 
@@ -89,30 +88,22 @@ def _one_run(env: BenchEnv, codec: Codec, mode: str, rate: int, seconds: float) 
     ]
     with env.topic("latency") as topic, tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "effects.log"
-        relay = subprocess.Popen(
-            [str(bin_dir / "oncepipe"), "relay", MODES[mode], "--poll-interval", "1"],
-            env=child_env,
-        )
-        consumer = subprocess.Popen(
-            [sys.executable, "-m", "bench.effects", "--topic", topic, "--group",
-             f"bench-{uuid.uuid4().hex[:8]}", "--out", str(out)],
-            env=child_env,
-        )  # fmt: skip
-        try:
+        # Both are stopped (SIGTERM, SIGKILL after 30 s) when the run ends, however it ends.
+        with Supervisor(child_env, grace=30) as processes:
+            processes.start(
+                "relay", [str(bin_dir / "oncepipe"), "relay", MODES[mode], "--poll-interval", "1"]
+            )
+            processes.start(
+                "consumer",
+                [sys.executable, "-m", "bench.effects", "--topic", topic, "--group",
+                 f"bench-{uuid.uuid4().hex[:8]}", "--out", str(out)],
+            )  # fmt: skip
             with env.connect() as conn:
                 warm = _write(conn, codec, topic, events[:1], rate)
                 if not _wait_for(out, set(warm), 60).keys() >= warm.keys():
                     raise RuntimeError("the warm-up event never reached the consumer")
                 committed = _write(conn, codec, topic, events[1:], rate)
             effects = _wait_for(out, set(committed), 60)
-        finally:
-            for process in (relay, consumer):
-                process.send_signal(signal.SIGTERM)
-            for process in (relay, consumer):
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
     latencies = [(effects[k] - t) * 1000 for k, t in committed.items() if k in effects]
     return {
         "events": len(committed),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from bench.quix_venv import APP, QuixEnv, ensure_quix
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
+from infra.workers import Supervisor
 from schemas import Codec
 
 __all__ = ["run_peer"]
@@ -69,29 +69,24 @@ def _child(cmd: list[str], env: dict[str, str], cpu: ServiceCpu, payload: int) -
     """Run one child, snapshot the servers' CPU at its marks, return its timed span."""
     snaps: dict[str, dict[str, float]] = {}
     summary: dict[str, Any] | None = None
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, cwd=ROOT
-        )
-        watchdog = threading.Timer(RUN_TIMEOUT_S, proc.kill)
+    with tempfile.TemporaryDirectory() as tmp:
+        processes = Supervisor(env, cwd=ROOT)
+        child = processes.start("run", cmd, log=Path(tmp) / "stderr.log", stdout_pipe=True)
+        watchdog = threading.Timer(RUN_TIMEOUT_S, child.kill)
         watchdog.start()
         try:
-            assert proc.stdout is not None  # noqa: S101 - stdout=PIPE
-            for raw in proc.stdout:
+            for raw in child.output_lines():
                 line = raw.strip()
                 if line in ("first", "last"):
                     snaps[line] = cpu.snapshot()
                 elif line.startswith("{"):
                     summary = json.loads(line)
-            code = proc.wait()
+            code = child.wait()
         finally:
             watchdog.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            processes.kill_all()
         if code != 0 or summary is None or len(snaps) != 2:
-            err.seek(0)
-            tail = " ".join(err.read().split())[-1200:]
+            tail = " ".join(child.text().split())[-1200:]
             name = cmd[2] if cmd[1] == "-m" else Path(cmd[1]).name
             raise ChildFailedError(f"{name} exited {code}: {tail}")
     first, last = snaps["first"], snaps["last"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from infra.workers import Child, Supervisor
 from oncepipe.settings import Settings
 
 __all__ = ["DEMO", "ONCEPIPE", "Workers", "say"]
@@ -43,17 +43,17 @@ class Workers:
             "PYTHONPATH": os.pathsep.join(filter(None, [_CHECKOUT, os.environ.get("PYTHONPATH")])),
         }
         self._logs = logs
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._processes = Supervisor(self._env)
         self.kills: list[str] = []
 
-    def start(
-        self, name: str, *args: str, program: list[str] = ONCEPIPE
-    ) -> subprocess.Popen[bytes]:
-        """Start ``oncepipe ARGS`` (or ``program ARGS``) as a named process, logging to a file."""
-        log = (self._logs / f"{name}.log").open("ab")
-        proc = subprocess.Popen([*program, *args], env=self._env, stdout=log, stderr=log)
-        self.running[name] = proc
-        return proc
+    def start(self, name: str, *args: str, program: list[str] = ONCEPIPE) -> Child:
+        """Start ``oncepipe ARGS`` (or ``program ARGS``) as a named process, logging to a file.
+
+        A name started again (a restart) appends to the same log.
+        """
+        return self._processes.start(
+            name, [*program, *args], log=self._logs / f"{name}.log", append=True
+        )
 
     def run(self, *args: str, timeout: float = 120) -> str:
         """Run ``oncepipe ARGS`` to its end and return its stdout; raise if it fails."""
@@ -75,33 +75,22 @@ class Workers:
 
     def kill(self, name: str) -> None:
         """SIGKILL a worker, as a crash would."""
-        proc = self.running[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        self._processes.latest(name).kill()
         self.kills.append(f"SIGKILL {name}")
 
     def stop(self, name: str, timeout: float = 30) -> None:
         """SIGTERM one worker and wait for it to end."""
-        proc = self.running[name]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout)
+        child = self._processes.latest(name)
+        if child.alive():
+            child.stop(timeout)
 
     def wait(self, name: str, timeout: float) -> int:
         """Wait for a process that ends on its own (a simulator)."""
-        code = self.running[name].wait(timeout)
+        code = self._processes.latest(name).wait(timeout)
         if code != 0:
             raise RuntimeError(f"{name} exited with {code}; see {self._logs / name}.log")
         return code
 
     def stop_all(self) -> None:
         """SIGTERM every process still running; SIGKILL what does not stop in 30 s."""
-        for proc in self.running.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.running.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        self._processes.stop_all(grace=30)

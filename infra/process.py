@@ -15,6 +15,7 @@ __all__ = [
     "child_pids",
     "pid_alive",
     "port_open",
+    "process_state",
     "read_pid",
     "send_signal",
     "tail",
@@ -44,10 +45,17 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A killed child we have not reaped yet still answers kill(0); its state says "Z".
-    with contextlib.suppress(OSError):
+    return process_state(pid) != "Z"
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` in /proc ("R", "S", "T" stopped, "Z" zombie...), or None."""
+    try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the state follows its last ")".
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def child_pids(parent: int) -> list[int]:

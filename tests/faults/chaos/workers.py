@@ -1,15 +1,15 @@
-"""Worker processes of a chaos run: consumers, relays and simulators, with a supervisor.
+"""Worker processes of a chaos run: consumers, relays and simulators, with a restart policy.
 
-Every worker is an ``oncepipe`` subprocess writing JSON log lines to its own file. A fault
-marks the worker it acts on as held; the supervisor restarts any other worker that died (a
-crash point that fired, a simulator that lost PostgreSQL) and records why it died.
+Every worker is an ``oncepipe`` subprocess writing JSON log lines to its own file, started
+and stopped by the shared process supervisor (``infra.workers``). A fault marks the worker it
+acts on as held; the supervision thread restarts any other worker that died (a crash point
+that fired, a simulator that lost PostgreSQL) and records why it died.
 
 Public names: ``Proc``, ``WorkerSet``, ``Exit``.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from infra.paths import REPO_ROOT
+from infra.workers import Child, Supervisor
 
 __all__ = ["Exit", "Proc", "Role", "WorkerSet"]
 
@@ -40,6 +41,8 @@ READY_EVENTS = {
 }
 # A simulator that lost PostgreSQL fails at once on restart until it is back: do not spin.
 RESTART_DELAY_S = {"consumer": 0.0, "second_consumer": 0.0, "relay": 0.0, "simulator": 2.0}
+# The exit code recorded for a worker that did not stop within the timeout (then SIGKILLed).
+UNSTOPPED = -999
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Proc:
     argv: list[str]
     env: dict[str, str]
     log_dir: Path
-    popen: subprocess.Popen[bytes] | None = None
+    child: Child | None = None  # the current generation's process
     generation: int = 0
     held: bool = False  # a fault is acting on it: the supervisor keeps its hands off
     retired: bool = False  # removed from the group (or finished): never restarted
@@ -85,25 +88,21 @@ class Proc:
     @property
     def pid(self) -> int:
         """The current process id."""
-        assert self.popen is not None
-        return self.popen.pid
+        assert self.child is not None
+        return self.child.pid
 
     def alive(self) -> bool:
         """True while the process runs (stopped counts as running)."""
-        return self.popen is not None and self.popen.poll() is None
+        return self.child is not None and self.child.alive()
 
     def stopped(self) -> bool:
         """True while the process is stopped by SIGSTOP (state T in /proc)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] in {"T", "t"}
+        return self.child is not None and self.child.stopped()
 
     def signal(self, signum: signal.Signals) -> None:
         """Send ``signum`` if the process still runs."""
-        if self.alive():
-            os.kill(self.pid, signum)
+        if self.child is not None:
+            self.child.signal(signum)
 
     def ready(self) -> bool:
         """True once this generation logged that it runs (signal handlers installed)."""
@@ -114,10 +113,7 @@ class Proc:
 
     def tail(self, lines: int = 15) -> str:
         """The last lines of this generation's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return "" if self.child is None else self.child.tail(lines)
 
 
 @dataclass
@@ -133,8 +129,12 @@ class WorkerSet:
     clean_stops: list[tuple[str, int, bool]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
     on_exit: Callable[[Proc, Exit], None] | None = None
+    processes: Supervisor = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self.processes = Supervisor(self.base_env, cwd=REPO_ROOT)
 
     def elapsed(self) -> float:
         """Seconds since the run started."""
@@ -165,20 +165,11 @@ class WorkerSet:
             if argv is not None:
                 proc.argv = argv
             env = {
-                **self.base_env,
                 **proc.env,
                 "ONCEPIPE_CRASH_POINTS": crash_point,
                 "ONCEPIPE_CONSUMER_STALL_POINTS": stall_point,
             }
-            with proc.log_path.open("wb") as log:
-                proc.popen = subprocess.Popen(
-                    proc.argv,
-                    env=env,
-                    cwd=REPO_ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
+            proc.child = self.processes.start(proc.name, proc.argv, env=env, log=proc.log_path)
             proc.started_at = self.elapsed()
             proc.down_since = None
 
@@ -190,9 +181,8 @@ class WorkerSet:
     def kill(self, proc: Proc) -> None:
         """SIGKILL and reap."""
         proc.signal(signal.SIGCONT)
-        proc.signal(signal.SIGKILL)
-        if proc.popen is not None:
-            proc.popen.wait(30)
+        if proc.child is not None:
+            proc.child.kill(30)
 
     def terminate(self, proc: Proc, timeout: float = 90.0) -> int:
         """SIGTERM (a clean stop), wait, and record the exit code; SIGKILL after ``timeout``."""
@@ -202,19 +192,22 @@ class WorkerSet:
     def _send_stop(proc: Proc) -> bool:
         """SIGCONT and SIGTERM; whether it had finished starting."""
         ready = proc.ready()
-        proc.signal(signal.SIGCONT)
-        proc.signal(signal.SIGTERM)
+        if proc.child is not None:
+            proc.child.terminate()
         return ready
 
     def _await_stop(self, proc: Proc, ready: bool, timeout: float = 90.0) -> int:
-        assert proc.popen is not None
+        assert proc.child is not None
         try:
-            code = proc.popen.wait(timeout)
+            code = proc.child.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill(proc)
-            code = -999  # did not stop within the timeout: recorded as an unclean stop
-        self.clean_stops.append((f"{proc.name}.{proc.generation}", code, ready))
+            code = UNSTOPPED
+        self._record_stop(proc, code, ready)
         return code
+
+    def _record_stop(self, proc: Proc, code: int, ready: bool) -> None:
+        self.clean_stops.append((f"{proc.name}.{proc.generation}", code, ready))
 
     # -- supervision ---------------------------------------------------------------------
     def supervise(self, interval: float = 0.5) -> None:
@@ -236,9 +229,9 @@ class WorkerSet:
         """Record and restart every worker that ended on its own."""
         with self.lock:
             for proc in list(self.procs.values()):
-                if proc.held or proc.retired or proc.popen is None or proc.alive():
+                if proc.held or proc.retired or proc.child is None or proc.alive():
                     continue
-                code = proc.popen.returncode
+                code = proc.child.wait()  # ended: its exit code
                 if proc.down_since is None:
                     proc.down_since = self.elapsed()
                     if proc.role == "simulator" and code == 0:
@@ -264,8 +257,10 @@ class WorkerSet:
             for proc in self.procs.values():
                 if proc.alive() and proc.role == "simulator":
                     self.kill(proc)
-            stopping = [
-                (proc, self._send_stop(proc)) for proc in self.procs.values() if proc.alive()
-            ]
+            stopping = [(proc, proc.ready()) for proc in self.procs.values() if proc.alive()]
+            codes = self.processes.stop_all(grace=90.0)
             for proc, ready in stopping:
-                self._await_stop(proc, ready)
+                assert proc.child is not None
+                # One that ended before the SIGTERM went out is not in ``codes``.
+                code = codes[proc.child] if proc.child in codes else proc.child.wait()
+                self._record_stop(proc, UNSTOPPED if code is None else code, ready)
