@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumers.deadletter_headers import dead_letter_headers
 from consumers.decoding import Rejected
-from consumers.dlq.headers import dead_letter_headers
 from consumers.redact import describe
 from producers.outbox import enqueue_record
-from producers.topics import dlq_topic_for
+from schemas import dlq_topic_for
 
 __all__ = [
     "DeadLetter",
