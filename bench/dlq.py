@@ -41,7 +41,8 @@ from bench.measure import Sample, Stopwatch
 from bench.raw import Producer, raw_config
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
-from consumers.dlq.headers import DeadLetter, Failure, dead_letter_headers, replay_headers
+from consumers.deadletter_headers import Failure, dead_letter_headers
+from consumers.dlq.headers import DeadLetter, replay_headers
 from consumers.dlq.reader import DeadLetterReader, Selection
 from consumers.dlq.replay import Replayer
 from oncepipe.kafka import create_admin, create_producer, create_topics

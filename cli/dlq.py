@@ -20,8 +20,9 @@ from rich.table import Table
 
 from cli.options import build_settings
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, emit_json, state
+from consumers.deadletter_headers import STAGES
 from consumers.dlq.fingerprint import fingerprint_of, group_failures
-from consumers.dlq.headers import STAGES, DeadLetter
+from consumers.dlq.headers import DeadLetter
 from consumers.dlq.payload import decode_payload, escape, hex_dump
 from consumers.dlq.reader import DeadLetterReader, Scan, Selection, lenient_codec
 from consumers.dlq.replay import Replayer, ReplayOutcome

@@ -18,7 +18,7 @@ from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import AdminClient, KafkaException
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from producers.topics import topic_name_problem
+from schemas import topic_name_problem
 
 __all__ = ["check_broker", "check_database", "check_topic_names"]
 

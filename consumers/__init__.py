@@ -1,1 +1,59 @@
-"""consumers package."""
+"""The consuming side: Kafka events into PostgreSQL with exactly-once effects.
+
+- Running a worker (``oncepipe consume``): ``ConsumerRuntime`` with ``ConsumerSettings``
+  (``load_consumer_settings``); a batch is applied by ``apply_batch`` in one transaction
+  (inbox dedupe, handler writes, offsets, dead letters), after ``decode_records``.
+- Writing a handler: a ``Handler`` takes a batch of ``InboundEvent`` and a
+  ``HandlerContext``, and is found by name through ``register``/``resolve``; ``outbox_sink``
+  (an ``OutboxSink``) lets it emit events in the same transaction.
+- Failures: where a record failed (``Stage``, ``STAGES``), why (``Failure``), and the headers
+  of the dead letter written for it (``dead_letter_headers``).
+- Stored state for tools: ``offsets`` (offsets per group, in PostgreSQL), ``group`` (the
+  group and its partitions as Kafka sees them), ``out_of_range`` (a stored offset against
+  the log's bounds), ``list_partitions``/``maintain`` (the inbox's daily partitions).
+- Places: ``Coordinates`` (topic, partition), ``Key`` (topic, partition, offset).
+
+Handlers shipped with oncepipe are in ``consumers.handlers``; the dead-letter tool (read,
+group, replay) is ``consumers.dlq``, which this package does not import.
+"""
+
+from __future__ import annotations
+
+from consumers import group, offsets
+from consumers.batch import BatchResult, apply_batch
+from consumers.bounds import out_of_range
+from consumers.context import HandlerContext, OutboxSink, outbox_sink
+from consumers.deadletter_headers import STAGES, Failure, Stage, dead_letter_headers
+from consumers.decoding import decode_records
+from consumers.events import Coordinates, InboundEvent, Key
+from consumers.inbox_partitions import list_partitions, maintain
+from consumers.registry import Handler, register, resolve
+from consumers.runtime import ConsumerRuntime
+from consumers.settings import ConsumerSettings, load_consumer_settings
+
+__all__ = [
+    "STAGES",
+    "BatchResult",
+    "ConsumerRuntime",
+    "ConsumerSettings",
+    "Coordinates",
+    "Failure",
+    "Handler",
+    "HandlerContext",
+    "InboundEvent",
+    "Key",
+    "OutboxSink",
+    "Stage",
+    "apply_batch",
+    "dead_letter_headers",
+    "decode_records",
+    "group",
+    "list_partitions",
+    "load_consumer_settings",
+    "maintain",
+    "offsets",
+    "out_of_range",
+    "outbox_sink",
+    "register",
+    "resolve",
+]

@@ -9,8 +9,11 @@ their own group, stage, error and attempts). A dead-lettered record gets no inbo
 replay of it, once its cause is fixed, is applied. Key, value (a tombstone's null too) and
 headers are the record's bytes as they were.
 
-Public names: ``DeadLetterCandidate``, ``DeadLetter``, ``dead_letter``, ``dead_letter_id``,
-``enqueue_dead_letters``.
+The dead letter as read back (by ``oncepipe dlq``) is ``consumers.dlq.DeadLetter``; here it is
+only the record to write, a ``DeadLetterRecord``.
+
+Public names: ``DeadLetterCandidate``, ``DeadLetterRecord``, ``dead_letter_record``,
+``dead_letter_id``, ``enqueue_dead_letters``.
 """
 
 from __future__ import annotations
@@ -20,17 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from consumers.deadletter_headers import dead_letter_headers
 from consumers.decoding import Rejected
-from consumers.dlq.headers import dead_letter_headers
 from consumers.redact import describe
 from producers.outbox import enqueue_record
-from producers.topics import dlq_topic_for
+from schemas import dlq_topic_for
 
 __all__ = [
-    "DeadLetter",
     "DeadLetterCandidate",
-    "dead_letter",
+    "DeadLetterRecord",
     "dead_letter_id",
+    "dead_letter_record",
     "enqueue_dead_letters",
 ]
 
@@ -54,8 +57,8 @@ def dead_letter_id(topic: str, partition: int, offset: int, group: str) -> str:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """The record a dead letter becomes: original key and value, the failure in headers."""
+class DeadLetterRecord:
+    """The record a dead letter is written as: original key and value, the failure in headers."""
 
     topic: str
     dedupe_id: str
@@ -65,8 +68,8 @@ class DeadLetter:
     error_class: str
 
 
-def dead_letter(group: str, item: DeadLetterCandidate) -> DeadLetter:
-    """The dead letter of one to_dead_letter record."""
+def dead_letter_record(group: str, item: DeadLetterCandidate) -> DeadLetterRecord:
+    """The record to write for one record given up on (``DeadLetterCandidate``)."""
     record = item.rejected
     failure = describe(record.error)
     headers = dead_letter_headers(
@@ -83,7 +86,7 @@ def dead_letter(group: str, item: DeadLetterCandidate) -> DeadLetter:
         original_headers=record.headers,
         headers_unreadable=record.headers_error,
     )
-    return DeadLetter(
+    return DeadLetterRecord(
         topic=dlq_topic_for(record.topic),
         dedupe_id=dead_letter_id(record.topic, record.partition, record.offset, group),
         key=record.key,
@@ -98,7 +101,7 @@ def enqueue_dead_letters(
 ) -> int:
     """Write each dead letter into the outbox on ``conn``'s open transaction; return how many."""
     for item in to_dead_letter:
-        letter = dead_letter(group, item)
+        letter = dead_letter_record(group, item)
         enqueue_record(
             conn, letter.topic, letter.dedupe_id,
             key=letter.key, value=letter.value, headers=letter.headers,

@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from consumers.dlq.headers import Stage
-from consumers.events import Coordinates, InboundEvent, RawHeaders
+from consumers.deadletter_headers import Stage
+from consumers.events import Coordinates, InboundEvent
 from oncepipe.errors import PoisonError
-from oncepipe.kafka import HeadersUnreadableError, message_headers
+from oncepipe.kafka import HeadersUnreadableError, RawHeaders, message_headers
 
 __all__ = [
     "DecodedBatch",
@@ -118,7 +118,8 @@ class DecodedBatch:
 def _header_event_id(headers: RawHeaders) -> str | None:
     for name, raw in headers:
         if name == "event_id" and raw:
-            return raw.decode("utf-8", "replace")[:64]
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            return text[:64]
     return None
 
 

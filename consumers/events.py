@@ -1,6 +1,6 @@
 """What a handler receives: a validated event plus where it came from.
 
-Public names: ``InboundEvent``, ``Coordinates``, ``RawHeaders``.
+Public names: ``InboundEvent``, ``Coordinates``, ``Key``.
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-__all__ = ["Coordinates", "InboundEvent", "RawHeaders"]
+from oncepipe.kafka import RawHeaders
+
+__all__ = ["Coordinates", "InboundEvent", "Key"]
 
 Coordinates = tuple[str, int]
 """A (topic, partition) pair."""
 
-RawHeaders = tuple[tuple[str, bytes | None], ...]
-"""A record's Kafka headers as the client returned them (names may repeat)."""
+Key = tuple[str, int, int]
+"""A (topic, partition, offset) triple: where one record sits."""
 
 
 @dataclass(frozen=True, slots=True)

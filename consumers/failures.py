@@ -23,13 +23,11 @@ import psycopg
 
 from consumers.classify import is_transient
 from consumers.decoding import Rejected
+from consumers.events import Key
 from consumers.offsets import OffsetMove
 from oncepipe.errors import DatabaseUnavailableError, FencedError
 
 __all__ = ["FailureLog", "History", "NotOwnerError", "claim", "forget_below"]
-
-Key = tuple[str, int, int]
-"""(topic, partition, offset) of a record."""
 
 
 class NotOwnerError(FencedError):

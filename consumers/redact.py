@@ -18,7 +18,7 @@ import traceback
 import psycopg
 from pydantic import ValidationError
 
-from consumers.dlq.headers import Failure
+from consumers.deadletter_headers import Failure
 from oncepipe.errors import OncepipeError
 from schemas import (
     BadMagicError,

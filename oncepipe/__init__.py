@@ -1,10 +1,41 @@
-"""oncepipe: Kafka to PostgreSQL with exactly-once effects.
+"""oncepipe's plumbing: what producers, consumers and the command line stand on.
 
-This package holds the shared plumbing (settings, client factories, errors, logging,
-migrations) and the ``oncepipe`` CLI on top of everything.
+The bare package is light on purpose (the standard library only): it offers the version and
+the one exception tree (``OncepipeError`` and the classes that say what a caller should do),
+so a process can import it before anything heavy. The plumbing itself is in public modules,
+imported by name:
+
+- ``oncepipe.settings``: ``Settings``, ``load_settings`` (``ONCEPIPE_*`` variables);
+- ``oncepipe.db``: ``connect``, ``create_pool`` (psycopg 3);
+- ``oncepipe.kafka``: the only module that imports confluent-kafka: client factories,
+  ``RawHeaders``, ``message_headers``, ``broker_error``;
+- ``oncepipe.logging``: ``configure_logging``, ``get_logger`` (structlog, secrets masked);
+- ``oncepipe.conninfo``: connection strings checked, masked and explained;
+- ``oncepipe.migrations``: ``apply_migrations``, ``pending_migrations`` (``oncepipe/sql/``).
+
+It never imports the workers (``producers``, ``consumers``) or the command line (``cli``).
 """
 
 from __future__ import annotations
 
+from oncepipe.errors import (
+    BrokerError,
+    ConfigError,
+    DatabaseUnavailableError,
+    FencedError,
+    OncepipeError,
+    PoisonError,
+    RetriableError,
+)
+
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "DatabaseUnavailableError",
+    "FencedError",
+    "OncepipeError",
+    "PoisonError",
+    "RetriableError",
+    "__version__",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from confluent_kafka import (
@@ -41,6 +41,7 @@ __all__ = [
     "KafkaException",
     "Message",
     "Producer",
+    "RawHeaders",
     "TopicPartition",
     "broker_error",
     "create_admin",
@@ -49,6 +50,9 @@ __all__ = [
     "create_topics",
     "message_headers",
 ]
+
+RawHeaders = Sequence[tuple[str, str | bytes | None]]
+"""A record's headers in order, names may repeat: bytes as read, str written as its UTF-8."""
 
 
 class HeadersUnreadableError(Exception):

@@ -1,1 +1,48 @@
-"""producers package."""
+"""The producing side: events into Kafka exactly once, through a transactional outbox.
+
+- Upstream code: ``enqueue`` an event (or ``enqueue_record`` encoded bytes) in its own
+  database transaction; ``event_headers`` are the headers every event carries;
+  ``pending_count`` says how many rows wait.
+- The relay (``oncepipe relay``): ``Relay`` publishes outbox rows in order per key, with
+  ``RelaySettings``.
+- Publishing: ``EventProducer`` (idempotent, acks=all) sends each ``OutgoingRecord`` and
+  reports its ``Delivery``; ``ProducerSettings`` tune it.
+- Topics: ``create_event_topics`` makes each event topic and its dead-letter topic
+  (``topic_plan``, ``TopicSpec``, ``dlq_topic_max_bytes``, ``TopicSettings``);
+  ``check_topic_name`` refuses an illegal name. Topic names themselves are in ``schemas``.
+
+Imports the plumbing (``oncepipe``) and the contract (``schemas``), never ``consumers``.
+"""
+
+from __future__ import annotations
+
+from producers.outbox import enqueue, enqueue_record, event_headers, pending_count
+from producers.producer import Delivery, EventProducer, OutgoingRecord
+from producers.relay import Relay
+from producers.settings import ProducerSettings, RelaySettings, TopicSettings
+from producers.topics import (
+    TopicSpec,
+    check_topic_name,
+    create_event_topics,
+    dlq_topic_max_bytes,
+    topic_plan,
+)
+
+__all__ = [
+    "Delivery",
+    "EventProducer",
+    "OutgoingRecord",
+    "ProducerSettings",
+    "Relay",
+    "RelaySettings",
+    "TopicSettings",
+    "TopicSpec",
+    "check_topic_name",
+    "create_event_topics",
+    "dlq_topic_max_bytes",
+    "enqueue",
+    "enqueue_record",
+    "event_headers",
+    "pending_count",
+    "topic_plan",
+]

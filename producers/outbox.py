@@ -20,13 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from pydantic import BaseModel
 
-from producers.topics import topic_for
-from schemas import Codec, Encoded
+from schemas import Codec, Encoded, topic_for
+
+if TYPE_CHECKING:  # a type only: enqueueing needs no Kafka client library
+    from oncepipe.kafka import RawHeaders
 
 __all__ = [
     "Held",
@@ -44,8 +46,6 @@ __all__ = [
 
 Headers = list[tuple[str, str]]
 """Event headers: plain strings."""
-RawHeaders = Sequence[tuple[str, str | bytes | None]]
-"""Headers as written: a str is stored as its UTF-8 bytes, bytes as they are, None as null."""
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from producers.partitioner import choose_partition
 from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.recordsize import HeaderValue, fit_dead_letter, record_size, surely_fits
 from producers.settings import ProducerSettings, RelaySettings
-from producers.topics import dlq_topic_for
+from schemas import dlq_topic_for
 
 __all__ = ["Relay"]
 

@@ -1,59 +1,28 @@
-"""Topic names and topic creation: ``events.<name>`` and its dead-letter ``events.<name>.dlq``.
+"""Topic creation: each event topic and its dead-letter topic, with their settings.
 
-Public names: ``topic_for``, ``dlq_topic_for``, ``topic_name_problem``, ``check_topic_name``,
-``dlq_topic_max_bytes``, ``topic_plan``, ``create_event_topics``.
+The names themselves are part of the contract (``schemas.topics``); ``check_topic_name`` turns
+an illegal one into a ``ConfigError``.
+
+Public names: ``check_topic_name``, ``dlq_topic_max_bytes``, ``TopicSpec``, ``topic_plan``,
+``create_event_topics``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import AdminClient, create_topics
 from producers.settings import ProducerSettings, TopicSettings
+from schemas.topics import dlq_topic_for, topic_name_problem
 
 __all__ = [
     "TopicSpec",
     "check_topic_name",
     "create_event_topics",
-    "dlq_topic_for",
     "dlq_topic_max_bytes",
-    "topic_for",
-    "topic_name_problem",
     "topic_plan",
 ]
-
-_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
-
-
-def topic_for(event_type: str) -> str:
-    """The topic of an event type: ``ClickEvent`` -> ``events.click``."""
-    base = event_type.removesuffix("Event") or event_type
-    return "events." + _CAMEL_BOUNDARY.sub("_", base).lower()
-
-
-def dlq_topic_for(topic: str) -> str:
-    """The dead-letter topic of a topic."""
-    return f"{topic}.dlq"
-
-
-# Kafka's own rule (org.apache.kafka.common.internals.Topic): these characters, 1..249 of them.
-_TOPIC_CHARS = re.compile(r"[a-zA-Z0-9._-]+")
-_TOPIC_MAX = 249
-_TOPIC_RULE = "Kafka topic names use letters, digits, '.', '_' and '-', at most 249"
-
-
-def topic_name_problem(name: str) -> str | None:
-    """Why Kafka would refuse ``name`` as a topic name, or None when it is legal."""
-    if name in {"", ".", ".."}:
-        return f"{_TOPIC_RULE}, and not '', '.' or '..'"
-    if len(name) > _TOPIC_MAX:
-        return f"it has {len(name)} characters; {_TOPIC_RULE}"
-    if not _TOPIC_CHARS.fullmatch(name):
-        bad = "".join(sorted({c for c in name if not _TOPIC_CHARS.fullmatch(c)}))
-        return f"it holds {bad!r}; {_TOPIC_RULE}"
-    return None
 
 
 def check_topic_name(name: str, flag: str) -> None:

@@ -1,13 +1,20 @@
-"""The event contract: Avro schemas (``schemas/avro/``), event models, codec and schema store.
+"""The event contract: what every producer, consumer and tool agrees on.
+
+- events: the models handlers receive (``Event``, ``ClickEvent``, ``EVENT_MODELS``);
+- bytes: the ``Codec`` (Avro single-object encoding of the shipped ``schemas/avro/`` versions,
+  ``Encoded``/``Decoded``) and the ``SchemaStore`` of versions learnt at run time;
+- evolution: ``check_compatibility`` and ``check_history`` (Avro schema resolution rules);
+- bad input: ``SchemaError`` and one subclass per kind, ``CatalogError`` for a bad shipped set;
+- topics: ``topic_for`` (``events.<name>``), ``dlq_topic_for`` (``<topic>.dlq``) and
+  ``topic_name_problem`` (Kafka's rule for a legal name).
 
 Imports nothing of oncepipe's own, so producers, consumers and tools can all depend on it.
-
-Public names: the re-exports below.
 """
 
 from __future__ import annotations
 
-from schemas.codec import Codec, Decoded, Encoded
+from schemas.catalog import CatalogError
+from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec, Decoded, Encoded
 from schemas.compat import check_compatibility, check_history
 from schemas.errors import (
     BadMagicError,
@@ -20,10 +27,13 @@ from schemas.errors import (
 )
 from schemas.models import EVENT_MODELS, ClickAction, ClickEvent, Event
 from schemas.store import SchemaStore
+from schemas.topics import dlq_topic_for, topic_for, topic_name_problem
 
 __all__ = [
+    "DEFAULT_MAX_PAYLOAD_BYTES",
     "EVENT_MODELS",
     "BadMagicError",
+    "CatalogError",
     "ClickAction",
     "ClickEvent",
     "Codec",
@@ -39,4 +49,7 @@ __all__ = [
     "ValidationFailedError",
     "check_compatibility",
     "check_history",
+    "dlq_topic_for",
+    "topic_for",
+    "topic_name_problem",
 ]

@@ -1,26 +1,7 @@
-"""Dead-letter headers: oncepipe's own (written), and Spring, Connect and Streams ones (read).
+"""Dead letters read back: oncepipe's own, and Spring, Connect and Streams ones.
 
-oncepipe's dead letters carry the original record's key and value bytes untouched (a
-tombstone's null value stays null), the original record's headers as they were (bytes: NUL
-bytes, invalid UTF-8 and null values survive), and these plain UTF-8 string headers (readable
-in kcat, kafka-ui and AKHQ):
-
-=========================  ===============================================================
-``dlq.original.topic``     topic the record was consumed from
-``dlq.original.partition`` its partition (decimal)
-``dlq.original.offset``    its offset (decimal)
-``dlq.original.timestamp`` its Kafka timestamp, milliseconds since the epoch (decimal)
-``dlq.consumer.group``     the consumer group that gave up on it
-``dlq.stage``              ``decode``, ``validate`` or ``handle``
-``dlq.error.class``        qualified class name of the error
-``dlq.error.message``      the error message (at most ``MAX_MESSAGE_BYTES``)
-``dlq.attempts``           how many times it was tried (decimal)
-``dlq.first.failure``      first failure, ISO-8601 UTC
-``dlq.last.failure``       last failure, ISO-8601 UTC
-``dlq.stacktrace``         the stack trace (at most ``MAX_STACKTRACE_BYTES``)
-``dlq.headers.unreadable`` only when the client could not read the original headers (a
-                           header name that is not UTF-8): why; they are not in the letter
-=========================  ===============================================================
+oncepipe writes its dead letters with the headers of ``consumers.deadletter_headers`` (the
+table is there); this module reads those and the three other dialects into one ``DeadLetter``.
 
 A record on a dead-letter topic whose headers the client cannot read is still shown: as a dead
 letter of dialect ``unreadable`` (no source known, so a replay needs ``--to``).
@@ -29,51 +10,47 @@ A replayed record keeps key, value and the original headers, loses every dead-le
 of the four dialects, and gains ``replay_of`` (``<dlq-topic>:<partition>:<offset>``) and
 ``replay_count``.
 
-Public names: the header name constants, ``Failure``, ``DeadLetter``, ``DeadLetterFormatError``,
-``dead_letter_headers``, ``parse_dead_letter``, ``replay_headers``, ``is_dead_letter_header``,
-``format_ref``, ``parse_ref``, ``unreadable_dead_letter``, ``STAGES``, ``DIALECTS``.
+Public names: ``DeadLetter``, ``DeadLetterFormatError``, ``Dialect``, ``DIALECTS``,
+``DEAD_LETTER_PREFIXES``, ``REPLAY_OF``, ``REPLAY_COUNT``, ``MAX_REPLAY_COUNT``,
+``parse_dead_letter``, ``unreadable_dead_letter``, ``replay_headers``, ``is_dead_letter_header``,
+``format_ref``, ``parse_ref``.
 """
 
 from __future__ import annotations
 
 import re
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from consumers.deadletter_headers import (
+    ATTEMPTS,
+    CONSUMER_GROUP,
+    ERROR_CLASS,
+    ERROR_MESSAGE,
+    FIRST_FAILURE,
+    HEADERS_UNREADABLE,
+    LAST_FAILURE,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TIMESTAMP,
+    ORIGINAL_TOPIC,
+    PREFIX,
+    STACKTRACE,
+    STAGE,
+)
+from oncepipe.kafka import RawHeaders
+
 __all__ = [
-    "ATTEMPTS",
-    "CONSUMER_GROUP",
     "DEAD_LETTER_PREFIXES",
     "DIALECTS",
-    "ERROR_CLASS",
-    "ERROR_MESSAGE",
-    "FIRST_FAILURE",
-    "HEADERS_UNREADABLE",
-    "LAST_FAILURE",
-    "MAX_MESSAGE_BYTES",
     "MAX_REPLAY_COUNT",
-    "MAX_STACKTRACE_BYTES",
-    "ONCEPIPE_HEADERS",
-    "ORIGINAL_OFFSET",
-    "ORIGINAL_PARTITION",
-    "ORIGINAL_TIMESTAMP",
-    "ORIGINAL_TOPIC",
-    "PREFIX",
     "REPLAY_COUNT",
     "REPLAY_OF",
-    "STACKTRACE",
-    "STAGE",
-    "STAGES",
     "DeadLetter",
     "DeadLetterFormatError",
     "Dialect",
-    "Failure",
-    "RawHeaders",
-    "Stage",
-    "dead_letter_headers",
     "format_ref",
     "is_dead_letter_header",
     "parse_dead_letter",
@@ -81,35 +58,6 @@ __all__ = [
     "replay_headers",
     "unreadable_dead_letter",
 ]
-
-PREFIX = "dlq."
-ORIGINAL_TOPIC = "dlq.original.topic"
-ORIGINAL_PARTITION = "dlq.original.partition"
-ORIGINAL_OFFSET = "dlq.original.offset"
-ORIGINAL_TIMESTAMP = "dlq.original.timestamp"
-CONSUMER_GROUP = "dlq.consumer.group"
-STAGE = "dlq.stage"
-ERROR_CLASS = "dlq.error.class"
-ERROR_MESSAGE = "dlq.error.message"
-ATTEMPTS = "dlq.attempts"
-FIRST_FAILURE = "dlq.first.failure"
-LAST_FAILURE = "dlq.last.failure"
-STACKTRACE = "dlq.stacktrace"
-HEADERS_UNREADABLE = "dlq.headers.unreadable"
-ONCEPIPE_HEADERS = (
-    ORIGINAL_TOPIC,
-    ORIGINAL_PARTITION,
-    ORIGINAL_OFFSET,
-    ORIGINAL_TIMESTAMP,
-    CONSUMER_GROUP,
-    STAGE,
-    ERROR_CLASS,
-    ERROR_MESSAGE,
-    ATTEMPTS,
-    FIRST_FAILURE,
-    LAST_FAILURE,
-    STACKTRACE,
-)
 
 REPLAY_OF = "replay_of"
 REPLAY_COUNT = "replay_count"
@@ -120,42 +68,13 @@ _CONNECT = "__connect.errors."
 _STREAMS = "__streams.errors."
 DEAD_LETTER_PREFIXES = (PREFIX, _SPRING, _CONNECT, _STREAMS)
 
-# A header of a few KB is fine for Kafka and the UIs; the DLQ topic has headroom for them.
-MAX_MESSAGE_BYTES = 4096
-MAX_STACKTRACE_BYTES = 8192
-
-Stage = Literal["decode", "validate", "handle"]
-STAGES: tuple[Stage, ...] = ("decode", "validate", "handle")
 Dialect = Literal["oncepipe", "spring", "connect", "streams", "unreadable"]
 DIALECTS: tuple[Dialect, ...] = ("oncepipe", "spring", "connect", "streams")
 """The dialects told apart by their headers (``unreadable``: no headers could be read)."""
 
-RawHeaders = Sequence[tuple[str, str | bytes | None]]
-"""Kafka headers as the client hands them over: (name, bytes) pairs, names may repeat."""
-
 
 class DeadLetterFormatError(ValueError):
     """A record has no dead-letter headers of any known dialect, or malformed ones."""
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What went wrong: the error's class, message and stack trace, as text."""
-
-    error_class: str
-    message: str
-    stacktrace: str = ""
-
-    @classmethod
-    def from_exception(cls, error: BaseException) -> Failure:
-        """The failure an exception describes, with its formatted traceback."""
-        kind = type(error)
-        module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
-        return cls(
-            error_class=f"{module}{kind.__qualname__}",
-            message=str(error),
-            stacktrace="".join(traceback.format_exception(error)),
-        )
 
 
 @dataclass(frozen=True)
@@ -243,86 +162,7 @@ def is_dead_letter_header(name: str) -> bool:
     return name.startswith(DEAD_LETTER_PREFIXES)
 
 
-# -- writing ---------------------------------------------------------------------------------
-
-
-def _bounded(text: str, limit: int, *, keep_tail: bool = False) -> str:
-    """``text`` cut to at most ``limit`` UTF-8 bytes, saying how much was cut."""
-    data = text.encode("utf-8")
-    if len(data) <= limit:
-        return text
-    marker = f"\n... [{len(data) - limit} bytes cut] ...\n"
-    room = max(limit - len(marker.encode()) - 8, 0)
-    if not keep_tail:
-        return data[:room].decode("utf-8", "ignore") + marker.rstrip("\n .")
-    # A Python traceback ends with the raising frame and the error; a Java one starts with
-    # them. Keep both ends so either reads well.
-    head = data[: room // 4].decode("utf-8", "ignore")
-    tail = data[len(data) - (room - room // 4) :].decode("utf-8", "ignore")
-    return head + marker + tail
-
-
-def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"{moment!r} has no time zone; dead-letter times must be aware (UTC)")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def dead_letter_headers(
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp_ms: int | None,
-    consumer_group: str,
-    stage: Stage,
-    failure: Failure | BaseException,
-    attempts: int,
-    first_failure: datetime,
-    last_failure: datetime | None = None,
-    original_headers: RawHeaders = (),
-    headers_unreadable: str | None = None,
-) -> list[tuple[str, str | bytes | None]]:
-    """The headers of a dead letter: the original record's, then oncepipe's ``dlq.*`` ones.
-
-    The original headers keep their order and their values as they were (bytes or None); any
-    ``dlq.*`` header among them (a dead letter of a dead letter) is dropped so the new ones are
-    the only ones. ``headers_unreadable`` (why the client could not read the original headers)
-    adds ``dlq.headers.unreadable``. Message and stack trace are cut to ``MAX_MESSAGE_BYTES``
-    and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware.
-    """
-    if stage not in STAGES:
-        raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
-    if attempts < 1:
-        raise ValueError(f"attempts={attempts}: a dead letter failed at least once")
-    if isinstance(failure, BaseException):
-        failure = Failure.from_exception(failure)
-    headers: list[tuple[str, str | bytes | None]] = [
-        (name, raw) for name, raw in original_headers if not name.startswith(PREFIX)
-    ]
-    if headers_unreadable is not None:
-        headers.append((HEADERS_UNREADABLE, _bounded(headers_unreadable, MAX_MESSAGE_BYTES)))
-    headers += [
-        (ORIGINAL_TOPIC, topic),
-        (ORIGINAL_PARTITION, str(partition)),
-        (ORIGINAL_OFFSET, str(offset)),
-    ]
-    if timestamp_ms is not None and timestamp_ms >= 0:
-        headers.append((ORIGINAL_TIMESTAMP, str(timestamp_ms)))
-    headers += [
-        (CONSUMER_GROUP, consumer_group),
-        (STAGE, stage),
-        (ERROR_CLASS, failure.error_class),
-        (ERROR_MESSAGE, _bounded(failure.message, MAX_MESSAGE_BYTES)),
-        (ATTEMPTS, str(attempts)),
-        (FIRST_FAILURE, _iso(first_failure)),
-        (LAST_FAILURE, _iso(last_failure or first_failure)),
-    ]
-    if failure.stacktrace:
-        headers.append(
-            (STACKTRACE, _bounded(failure.stacktrace, MAX_STACKTRACE_BYTES, keep_tail=True))
-        )
-    return headers
+# -- replaying -------------------------------------------------------------------------------
 
 
 def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes | None]]:
@@ -602,31 +442,8 @@ def parse_dead_letter(
     original = tuple((n, raw) for n, raw in pairs if not is_dead_letter_header(n))
     dialect = _dialect_of(set(found.values))
     fields = _READERS[dialect](found, dlq_timestamp_ms)
-    return DeadLetter(
-        dlq_topic=dlq_topic,
-        dlq_partition=dlq_partition,
-        dlq_offset=dlq_offset,
-        dialect=dialect,
-        source_topic=fields.topic or None,
-        source_partition=fields.partition,
-        source_offset=fields.offset,
-        source_timestamp=fields.timestamp,
-        consumer_group=fields.group or None,
-        stage=fields.stage or None,
-        error_class=fields.error_class or "",
-        error_message=fields.message or "",
-        attempts=fields.attempts,
-        first_failure=fields.first,
-        last_failure=fields.last,
-        stacktrace=fields.stacktrace or "",
-        event_id=_original_text(original, "event_id"),
-        event_type=_original_text(original, "event_type"),
-        key=key,
-        value=value,
-        headers=original,
-        dlq_timestamp=_dlq_time(dlq_timestamp_ms),
-        extras=fields.extras,
-    )
+    record = _Record(dlq_topic, dlq_partition, dlq_offset, dlq_timestamp_ms, key, value)
+    return _dead_letter(record, dialect, fields, original)
 
 
 def unreadable_dead_letter(
@@ -644,29 +461,58 @@ def unreadable_dead_letter(
     Nothing says where it came from or why it failed; key and value are as they are, so it
     can still be listed, shown and replayed (with ``--to``).
     """
-    return DeadLetter(
-        dlq_topic=dlq_topic,
-        dlq_partition=dlq_partition,
-        dlq_offset=dlq_offset,
-        dialect="unreadable",
-        source_topic=None,
-        source_partition=None,
-        source_offset=None,
-        source_timestamp=None,
-        consumer_group=None,
-        stage=None,
+    fields = _Fields(
         error_class="HeadersUnreadable",
-        error_message=f"the record's headers cannot be read ({reason}); a name is not UTF-8?",
-        attempts=None,
-        first_failure=None,
-        last_failure=None,
-        stacktrace="",
-        event_id=None,
-        event_type=None,
-        key=key,
-        value=value,
-        dlq_timestamp=_dlq_time(dlq_timestamp_ms),
+        message=f"the record's headers cannot be read ({reason}); a name is not UTF-8?",
         extras={"headers_unreadable": reason},
+    )
+    record = _Record(dlq_topic, dlq_partition, dlq_offset, dlq_timestamp_ms, key, value)
+    return _dead_letter(record, "unreadable", fields, ())
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The record on the dead-letter topic: where it sits, its timestamp, key and value."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+def _dead_letter(
+    record: _Record,
+    dialect: Dialect,
+    fields: _Fields,
+    original: tuple[tuple[str, bytes | None], ...],
+) -> DeadLetter:
+    """The one place a ``DeadLetter`` is built: what a dialect said, the record, its place."""
+    return DeadLetter(
+        dlq_topic=record.topic,
+        dlq_partition=record.partition,
+        dlq_offset=record.offset,
+        dialect=dialect,
+        source_topic=fields.topic or None,
+        source_partition=fields.partition,
+        source_offset=fields.offset,
+        source_timestamp=fields.timestamp,
+        consumer_group=fields.group or None,
+        stage=fields.stage or None,
+        error_class=fields.error_class or "",
+        error_message=fields.message or "",
+        attempts=fields.attempts,
+        first_failure=fields.first,
+        last_failure=fields.last,
+        stacktrace=fields.stacktrace or "",
+        event_id=_original_text(original, "event_id"),
+        event_type=_original_text(original, "event_type"),
+        key=record.key,
+        value=record.value,
+        headers=original,
+        dlq_timestamp=_dlq_time(record.timestamp_ms),
+        extras=fields.extras,
     )
 
 

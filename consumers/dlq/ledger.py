@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.dlq.headers import DeadLetter
+from consumers.events import Key
 
 __all__ = [
     "Claim",
@@ -37,9 +38,6 @@ __all__ = [
     "record_sent",
     "replayed_by",
 ]
-
-Key = tuple[str, int, int]
-"""(dlq topic, partition, offset): where a dead letter sits, the ledger's primary key."""
 
 # A replay waits at most the producer's delivery timeout (2 min by default) for its acks: a
 # claim older than this belongs to a replay that died, and may be taken over.

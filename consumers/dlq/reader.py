@@ -45,8 +45,7 @@ from oncepipe.kafka import (
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from producers.topics import dlq_topic_for
-from schemas import Codec, SchemaStore
+from schemas import Codec, SchemaStore, dlq_topic_for
 
 __all__ = [
     "DLQ_SUFFIXES",

@@ -26,6 +26,7 @@ from psycopg.rows import TupleRow
 
 from consumers.dlq import ledger
 from consumers.dlq.headers import DeadLetter, replay_headers
+from consumers.events import Key
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaException, broker_error, create_admin
@@ -33,7 +34,8 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers.producer import EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
-from producers.topics import check_topic_name, topic_name_problem
+from producers.topics import check_topic_name
+from schemas import topic_name_problem
 
 __all__ = ["Outcome", "ReplayOutcome", "Replayer"]
 
@@ -229,8 +231,8 @@ class Replayer:
                  for _, letter, _ in claimed],
             )  # fmt: skip
             raise
-        sent: list[tuple[ledger.Key, int | None, int | None]] = []
-        failed: list[tuple[ledger.Key, str]] = []
+        sent: list[tuple[Key, int | None, int | None]] = []
+        failed: list[tuple[Key, str]] = []
         for i, letter, to in claimed:
             delivery = deliveries[i]
             key, count = ledger.key_of(letter), claim.counts[ledger.key_of(letter)]

@@ -25,8 +25,7 @@ from oncepipe.settings import Settings
 from producers.outbox import enqueue
 from producers.partitioner import key_partition
 from producers.settings import RelaySettings
-from producers.topics import dlq_topic_for
-from schemas import Codec
+from schemas import Codec, dlq_topic_for
 from tests.faults.leaders import leader_of
 from tests.fixtures.kafka import read_topic
 from tests.fixtures.relay import RelayThread

@@ -13,6 +13,7 @@ from datetime import UTC
 
 from hypothesis import strategies as st
 
+from consumers import deadletter_headers as w
 from consumers.dlq import headers as h
 from consumers.dlq.headers import Dialect
 from tests.fuzz.avro_strategies import INTERESTING_LONGS
@@ -64,7 +65,7 @@ _STREAMS = [
     )
 ]
 DIALECT_NAMES: dict[Dialect, list[str]] = {
-    "oncepipe": list(h.ONCEPIPE_HEADERS),
+    "oncepipe": list(w.ONCEPIPE_HEADERS),
     "spring": _SPRING,
     "connect": _CONNECT,
     "streams": _STREAMS,

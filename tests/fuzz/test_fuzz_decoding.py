@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumers.deadletter_headers import STAGES
 from consumers.decoding import decode_records
-from consumers.dlq.headers import STAGES
-from consumers.events import RawHeaders
 from oncepipe.errors import PoisonError
+from oncepipe.kafka import RawHeaders
 from schemas import Codec, SchemaError
 from tests.fuzz.avro_strategies import (
     INTERESTING_LONGS,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from consumers.dlq.headers import Failure, dead_letter_headers
+from consumers.deadletter_headers import Failure, dead_letter_headers
 from oncepipe.kafka import AdminClient, create_producer, create_topics
 from oncepipe.settings import Settings
 from producers.outbox import event_headers

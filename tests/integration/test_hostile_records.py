@@ -19,16 +19,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from consumers.decoding import read_headers
-from consumers.dlq.headers import (
+from consumers.deadletter_headers import (
     CONSUMER_GROUP,
     ERROR_CLASS,
     HEADERS_UNREADABLE,
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
     STAGE,
-    is_dead_letter_header,
 )
+from consumers.decoding import read_headers
+from consumers.dlq.headers import is_dead_letter_header
 from oncepipe.kafka import OFFSET_BEGINNING, AdminClient, Consumer, TopicPartition
 from oncepipe.settings import Settings
 from producers.outbox import event_headers

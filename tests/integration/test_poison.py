@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.dlq.headers import MAX_STACKTRACE_BYTES
+from consumers.deadletter_headers import MAX_STACKTRACE_BYTES
 from tests.fixtures.poison import (
     ERRORS,
     KINDS,

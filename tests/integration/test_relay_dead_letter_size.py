@@ -17,14 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from consumers.dlq.headers import STACKTRACE
+from consumers.deadletter_headers import STACKTRACE
 from oncepipe.kafka import AdminClient, create_producer
 from oncepipe.settings import Settings
 from producers import outbox
 from producers.recordsize import TRIMMED, record_size
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings, TopicSettings
-from producers.topics import create_event_topics, dlq_topic_for
+from producers.topics import create_event_topics
+from schemas import dlq_topic_for
 from tests.fixtures.kafka import read_topic
 from tests.fixtures.poison import dead_letters
 from tests.fixtures.relay import RelayThread

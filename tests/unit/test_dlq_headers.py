@@ -8,12 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.dlq import headers as h
+from consumers import deadletter_headers as w
+from consumers.deadletter_headers import Failure, dead_letter_headers
 from consumers.dlq.headers import (
     DeadLetter,
     DeadLetterFormatError,
-    Failure,
-    dead_letter_headers,
     format_ref,
     is_dead_letter_header,
     parse_dead_letter,
@@ -78,7 +77,7 @@ def written(headers: list[tuple[str, str | bytes | None]]) -> dict[str, str]:
 
 
 def test_header_names_are_the_documented_plain_dlq_names() -> None:
-    assert h.ONCEPIPE_HEADERS == (
+    assert w.ONCEPIPE_HEADERS == (
         "dlq.original.topic",
         "dlq.original.partition",
         "dlq.original.offset",
@@ -130,11 +129,11 @@ def test_builder_bounds_stack_trace_and_message_keeping_both_ends_of_the_trace()
     trace = "Traceback (most recent call last)\n" + "  frame\n" * 5000 + "ValueError: boom\n"
     failure = Failure("ValueError", "é" * 10_000, trace)
     headers = written(oncepipe_headers(failure=failure))
-    assert len(headers["dlq.stacktrace"].encode()) <= h.MAX_STACKTRACE_BYTES
+    assert len(headers["dlq.stacktrace"].encode()) <= w.MAX_STACKTRACE_BYTES
     assert headers["dlq.stacktrace"].startswith("Traceback")
     assert headers["dlq.stacktrace"].endswith("ValueError: boom\n")
     assert "bytes cut" in headers["dlq.stacktrace"]
-    assert len(headers["dlq.error.message"].encode()) <= h.MAX_MESSAGE_BYTES
+    assert len(headers["dlq.error.message"].encode()) <= w.MAX_MESSAGE_BYTES
     assert headers["dlq.error.message"].startswith("éé")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from oncepipe.errors import ConfigError
-from producers.topics import check_topic_name, topic_name_problem
+from producers.topics import check_topic_name
+from schemas import topic_name_problem
 
 
 @pytest.mark.parametrize(

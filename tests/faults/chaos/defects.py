@@ -164,7 +164,7 @@ def _relay_high_water() -> None:
 
 def _dead_letter_outside_txn() -> None:
     from consumers import batch
-    from consumers.deadletters import DeadLetterCandidate, dead_letter
+    from consumers.deadletters import DeadLetterCandidate, dead_letter_record
     from oncepipe.kafka import create_producer
     from oncepipe.settings import load_settings
 
@@ -174,7 +174,7 @@ def _dead_letter_outside_txn() -> None:
         conn: Any, group: str, to_dead_letter: Sequence[DeadLetterCandidate], log: Any
     ) -> int:
         for item in to_dead_letter:
-            letter = dead_letter(group, item)
+            letter = dead_letter_record(group, item)
             headers: list[tuple[str, str | bytes | None]] = list(letter.headers)
             producer.produce(letter.topic, key=letter.key, value=letter.value, headers=headers)
         producer.flush(30)  # published: a rollback of the batch cannot take it back
@@ -187,7 +187,7 @@ def _dead_letter_outside_txn() -> None:
 def _dead_letter_id_without_group() -> None:
     from consumers import deadletters
 
-    real = deadletters.dead_letter
+    real = deadletters.dead_letter_record
 
     def coordinates_only(group: str, item: Any) -> Any:
         record = item.rejected
@@ -195,7 +195,7 @@ def _dead_letter_id_without_group() -> None:
         dedupe_id = f"{record.topic}:{record.partition}:{record.offset}"
         return dataclasses.replace(letter, dedupe_id=dedupe_id)
 
-    deadletters.dead_letter = coordinates_only
+    deadletters.dead_letter_record = coordinates_only
 
 
 PATCHES = {

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from consumers.dlq.headers import (
+from consumers.deadletter_headers import (
     CONSUMER_GROUP,
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from consumers.dlq.headers import CONSUMER_GROUP, PREFIX
+from consumers.deadletter_headers import CONSUMER_GROUP, PREFIX
 from tests.faults.chaos.evidence import Coordinates, Evidence, source_of
 from tests.faults.chaos.verdict import CheckResult, Observations
 

@@ -29,7 +29,8 @@ from oncepipe.kafka import AdminClient
 from oncepipe.migrations import apply_migrations
 from oncepipe.settings import Settings
 from producers.settings import ProducerSettings, TopicSettings
-from producers.topics import create_event_topics, dlq_topic_for
+from producers.topics import create_event_topics
+from schemas import dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.workers import DEFECT_SHIM, DEMO, ONCEPIPE, Proc, Role, WorkerSet
