@@ -6,7 +6,7 @@
   (``EXIT_FAILURE``, ``EXIT_USAGE``, ``EXIT_OK``).
 - For commands built on it (the demo's): ``state`` and ``AppState`` (the root options),
   ``build_settings`` (settings from options and environment), ``emit_json``,
-  ``check_topic_names``, ``install_stop_handlers`` (SIGTERM/SIGINT stop a worker gracefully).
+  ``check_topic_names``. (Stopping on SIGTERM is ``oncepipe.signals``, below the workers.)
 
 Importing this package is light (the standard library only), so the console script can guard
 its start-up before anything heavy loads; every other name is imported on first use.
@@ -22,7 +22,7 @@ from cli.entry import run
 if TYPE_CHECKING:
     from cli.failures import OncepipeGroup
     from cli.main import app, run_app
-    from cli.options import build_settings, install_stop_handlers
+    from cli.options import build_settings
     from cli.preflight import check_topic_names
     from cli.shared import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, AppState, emit_json, state
 
@@ -36,7 +36,6 @@ __all__ = [
     "build_settings",
     "check_topic_names",
     "emit_json",
-    "install_stop_handlers",
     "run",
     "run_app",
     "state",
@@ -53,7 +52,6 @@ _HOMES = {
     "build_settings": "cli.options",
     "check_topic_names": "cli.preflight",
     "emit_json": "cli.shared",
-    "install_stop_handlers": "cli.options",
     "run_app": "cli.main",
     "state": "cli.shared",
 }

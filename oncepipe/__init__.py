@@ -11,7 +11,10 @@ imported by name:
   ``RawHeaders``, ``message_headers``, ``broker_error``;
 - ``oncepipe.logging``: ``configure_logging``, ``get_logger`` (structlog, secrets masked);
 - ``oncepipe.conninfo``: connection strings checked, masked and explained;
-- ``oncepipe.migrations``: ``apply_migrations``, ``pending_migrations`` (``oncepipe/sql/``).
+- ``oncepipe.migrations``: ``apply_migrations``, ``pending_migrations`` (``oncepipe/sql/``);
+- ``oncepipe.hooks``: ``Hooks`` (crash/stall points, batch/dead-letter/publish callbacks),
+  ``NO_HOOKS``, ``hooks_from_environment``;
+- ``oncepipe.signals``: how a worker process stops (SIGTERM/SIGINT), standard library only.
 
 It never imports the workers (``producers``, ``consumers``) or the command line (``cli``).
 """
