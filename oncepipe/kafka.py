@@ -27,7 +27,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from oncepipe.errors import BrokerError, ConfigError
+from oncepipe.errors import BrokerError, ConfigError, OncepipeError
 from oncepipe.logging import LIBRDKAFKA_LOGGER
 from oncepipe.settings import Settings
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-class HeadersUnreadableError(Exception):
+class HeadersUnreadableError(OncepipeError):
     """The client cannot read a record's headers (a header name that is not UTF-8)."""
 
 

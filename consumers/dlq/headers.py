@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from oncepipe.errors import OncepipeError
+
 __all__ = [
     "ATTEMPTS",
     "CONSUMER_GROUP",
@@ -134,7 +136,7 @@ RawHeaders = Sequence[tuple[str, str | bytes | None]]
 """Kafka headers as the client hands them over: (name, bytes) pairs, names may repeat."""
 
 
-class DeadLetterFormatError(ValueError):
+class DeadLetterFormatError(OncepipeError):
     """A record has no dead-letter headers of any known dialect, or malformed ones."""
 
 
