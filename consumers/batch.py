@@ -5,7 +5,8 @@ Public names: ``BatchResult``, ``apply_batch``, ``plan_moves``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,8 @@ from consumers.isolate import isolate
 from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
-from oncepipe.errors import DatabaseUnavailableError, RetriableError
+from oncepipe.db import wrap_as_unavailable
+from oncepipe.errors import RetriableError
 from oncepipe.hooks import NO_HOOKS, BatchCommitted, BatchStarted, Hooks, RecordDeadLettered
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -81,6 +83,27 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
         conn.close()
 
 
+def _batch_failure(exc: psycopg.Error) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"PostgreSQL failed during a batch ({exc.sqlstate or 'connection'}): {first}"
+
+
+@contextmanager
+def _transaction(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Roll the batch back on any error; PostgreSQL's transient ones become ``RetriableError``."""
+    try:
+        with wrap_as_unavailable(_batch_failure, catch=(psycopg.OperationalError,)):
+            try:
+                yield
+            except psycopg.errors.TransactionRollback as exc:  # serialization failure, deadlock
+                raise RetriableError(
+                    f"batch transaction aborted ({exc.sqlstate}: {type(exc).__name__}); retrying"
+                ) from exc
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
 def apply_batch(
     conn: psycopg.Connection[Any],
     *,
@@ -120,7 +143,7 @@ def apply_batch(
     hooks.batch_started(BatchStarted(group, len(events)))
     policy = policy or default_retry_policy(settings, group, hooks)
     last = _last_offsets(events, rejected)
-    try:
+    with _transaction(conn):
         verdicts = policy.decide(rejected)
         todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
         applied, emitted = _apply(
@@ -137,20 +160,6 @@ def apply_batch(
             offsets.compare_and_set(cursor, group, moves)
         hooks.point("consumer.after_handler")
         conn.commit()
-    except psycopg.errors.TransactionRollback as exc:
-        _rollback(conn)
-        raise RetriableError(
-            f"batch transaction aborted ({exc.sqlstate}: {type(exc).__name__}); retrying"
-        ) from exc
-    except psycopg.OperationalError as exc:
-        _rollback(conn)
-        raise DatabaseUnavailableError(
-            f"PostgreSQL failed during a batch ({exc.sqlstate or 'connection'}): "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-        ) from exc
-    except BaseException:
-        _rollback(conn)
-        raise
     passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
     dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)

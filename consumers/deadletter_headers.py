@@ -26,8 +26,9 @@ in kcat, kafka-ui and AKHQ):
                            header name that is not UTF-8): why; they are not in the letter
 =========================  ===============================================================
 
-Public names: ``Stage``, ``STAGES``, ``Failure``, ``dead_letter_headers``, the header name
-constants, ``MAX_MESSAGE_BYTES``, ``MAX_STACKTRACE_BYTES``.
+Public names: ``Stage``, ``STAGES``, ``Failure``, ``dead_letter_headers``,
+``DeadLetterFormatError``, the header name constants, ``MAX_MESSAGE_BYTES``,
+``MAX_STACKTRACE_BYTES``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from oncepipe.errors import OncepipeError
 from oncepipe.kafka import RawHeaders
 
 __all__ = [
@@ -58,10 +60,16 @@ __all__ = [
     "STACKTRACE",
     "STAGE",
     "STAGES",
+    "DeadLetterFormatError",
     "Failure",
     "Stage",
     "dead_letter_headers",
 ]
+
+
+class DeadLetterFormatError(OncepipeError):
+    """A record has no dead-letter headers of any known dialect, or malformed ones."""
+
 
 # A header of a few KB is fine for Kafka and the UIs; the DLQ topic has headroom for them.
 MAX_MESSAGE_BYTES = 4096

@@ -21,11 +21,11 @@ from typing import Any
 
 import psycopg
 
-from consumers.classify import is_transient
 from consumers.decoding import Rejected
 from consumers.events import Key
 from consumers.offsets import OffsetMove
-from oncepipe.errors import DatabaseUnavailableError, FencedError
+from oncepipe.db import wrap_as_unavailable
+from oncepipe.errors import FencedError
 
 __all__ = ["FailureLog", "History", "NotOwnerError", "claim", "forget_below"]
 
@@ -129,16 +129,14 @@ class FailureLog:
             "error_class": type(rejected.error).__qualname__,
             "owner": self._owner,
         }
-        try:
-            row = self._connection().execute(_RECORD, params).fetchone()
-        except psycopg.Error as exc:
-            if not is_transient(exc):
-                raise
-            # A read-only or timed-out session stays so: the next attempt opens a new one.
-            self.close()
-            raise DatabaseUnavailableError(
+        # A read-only or timed-out session stays so: the next attempt opens a new one.
+        with wrap_as_unavailable(
+            lambda exc: (
                 f"cannot count a failure ({exc.sqlstate or 'connection'}); retrying the batch"
-            ) from exc
+            ),
+            cleanup=self.close,
+        ):
+            row = self._connection().execute(_RECORD, params).fetchone()
         if row is None:
             raise NotOwnerError(
                 f"{rejected.topic}[{rejected.partition}] has another owner in group "
@@ -157,15 +155,13 @@ class FailureLog:
             [r.offset for r in rejected],
             self._group,
         )
-        try:
-            rows = self._connection().execute(_HISTORY, params).fetchall()
-        except psycopg.Error as exc:
-            if not is_transient(exc):
-                raise
-            self.close()
-            raise DatabaseUnavailableError(
+        with wrap_as_unavailable(
+            lambda exc: (
                 f"cannot read failure counts ({exc.sqlstate or 'connection'}); retrying the batch"
-            ) from exc
+            ),
+            cleanup=self.close,
+        ):
+            rows = self._connection().execute(_HISTORY, params).fetchall()
         return {
             (t, int(p), int(o)): History(int(n), first, last) for t, p, o, n, first, last in rows
         }

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from consumers.events import InboundEvent
-from oncepipe.errors import DatabaseUnavailableError
+from oncepipe.db import wrap_as_unavailable
 
 __all__ = ["claim_new"]
 
@@ -27,6 +27,10 @@ _CLAIM = (
     "SELECT * FROM oncepipe.inbox_claim(%(group)s, %(event_ids)b::uuid[], %(topics)b::text[],"
     " %(partitions)b::int[], %(offsets)b::bigint[])"
 )
+_NO_PARTITION = (
+    "oncepipe.inbox has no partition for today; retrying (consumers create them every hour, or "
+    "run oncepipe inbox maintain)"
+)
 
 
 def claim_new(
@@ -35,7 +39,8 @@ def claim_new(
     """Insert inbox rows for ``events``; return those not applied before, in input order."""
     if not events:
         return []
-    try:
+    # The only check on the inbox is its partitioning: no partition covers today yet.
+    with wrap_as_unavailable(_NO_PARTITION, catch=(psycopg.errors.CheckViolation,)):
         cursor.execute(
             _CLAIM,
             {
@@ -46,11 +51,5 @@ def claim_new(
                 "offsets": [e.offset for e in events],
             },
         )
-    except psycopg.errors.CheckViolation as exc:
-        # The only check on the inbox is its partitioning: no partition covers today yet.
-        raise DatabaseUnavailableError(
-            "oncepipe.inbox has no partition for today; retrying (consumers create them every "
-            "hour, or run oncepipe inbox maintain)"
-        ) from exc
     inserted = {(row[0], row[1], row[2]) for row in cursor.fetchall()}
     return [e for e in events if (e.topic, e.partition, e.offset) in inserted]

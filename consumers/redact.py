@@ -18,20 +18,34 @@ import traceback
 import psycopg
 from pydantic import ValidationError
 
-from consumers.deadletter_headers import Failure
+from consumers.deadletter_headers import DeadLetterFormatError, Failure
 from oncepipe.errors import OncepipeError
+from oncepipe.kafka import HeadersUnreadableError
 from schemas import (
     BadMagicError,
     CorruptBodyError,
     IncompatibleSchemaError,
     PayloadTooLargeError,
+    SchemaError,
     UnknownFingerprintError,
     ValidationFailedError,
 )
+from schemas.avro_io import AvroDataError, InvalidSchemaError
+from schemas.catalog import CatalogError
 
 __all__ = ["describe"]
 
 _MAX_FIELDS = 20
+# oncepipe errors whose messages may quote what they were given (a value that does not fit its
+# schema, a header's text, a schema's text): withheld like any other handler exception.
+_QUOTES_INPUT = (
+    SchemaError,
+    AvroDataError,
+    InvalidSchemaError,
+    CatalogError,
+    DeadLetterFormatError,
+    HeadersUnreadableError,
+)
 _MAX_CAUSES = 5
 
 
@@ -92,7 +106,7 @@ def _message(error: BaseException) -> str:
     codec = _codec(error)
     if codec is not None:
         return codec
-    if isinstance(error, OncepipeError):
+    if isinstance(error, OncepipeError) and not isinstance(error, _QUOTES_INPUT):
         return str(error)  # written on purpose for this header (PoisonError, ...)
     if isinstance(error, psycopg.Error):
         return _database(error)

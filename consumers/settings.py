@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oncepipe.errors import ConfigError
-from oncepipe.settings import split_names
+from oncepipe.settings import read_settings, split_names
 from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES
 
 __all__ = ["ConsumerSettings", "load_consumer_settings"]
@@ -99,15 +98,4 @@ class ConsumerSettings(BaseSettings):
 
 def load_consumer_settings(**overrides: Any) -> ConsumerSettings:
     """Read consumer settings from the environment plus CLI overrides (None means not given)."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        settings = ConsumerSettings(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"ONCEPIPE_CONSUMER_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            if err["loc"]
-            else err["msg"]
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid consumer configuration: {problems}") from exc
-    return settings
+    return read_settings(ConsumerSettings, overrides, what="consumer configuration")

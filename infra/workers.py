@@ -113,8 +113,9 @@ class Child:
 class Supervisor:
     """Starts named processes and stops every one still running at the end.
 
-    ``env`` is every child's base environment (the caller's by default); a start may add to
-    it. Used as a context manager, leaving the block stops them all.
+    ``env`` is every child's base environment (by default the caller's as it is at each
+    start, so a variable set after the supervisor was made still reaches the next child); a
+    start may add to it. Used as a context manager, leaving the block stops them all.
     """
 
     def __init__(
@@ -124,7 +125,7 @@ class Supervisor:
         cwd: Path | None = None,
         grace: float = 30.0,
     ) -> None:
-        self.env = dict(os.environ if env is None else env)
+        self.env = None if env is None else dict(env)
         self.cwd = cwd
         self.grace = grace
         self.children: list[Child] = []
@@ -145,7 +146,7 @@ class Supervisor:
         without one they are this process's own. With ``stdout_pipe`` its stdout is a pipe
         for ``Child.output_lines`` and only its stderr goes to ``log``.
         """
-        child_env = {**self.env, **(env or {})}
+        child_env = {**(os.environ if self.env is None else self.env), **(env or {})}
         stdout = subprocess.PIPE if stdout_pipe else None
         with contextlib.ExitStack() as files:
             out = None if log is None else files.enter_context(log.open("ab" if append else "wb"))

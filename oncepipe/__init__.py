@@ -1,9 +1,11 @@
 """oncepipe's plumbing: what producers, consumers and the command line stand on.
 
-The bare package is light on purpose (the standard library only): it offers the version and
-the one exception tree (``OncepipeError`` and the classes that say what a caller should do),
-so a process can import it before anything heavy. The plumbing itself is in public modules,
-imported by name:
+The bare package is light on purpose (the standard library only): it offers the version, so
+that the console script can install its SIGTERM guard (``oncepipe.signals``) before anything
+heavy loads. The plumbing itself is in public modules, imported by name:
+
+- ``oncepipe.errors``: the one exception tree, ``OncepipeError`` (its root, defined with the
+  contract in ``schemas.errors``) and the classes that say what a caller should do;
 
 - ``oncepipe.settings``: ``Settings``, ``load_settings`` (``ONCEPIPE_*`` variables);
 - ``oncepipe.db``: ``connect``, ``create_pool`` (psycopg 3);
@@ -21,24 +23,5 @@ It never imports the workers (``producers``, ``consumers``) or the command line 
 
 from __future__ import annotations
 
-from oncepipe.errors import (
-    BrokerError,
-    ConfigError,
-    DatabaseUnavailableError,
-    FencedError,
-    OncepipeError,
-    PoisonError,
-    RetriableError,
-)
-
 __version__ = "0.1.0"
-__all__ = [
-    "BrokerError",
-    "ConfigError",
-    "DatabaseUnavailableError",
-    "FencedError",
-    "OncepipeError",
-    "PoisonError",
-    "RetriableError",
-    "__version__",
-]
+__all__ = ["__version__"]

@@ -1,4 +1,4 @@
-"""PostgreSQL connection factories.
+"""PostgreSQL connection factories, and the one place a session failure becomes ours.
 
 Worker sessions carry ``idle_in_transaction_session_timeout`` so a stalled worker cannot hold
 row locks forever, an ``application_name`` so operators can tell sessions apart, and READ
@@ -6,11 +6,17 @@ COMMITTED whatever the role or database default: the inbox claim and the offsets
 compare-and-set rely on re-reading rows other transactions committed (a startup option
 outranks ``ALTER ROLE/DATABASE ... SET default_transaction_isolation``).
 
-Public names: ``connect``, ``create_pool``.
+A failure that ends a session says nothing about the work in it; ``wrap_as_unavailable`` turns
+it into ``DatabaseUnavailableError`` (a ``RetriableError``), chained to the driver's error, so
+every caller retries it the same way.
+
+Public names: ``SESSION_FAILURES``, ``connect``, ``create_pool``, ``wrap_as_unavailable``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -20,7 +26,7 @@ from psycopg_pool import ConnectionPool
 from oncepipe.errors import DatabaseUnavailableError
 from oncepipe.settings import Settings
 
-__all__ = ["SESSION_FAILURES", "connect", "create_pool"]
+__all__ = ["SESSION_FAILURES", "connect", "create_pool", "wrap_as_unavailable"]
 
 # What ends a session but says nothing about the work in it: a lost or refused connection, a
 # serialization failure or deadlock (OperationalError), a fail-over that landed on a read-only
@@ -31,6 +37,35 @@ SESSION_FAILURES: tuple[type[psycopg.Error], ...] = (
     psycopg.errors.ReadOnlySqlTransaction,
     psycopg.errors.IdleInTransactionSessionTimeout,
 )
+
+
+@contextmanager
+def wrap_as_unavailable(
+    message: str | Callable[[psycopg.Error], str],
+    *,
+    catch: tuple[type[psycopg.Error], ...] = SESSION_FAILURES,
+    cleanup: Callable[[], object] | None = None,
+) -> Iterator[None]:
+    """Raise ``DatabaseUnavailableError(message) from`` the error when the block raises ``catch``.
+
+    ``message`` is the text, or makes it from the driver's error. ``cleanup`` runs first (close
+    a session that cannot be used again). Any other exception passes through unchanged.
+    """
+    try:
+        yield
+    except catch as exc:
+        if cleanup is not None:
+            cleanup()
+        text = message if isinstance(message, str) else message(exc)
+        raise DatabaseUnavailableError(text) from exc
+
+
+def _cannot_connect(exc: psycopg.Error) -> str:
+    return (
+        f"cannot connect to PostgreSQL ({exc.sqlstate or 'no SQLSTATE'}): "
+        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
+        "check ONCEPIPE_DATABASE_URL and that the server runs (make up)"
+    )
 
 
 def _connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
@@ -49,18 +84,12 @@ def connect(
     settings: Settings, application_name: str = "oncepipe", *, autocommit: bool = False
 ) -> psycopg.Connection[TupleRow]:
     """Open one connection; an unreachable server raises ``DatabaseUnavailableError``."""
-    try:
+    with wrap_as_unavailable(_cannot_connect, catch=(psycopg.OperationalError,)):
         return psycopg.connect(
             settings.database_url.get_secret_value(),
             autocommit=autocommit,
             **_connect_kwargs(settings, application_name),
         )
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(
-            f"cannot connect to PostgreSQL ({exc.sqlstate or 'no SQLSTATE'}): "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}; "
-            "check ONCEPIPE_DATABASE_URL and that the server runs (make up)"
-        ) from exc
 
 
 def create_pool(

@@ -5,10 +5,20 @@
 - ``FencedError``: this worker no longer owns the partition; roll back, reload offsets, seek.
 - ``ConfigError``: the configuration or the command line is wrong; fix it and start again.
 
+Every error oncepipe defines derives from ``OncepipeError``: the schema errors
+(``schemas.SchemaError`` and the Avro and catalog errors), the dead-letter format error, the
+unreadable-headers error and the classes below. The root itself is defined in
+``schemas.errors`` and re-exported here: ``schemas`` sits at the bottom of the import graph and
+imports nothing of ours, so the root has to live there for its errors to share it. What each
+class means for a record (retry, dead-letter, stop) is decided in one place,
+``consumers.classify``; the command line reports any ``OncepipeError`` as one line.
+
 Public names: the classes below.
 """
 
 from __future__ import annotations
+
+from schemas.errors import OncepipeError
 
 __all__ = [
     "BrokerError",
@@ -19,10 +29,6 @@ __all__ = [
     "PoisonError",
     "RetriableError",
 ]
-
-
-class OncepipeError(Exception):
-    """Root of every error oncepipe raises on purpose."""
 
 
 class ConfigError(OncepipeError):

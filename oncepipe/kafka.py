@@ -27,7 +27,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from oncepipe.errors import BrokerError, ConfigError
+from oncepipe.errors import BrokerError, ConfigError, OncepipeError
 from oncepipe.logging import LIBRDKAFKA_LOGGER
 from oncepipe.settings import Settings
 
@@ -55,7 +55,7 @@ RawHeaders = Sequence[tuple[str, str | bytes | None]]
 """A record's headers in order, names may repeat: bytes as read, str written as its UTF-8."""
 
 
-class HeadersUnreadableError(Exception):
+class HeadersUnreadableError(OncepipeError):
     """The client cannot read a record's headers (a header name that is not UTF-8)."""
 
 

@@ -2,12 +2,16 @@
 
 Inner components take these frozen models and never read the environment themselves.
 
-Public names: ``Settings``, ``load_settings``.
+Every settings model is read through ``read_settings``, the one place that turns pydantic's
+``ValidationError`` into a ``ConfigError`` naming the environment variables.
+
+Public names: ``Settings``, ``load_settings``, ``read_settings``, ``split_names``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from oncepipe.conninfo import check_dsn, dsn_secrets, mask_dsn
 from oncepipe.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "split_names"]
+__all__ = ["Settings", "load_settings", "read_settings", "split_names"]
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -54,23 +60,35 @@ def split_names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def read_settings(
+    model: type[SettingsT], overrides: Mapping[str, Any], *, what: str = "configuration"
+) -> SettingsT:
+    """``model`` from the environment, with the ``overrides`` that were given (not None) on top.
+
+    Invalid values raise one ``ConfigError``, ``invalid <what>: VARIABLE: reason; ...``, naming
+    the environment variable of each field (a flag, where there is one, may be spelled
+    otherwise); a check of the whole model gives its reason alone. Nothing is chained to it:
+    pydantic's error quotes the input, which may be a secret.
+    """
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return model(**given)
+    except ValidationError as exc:
+        prefix = str(model.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in exc.errors()
+        )
+    raise ConfigError(f"invalid {what}: {problems}")  # outside the handler: nothing chained
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment, refusing invalid ones with a ConfigError.
 
     A database URL that can never connect is refused too; no message quotes a secret.
     """
-    try:
-        loaded: Settings | None = Settings(**overrides)
-        problems = ""
-    except ValidationError as exc:
-        loaded = None
-        problems = "; ".join(
-            f"ONCEPIPE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
-    if loaded is None:
-        # Outside the handler: pydantic's error quotes the input, which may be a secret.
-        raise ConfigError(f"invalid configuration: {problems}")
-    settings = loaded
+    settings = read_settings(Settings, overrides)
     check_dsn(settings.database_url.get_secret_value())
     return settings

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
-from oncepipe.db import SESSION_FAILURES, connect
+from oncepipe.db import connect, wrap_as_unavailable
 from oncepipe.errors import BrokerError, DatabaseUnavailableError
 from oncepipe.hooks import NO_HOOKS, Hooks, RowsPublished
 from oncepipe.logging import get_logger
@@ -129,7 +129,10 @@ class Relay:
             log.info("relay stopped", published=self.published, undelivered=undelivered)
 
     def _loop(self) -> None:
-        try:
+        # A lost session (a read-only fail-over node included) is retried by ``run``.
+        with wrap_as_unavailable(
+            lambda exc: f"relay lost its database session: {exc}", cleanup=self._close_connections
+        ):
             while not self._stop.is_set():
                 if not self._ensure_leader():
                     self._stop.wait(self._relay.poll_interval_s)
@@ -138,9 +141,6 @@ class Relay:
                 self._maybe_cleanup()
                 if published < self._relay.batch_size:
                     self._wait_for_work()
-        except SESSION_FAILURES as exc:  # a read-only fail-over node included
-            self._close_connections()
-            raise DatabaseUnavailableError(f"relay lost its database session: {exc}") from exc
 
     def run_once(self) -> int:
         """Publish one batch of pending rows; return how many were acknowledged."""

@@ -22,6 +22,8 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, UnknownType, to_parsing_canonical_form
 from fastavro.schema import fingerprint as _crc64
 
+from schemas.errors import OncepipeError
+
 __all__ = [
     "MAGIC",
     "AvroDataError",
@@ -44,11 +46,14 @@ MAGIC = b"\xc3\x01"
 """The first two bytes of every Avro single-object encoded message."""
 
 
-class InvalidSchemaError(ValueError):
-    """The text is not a valid Avro schema; the message says why."""
+class InvalidSchemaError(OncepipeError, ValueError):
+    """The text is not a valid Avro schema; the message says why.
+
+    Also a ``ValueError``: callers that try a text as a schema catch bad input as one.
+    """
 
 
-class AvroDataError(ValueError):
+class AvroDataError(OncepipeError):
     """Bytes that are not a value of the schema, or a value that does not fit it."""
 
 

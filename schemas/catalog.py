@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from schemas.avro_io import AvroSchema, InvalidSchemaError, load_schema
+from schemas.errors import OncepipeError
 
 __all__ = [
     "SCHEMA_DIR",
@@ -31,7 +32,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "avro"
 _FILE_NAME = re.compile(r"^(?P<stem>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc$")
 
 
-class CatalogError(RuntimeError):
+class CatalogError(OncepipeError):
     """The shipped .avsc files are inconsistent; the package itself is broken."""
 
 

@@ -1,4 +1,11 @@
-"""Why a message could not be turned into an event. Each class names one kind of bad input.
+"""The root of every oncepipe error, and why a message could not be turned into an event.
+
+``OncepipeError`` is the one root of the project's exceptions. It lives here, at the bottom of
+the import graph, because ``schemas`` imports nothing of the other packages: its own errors can
+derive from the root only if the root is defined in ``schemas``. ``oncepipe.errors`` re-exports
+it and holds the rest of the tree (what the caller should do about a failure).
+
+Each ``SchemaError`` class names one kind of bad input.
 
 Every ``SchemaError`` is poison for the consumer (the message can never decode as it is, so it
 is dead-lettered with its original bytes), except that ``UnknownFingerprintError`` may be
@@ -15,6 +22,7 @@ __all__ = [
     "BadMagicError",
     "CorruptBodyError",
     "IncompatibleSchemaError",
+    "OncepipeError",
     "PayloadTooLargeError",
     "SchemaError",
     "UnknownFingerprintError",
@@ -22,8 +30,15 @@ __all__ = [
 ]
 
 
-class SchemaError(ValueError):
-    """Root of the codec's errors: the message's bytes cannot become a valid event."""
+class OncepipeError(Exception):
+    """Root of every error oncepipe raises on purpose (the tree: ``oncepipe.errors``)."""
+
+
+class SchemaError(OncepipeError, ValueError):
+    """Root of the codec's errors: the message's bytes cannot become a valid event.
+
+    Also a ``ValueError``, as it always was: callers catch bad input as one.
+    """
 
     stage: str = "decode"
 

@@ -39,6 +39,7 @@ from consumers.deadletter_headers import (
     PREFIX,
     STACKTRACE,
     STAGE,
+    DeadLetterFormatError,
 )
 from oncepipe.kafka import RawHeaders
 
@@ -71,10 +72,6 @@ DEAD_LETTER_PREFIXES = (PREFIX, _SPRING, _CONNECT, _STREAMS)
 Dialect = Literal["oncepipe", "spring", "connect", "streams", "unreadable"]
 DIALECTS: tuple[Dialect, ...] = ("oncepipe", "spring", "connect", "streams")
 """The dialects told apart by their headers (``unreadable``: no headers could be read)."""
-
-
-class DeadLetterFormatError(ValueError):
-    """A record has no dead-letter headers of any known dialect, or malformed ones."""
 
 
 @dataclass(frozen=True)

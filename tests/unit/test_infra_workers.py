@@ -39,6 +39,17 @@ def test_a_child_gets_the_environment_and_logs_stdout_and_stderr(tmp_path: Path)
     assert child.killed_by is None
 
 
+def test_without_a_base_environment_each_start_reads_the_callers_environment_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = "import os; print(os.environ.get('LATE', 'unset'), flush=True)"
+    with Supervisor() as processes:
+        monkeypatch.setenv("LATE", "set after the supervisor was made")
+        child = processes.start("late", [sys.executable, "-c", program], log=tmp_path / "l.log")
+        assert child.wait(60) == 0
+    assert child.text().strip() == "set after the supervisor was made"
+
+
 def test_a_restart_appends_to_the_log_and_latest_names_the_new_process(tmp_path: Path) -> None:
     log = tmp_path / "w.log"
     with Supervisor() as processes:
