@@ -256,12 +256,10 @@ class KafkaConsumer:
         on_lost: RebalanceCallback | None = None,
     ) -> None:
         """Join the group for ``topics``; the callbacks run inside ``consume`` and ``close``."""
-        self._client.subscribe(
-            list(topics),
-            on_assign=_rebalance(on_assign),
-            on_revoke=_rebalance(on_revoke),
-            on_lost=_rebalance(on_lost),
-        )
+        # confluent-kafka refuses None for a callback: pass only those given.
+        given = {"on_assign": on_assign, "on_revoke": on_revoke, "on_lost": on_lost}
+        callbacks = {name: _rebalance(cb) for name, cb in given.items() if cb is not None}
+        self._client.subscribe(list(topics), **callbacks)
 
     def consume(self, max_records: int, timeout: float) -> list[Record]:
         """Up to ``max_records`` records (errors included) within ``timeout`` seconds."""
@@ -334,11 +332,7 @@ class KafkaConsumer:
         self._client.close()
 
 
-def _rebalance(
-    callback: RebalanceCallback | None,
-) -> Callable[[Consumer, list[TopicPartition]], None] | None:
-    if callback is None:
-        return None
+def _rebalance(callback: RebalanceCallback) -> Callable[[Consumer, list[TopicPartition]], None]:
     return lambda _client, partitions: callback(partitions)
 
 
