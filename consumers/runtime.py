@@ -24,6 +24,7 @@ from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.holds import Holds
 from consumers.inbox_partitions import Maintainer
+from consumers.rebalance import Rebalance
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
@@ -79,7 +80,6 @@ class ConsumerRuntime:
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
         self._consumer: KafkaConsumer | None = None
-        self._callback_error: BaseException | None = None
         self._log = get_logger("consumer", consumer_group=self._group)
         # Claimed on every assignment: a zombie of this worker then counts no failures.
         self._owner = uuid.uuid4()
@@ -115,6 +115,15 @@ class ConsumerRuntime:
             seek=self._seek,
             forget_hold=self._holds.lift,
         )
+        self._rebalance = Rebalance(
+            consumer=self._kafka,
+            assignment=self._assignment,
+            holds=self._holds,
+            bounds=self._bounds,
+            claim_positions=lambda wanted: self._load_positions(wanted, claiming=True),
+            start_offset=self._start_offset,
+            log=self._log,
+        )
 
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, leave the group and return."""
@@ -137,9 +146,9 @@ class ConsumerRuntime:
         maintainer = self._start_maintainer()
         self._consumer.subscribe(
             self._config.topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            on_assign=self._rebalance.on_assign,
+            on_revoke=self._rebalance.on_revoke,
+            on_lost=self._rebalance.on_lost,
         )
         self._log.info("consumer started", topics=list(self._config.topics))
         try:
@@ -180,7 +189,7 @@ class ConsumerRuntime:
         self._holds.resume_due()
         self._bounds.recheck()
         records = self._kafka().consume(self._config.batch_size, self._config.batch_timeout_s)
-        self._raise_callback_error()
+        self._rebalance.raise_error()
         records = self._bounds.within(
             [
                 r
@@ -375,48 +384,6 @@ class ConsumerRuntime:
             raise RuntimeError("the consumer client exists only while the worker runs")
         return self._consumer
 
-    # -- group protocol callbacks (run inside consume() and close()) ------------------------
-
-    def _on_assign(self, partitions: list[TopicPartition]) -> None:
-        wanted = [(tp.topic, tp.partition) for tp in partitions]
-        try:
-            positions = self._load_positions(wanted, claiming=True) if wanted else {}
-        except Exception as exc:  # noqa: BLE001 - re-raised by the loop once consume() returns
-            self._callback_error = exc
-            positions = None
-        start = dict(positions or {})
-        held = self._bounds.on_assign(start) if positions is not None else []
-        self._kafka().incremental_assign(
-            [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
-        )
-        if positions is None:
-            return  # assigned (librdkafka needs that) but not owned: its records are dropped
-        self._assignment.own(start)
-        if wanted:
-            self._log.info("partitions assigned", partitions=_names(start))
-        for found in held:
-            self._bounds.park(found)
-
-    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
-        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
-        self._holds.forget(released)
-        self._bounds.release(released)
-        self._kafka().incremental_unassign(partitions)
-        if released:
-            self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
-
-    def _on_lost(self, partitions: list[TopicPartition]) -> None:
-        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
-        self._holds.forget(released)
-        self._bounds.release(released)
-        self._kafka().incremental_unassign(partitions)
-        self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
-
-    def _raise_callback_error(self) -> None:
-        error, self._callback_error = self._callback_error, None
-        if error is not None:
-            raise error
-
     def _close(self) -> None:
         """Leave the group at once (no wait for the session timeout), then disconnect."""
         if self._consumer is not None:
@@ -455,7 +422,3 @@ def _ranges(records: Sequence[Record]) -> list[list[Any]]:
         else:
             ranges.append([topic, partition, offset, offset])
     return ranges
-
-
-def _names(positions: dict[Coordinates, int | None]) -> dict[str, int | None]:
-    return {f"{t}[{p}]": offset for (t, p), offset in sorted(positions.items())}

@@ -220,9 +220,10 @@ RebalanceCallback = Callable[[list[TopicPartition]], None]
 
 
 class KafkaConsumer:
-    """The consumer operations oncepipe uses, typed; one client, created by the factories.
+    """The consumer operations oncepipe uses, typed, over one confluent-kafka client.
 
-    Partitions are named ``(topic, partition)`` where no offset goes with them.
+    ``pause``, ``resume`` and ``seek`` name a partition as ``(topic, partition)``; the group
+    protocol's calls keep librdkafka's ``TopicPartition`` lists as they come.
     """
 
     def __init__(self, client: Consumer) -> None:
