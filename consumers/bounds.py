@@ -25,7 +25,7 @@ from consumers.events import Coordinates
 from consumers.offsets import OffsetMove
 from consumers.settings import ConsumerSettings
 from oncepipe.errors import FencedError, RetriableError
-from oncepipe.kafka import KafkaException, TopicPartition
+from oncepipe.kafka import KafkaConsumer, KafkaException, Record
 
 __all__ = ["LogBounds", "OutOfRange", "Parked", "out_of_range"]
 
@@ -122,7 +122,7 @@ class LogBounds:
         group: str,
         log: Any,
         *,
-        consumer: Callable[[], Any],
+        consumer: Callable[[], KafkaConsumer],
         assignment: Assignment,
         connection: Callable[[], psycopg.Connection[Any]],
         load_positions: Callable[[Sequence[Coordinates]], Mapping[Coordinates, int | None] | None],
@@ -152,9 +152,7 @@ class LogBounds:
         if stored is None:
             return None
         try:
-            watermarks = self._consumer().get_watermark_offsets(
-                TopicPartition(where[0], where[1]), timeout=10, cached=cached
-            )
+            watermarks = self._consumer().watermarks(where[0], where[1], timeout=10, cached=cached)
         except KafkaException as exc:
             self._log.warning(
                 "watermarks unavailable", topic=where[0], partition=where[1], reason=str(exc)
@@ -178,7 +176,7 @@ class LogBounds:
                 held.append(found)
         return held
 
-    def within(self, records: list[Any]) -> list[Any]:
+    def within(self, records: list[Record]) -> list[Record]:
         """Drop the records of partitions found out of range; apply the policy to those.
 
         Only a partition whose first record is not at its position is checked (with the cached
@@ -234,7 +232,7 @@ class LogBounds:
         """Hold a partition whose stored offset is out of range until an operator moves it."""
         self._forget_hold(found.where)
         self._parked.park(found.where)
-        self._consumer().pause([TopicPartition(found.topic, found.partition)])
+        self._consumer().pause([found.where])
         self._log.error(
             "stored offset out of range, partition held",
             reason=found.reason,
@@ -269,7 +267,7 @@ class LogBounds:
                     offset=stored,
                 )
             # Resume before seeking: a seek that falls back to re-assigning undoes a pause.
-            self._consumer().resume([TopicPartition(where[0], where[1])])
+            self._consumer().resume([where])
             self._seek(where, self._assignment.positions[where])
 
 

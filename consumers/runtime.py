@@ -6,9 +6,8 @@ Public names: ``ConsumerRuntime``.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,7 +22,9 @@ from consumers.context import OutboxSink
 from consumers.decoding import DecodedBatch, Decoder, decode_records
 from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
+from consumers.holds import Holds
 from consumers.inbox_partitions import Maintainer
+from consumers.rebalance import Rebalance
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
@@ -33,11 +34,11 @@ from oncepipe.hooks import NO_HOOKS, Hooks
 from oncepipe.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
-    Consumer,
+    KafkaConsumer,
     KafkaException,
+    Record,
     TopicPartition,
     broker_error,
-    create_consumer,
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -79,8 +80,7 @@ class ConsumerRuntime:
         self._assignment = Assignment()
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
-        self._consumer: Any = None
-        self._callback_error: BaseException | None = None
+        self._consumer: KafkaConsumer | None = None
         self._log = get_logger("consumer", consumer_group=self._group)
         # Claimed on every assignment: a zombie of this worker then counts no failures.
         self._owner = uuid.uuid4()
@@ -96,19 +96,34 @@ class ConsumerRuntime:
             hooks=hooks,
         )
         # Held partitions: paused at a record that may still succeed, until their retry time.
-        self._holds: dict[Coordinates, float] = {}
-        self._hold_backoffs: dict[Coordinates, Backoff] = {}
+        self._holds = Holds(
+            consumer=self._kafka,
+            assignment=self._assignment,
+            seek=self._seek,
+            retry_initial_s=consumer_settings.retry_initial_s,
+            retry_max_s=consumer_settings.retry_max_s,
+            log=self._log,
+        )
         # Partitions whose stored offset is outside the log, held for the operator.
         self._bounds = LogBounds(
             consumer_settings,
             self._group,
             self._log,
-            consumer=lambda: self._consumer,
+            consumer=self._kafka,
             assignment=self._assignment,
             connection=self._connection,
             load_positions=self._load_positions,
             seek=self._seek,
-            forget_hold=lambda where: self._holds.pop(where, None),
+            forget_hold=self._holds.lift,
+        )
+        self._rebalance = Rebalance(
+            consumer=self._kafka,
+            assignment=self._assignment,
+            holds=self._holds,
+            bounds=self._bounds,
+            claim_positions=lambda wanted: self._load_positions(wanted, claiming=True),
+            start_offset=self._start_offset,
+            log=self._log,
         )
 
     def stop(self) -> None:
@@ -128,13 +143,13 @@ class ConsumerRuntime:
             # Stopped while PostgreSQL was still unreachable: nothing joined, nothing held.
             self._log.info("stopped before starting", reason=str(exc))
             return
-        self._consumer = create_consumer(self._settings, self._group, self._client_config())
+        self._consumer = KafkaConsumer.create(self._settings, self._group, self._client_config())
         maintainer = self._start_maintainer()
         self._consumer.subscribe(
-            list(self._config.topics),
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            self._config.topics,
+            on_assign=self._rebalance.on_assign,
+            on_revoke=self._rebalance.on_revoke,
+            on_lost=self._rebalance.on_lost,
         )
         self._log.info("consumer started", topics=list(self._config.topics))
         try:
@@ -172,16 +187,16 @@ class ConsumerRuntime:
 
     def _step(self) -> None:
         """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
-        self._resume_due_holds()
+        self._holds.resume_due()
         self._bounds.recheck()
-        records = self._consumer.consume(self._config.batch_size, self._config.batch_timeout_s)
-        self._raise_callback_error()
+        records = self._kafka().consume(self._config.batch_size, self._config.batch_timeout_s)
+        self._rebalance.raise_error()
         records = self._bounds.within(
             [
                 r
                 for r in self._without_errors(records)
-                if self._record_topic(r) not in self._holds
-                and self._record_topic(r) not in self._bounds
+                if (r.topic(), r.partition()) not in self._holds
+                and (r.topic(), r.partition()) not in self._bounds
             ]
         )
         admitted = self._assignment.admit(records)
@@ -205,7 +220,7 @@ class ConsumerRuntime:
         self._hooks.point("consumer.after_commit")
         self._commit_to_kafka(result)
         if result.held:
-            self._hold(result.held)
+            self._holds.hold(result.held)
 
     def _apply(self, decoded: DecodedBatch) -> BatchResult | None:
         """Commit one batch; on a fence or a transient failure, rewind to the stored offsets."""
@@ -244,9 +259,8 @@ class ConsumerRuntime:
         self._assignment.advance(result.moves)
         if not result.held:
             self._backoff.reset()
-        for move in result.moves:
-            if (move.topic, move.partition) not in result.held:
-                self._hold_backoffs.pop((move.topic, move.partition), None)
+        moved = ((m.topic, m.partition) for m in result.moves)
+        self._holds.moved_on(where for where in moved if where not in result.held)
         self._log.info(
             "batch committed",
             ranges=[[m.topic, m.partition, m.expected, m.next_offset] for m in result.moves],
@@ -259,46 +273,9 @@ class ConsumerRuntime:
         )
         return result
 
-    # -- held partitions ------------------------------------------------------------------
+    # -- records and Kafka offsets ---------------------------------------------------------
 
-    @staticmethod
-    def _record_topic(record: Any) -> Coordinates:
-        return (record.topic(), record.partition())
-
-    def _hold(self, held: Mapping[Coordinates, int]) -> None:
-        """Pause each held partition at its held record until a jittered backoff passes."""
-        for where, offset in held.items():
-            if where not in self._assignment:
-                continue
-            backoff = self._hold_backoffs.setdefault(
-                where, Backoff(self._config.retry_initial_s, self._config.retry_max_s)
-            )
-            delay = backoff.next_delay()
-            # Seek first: when seeking falls back to re-assigning, that would undo a pause.
-            self._seek(where, offset)
-            self._consumer.pause([TopicPartition(where[0], where[1])])
-            self._holds[where] = time.monotonic() + delay
-            self._log.info(
-                "partition held",
-                topic=where[0],
-                partition=where[1],
-                offset=offset,
-                retry_in_s=round(delay, 3),
-            )
-
-    def _resume_due_holds(self) -> None:
-        now = time.monotonic()
-        for where in [w for w, due in self._holds.items() if due <= now]:
-            del self._holds[where]
-            if where in self._assignment:
-                self._consumer.resume([TopicPartition(where[0], where[1])])
-
-    def _forget_holds(self, partitions: Sequence[Coordinates]) -> None:
-        for where in partitions:
-            self._holds.pop(where, None)
-            self._hold_backoffs.pop(where, None)
-
-    def _without_errors(self, records: Sequence[Any]) -> list[Any]:
+    def _without_errors(self, records: Sequence[Record]) -> list[Record]:
         kept = []
         for record in records:
             error = record.error()
@@ -317,7 +294,7 @@ class ConsumerRuntime:
             return
         offsets_ = [TopicPartition(m.topic, m.partition, m.next_offset) for m in result.moves]
         try:
-            self._consumer.commit(offsets=offsets_, asynchronous=True)
+            self._kafka().commit(offsets_)
         except KafkaException as exc:
             self._log.debug("kafka offset commit skipped", reason=str(exc))
 
@@ -401,55 +378,13 @@ class ConsumerRuntime:
         return OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
 
     def _seek(self, where: Coordinates, position: int | None) -> None:
-        partition = TopicPartition(where[0], where[1], self._start_offset(position))
-        try:
-            self._consumer.seek(partition)
-        except KafkaException:
-            # Not fetching yet (just assigned): re-assigning sets the start offset instead.
-            self._consumer.incremental_unassign([TopicPartition(where[0], where[1])])
-            self._consumer.incremental_assign([partition])
+        self._kafka().seek(where[0], where[1], self._start_offset(position))
 
-    # -- group protocol callbacks (run inside consume() and close()) ------------------------
-
-    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
-        wanted = [(tp.topic, tp.partition) for tp in partitions]
-        try:
-            positions = self._load_positions(wanted, claiming=True) if wanted else {}
-        except Exception as exc:  # noqa: BLE001 - re-raised by the loop once consume() returns
-            self._callback_error = exc
-            positions = None
-        start = dict(positions or {})
-        held = self._bounds.on_assign(start) if positions is not None else []
-        consumer.incremental_assign(
-            [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
-        )
-        if positions is None:
-            return  # assigned (librdkafka needs that) but not owned: its records are dropped
-        self._assignment.own(start)
-        if wanted:
-            self._log.info("partitions assigned", partitions=_names(start))
-        for found in held:
-            self._bounds.park(found)
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
-        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
-        self._forget_holds(released)
-        self._bounds.release(released)
-        consumer.incremental_unassign(partitions)
-        if released:
-            self._log.info("partitions revoked", partitions=[f"{t}[{p}]" for t, p in released])
-
-    def _on_lost(self, consumer: Consumer, partitions: list[Any]) -> None:
-        released = self._assignment.release((tp.topic, tp.partition) for tp in partitions)
-        self._forget_holds(released)
-        self._bounds.release(released)
-        consumer.incremental_unassign(partitions)
-        self._log.warning("partitions lost", partitions=[f"{t}[{p}]" for t, p in released])
-
-    def _raise_callback_error(self) -> None:
-        error, self._callback_error = self._callback_error, None
-        if error is not None:
-            raise error
+    def _kafka(self) -> KafkaConsumer:
+        """The consumer client; it exists while ``run`` runs."""
+        if self._consumer is None:
+            raise RuntimeError("the consumer client exists only while the worker runs")
+        return self._consumer
 
     def _close(self) -> None:
         """Leave the group at once (no wait for the session timeout), then disconnect."""
@@ -479,7 +414,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _ranges(records: Sequence[Any]) -> list[list[Any]]:
+def _ranges(records: Sequence[Record]) -> list[list[Any]]:
     """[topic, partition, first offset, last offset] per partition of partition-ordered records."""
     ranges: list[list[Any]] = []
     for record in records:
@@ -489,7 +424,3 @@ def _ranges(records: Sequence[Any]) -> list[list[Any]]:
         else:
             ranges.append([topic, partition, offset, offset])
     return ranges
-
-
-def _names(positions: dict[Coordinates, int | None]) -> dict[str, int | None]:
-    return {f"{t}[{p}]": offset for (t, p), offset in sorted(positions.items())}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oncepipe.db import connect
-from oncepipe.kafka import Consumer
+from oncepipe.kafka import KafkaConsumer
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from oncepipe.signals import install_stop_handlers
@@ -56,15 +56,15 @@ def run_naive_consumer(settings: Settings, *, run: str, group: str, topic: str) 
     """Consume ``topic`` with auto-commit and apply every delivery, until SIGTERM."""
     stop = threading.Event()
     install_stop_handlers(stop.set)
-    consumer = Consumer(
+    # The flaw: offsets move on a timer, not with the writes.
+    consumer = KafkaConsumer.auto_committing(
+        settings,
+        group,
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": group,
-            "enable.auto.commit": True,  # the flaw: offsets move on a timer, not with the writes
             "auto.commit.interval.ms": 5000,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": 6000,
-        }
+        },
     )
     codec = Codec.load()
     with connect(settings, "oncepipe-demo-naive", autocommit=True) as conn:

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from consumers import offsets
-from oncepipe.kafka import Consumer, TopicPartition
+from oncepipe.kafka import KafkaConsumer, TopicPartition
 from oncepipe.settings import Settings
 from producers.outbox import pending_count
 
@@ -25,9 +25,7 @@ class Watch:
         self._conn = conn
         self._settings = settings
         # Watermarks only: never subscribes, so the group id names nobody's position.
-        self._consumer = Consumer(
-            {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": "oncepipe-demo"}
-        )
+        self._consumer = KafkaConsumer.create(settings, "oncepipe-demo")
 
     def __enter__(self) -> Watch:
         return self
@@ -43,10 +41,7 @@ class Watch:
     def end_offsets(self, topic: str) -> dict[int, tuple[int, int]]:
         """Each partition's (low, high) watermarks."""
         partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            for p in partitions
-        }
+        return {p: self._consumer.watermarks(topic, p, timeout=10) for p in partitions}
 
     def records(self, topic: str) -> int:
         """How many records ``topic`` holds."""
@@ -75,9 +70,7 @@ class Watch:
         as records are handed over), though it may still be applying the last ones.
         """
         ends = self.end_offsets(topic)
-        reader = Consumer(
-            {"bootstrap.servers": self._settings.kafka_bootstrap_servers, "group.id": group}
-        )
+        reader = KafkaConsumer.create(self._settings, group)
         try:  # a read of the group's offsets, not a membership: nobody is rebalanced
             committed = reader.committed([TopicPartition(topic, p) for p in ends], timeout=10)
         finally:

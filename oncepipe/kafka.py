@@ -1,18 +1,27 @@
-"""Kafka client factories: the only module that imports ``confluent_kafka``.
+"""Kafka clients: the only module that imports ``confluent_kafka``.
 
+Every client's librdkafka configuration starts from ``connection_config`` (where the brokers
+are and how to reach them); nothing else in oncepipe writes librdkafka keys for the connection.
 Producers are always idempotent with ``acks=all``; a configuration that tries to weaken that
-is refused. Consumers never auto-commit and read only committed records.
+is refused. Consumers never auto-commit and read only committed records (the one exception,
+``KafkaConsumer.auto_committing``, exists to show what that costs and says so).
 
-Public names: ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
-``broker_error``, and the client types re-exported for the rest of oncepipe.
+``KafkaConsumer`` and ``KafkaProducer`` are the typed faces of the clients oncepipe uses;
+``Record`` types a consumed record without wrapping it (no object per record on the hot path).
+
+Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
+``admin_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
+``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
+``broker_error``, ``message_headers``, and the client types re-exported for the rest of
+oncepipe.
 """
 
 from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -37,29 +46,77 @@ __all__ = [
     "AdminClient",
     "Consumer",
     "HeadersUnreadableError",
+    "KafkaConsumer",
     "KafkaError",
     "KafkaException",
+    "KafkaProducer",
     "Message",
     "Producer",
     "RawHeaders",
+    "RebalanceCallback",
+    "Record",
     "TopicPartition",
+    "admin_config",
     "broker_error",
+    "connection_config",
+    "consumer_config",
     "create_admin",
     "create_consumer",
     "create_producer",
     "create_topics",
     "message_headers",
+    "producer_config",
 ]
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
 """A record's headers in order, names may repeat: bytes as read, str written as its UTF-8."""
 
 
+class Record(Protocol):
+    """A consumed record: confluent-kafka's ``Message`` as oncepipe reads it, never wrapped.
+
+    Topic, partition and offset are those of the record when ``error()`` is None (check that
+    first). Headers are read through ``message_headers`` only, once per record.
+    """
+
+    def topic(self) -> str:
+        """The record's topic."""
+        ...
+
+    def partition(self) -> int:
+        """The record's partition."""
+        ...
+
+    def offset(self) -> int:
+        """The record's offset."""
+        ...
+
+    def key(self) -> bytes | None:
+        """The record's key, None when it has none."""
+        ...
+
+    def value(self) -> bytes | None:
+        """The record's value, None for a tombstone."""
+        ...
+
+    def timestamp(self) -> tuple[int, int]:
+        """(timestamp type, milliseconds since the epoch)."""
+        ...
+
+    def error(self) -> KafkaError | None:
+        """The error this record stands for (end of partition, transport...), or None."""
+        ...
+
+    def headers(self) -> Any:
+        """Raw headers: read them with ``message_headers`` instead."""
+        ...
+
+
 class HeadersUnreadableError(OncepipeError):
     """The client cannot read a record's headers (a header name that is not UTF-8)."""
 
 
-def message_headers(message: Message) -> list[tuple[str, bytes | None]]:
+def message_headers(message: Record | Message) -> list[tuple[str, bytes | None]]:
     """A consumed message's headers; ``HeadersUnreadableError`` when the client cannot read them.
 
     confluent-kafka returns header names as ``str``. For a name that is not UTF-8 it returns a
@@ -106,7 +163,11 @@ def _refuse_weakening(config: Mapping[str, Any], required: Mapping[str, str], wh
             )
 
 
-def _base_config(settings: Settings) -> dict[str, Any]:
+def connection_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka keys every client starts from: how to reach the brokers.
+
+    The one place settings become connection keys; every client config below builds on it.
+    """
     # librdkafka's own log lines (``%3|...``) go through this logger, rendered and masked like
     # every other line, instead of straight to stderr.
     return {
@@ -115,26 +176,198 @@ def _base_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:
-    """An idempotent producer (acks=all); ``extra`` may tune but never weaken it."""
+def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An idempotent producer's config (acks=all); ``extra`` may tune but never weaken it."""
     extra = dict(extra or {})
     _refuse_weakening(extra, REQUIRED_PRODUCER_CONFIG, "producer")
-    return Producer({**_base_config(settings), **extra, **REQUIRED_PRODUCER_CONFIG})
+    return {**connection_config(settings), **extra, **REQUIRED_PRODUCER_CONFIG}
+
+
+def consumer_config(
+    settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A read_committed consumer's config that never commits offsets on its own."""
+    extra = dict(extra or {})
+    _refuse_weakening(extra, REQUIRED_CONSUMER_CONFIG, "consumer")
+    return {
+        **connection_config(settings),
+        "group.id": group_id,
+        **extra,
+        **REQUIRED_CONSUMER_CONFIG,
+    }
+
+
+def admin_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """An admin client's config."""
+    return {**connection_config(settings), **(extra or {})}
+
+
+def create_producer(settings: Settings, extra: Mapping[str, Any] | None = None) -> Producer:
+    """An idempotent producer (acks=all); ``extra`` may tune but never weaken it."""
+    return Producer(producer_config(settings, extra))
 
 
 def create_consumer(
     settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
 ) -> Consumer:
     """A read_committed consumer in ``group_id`` that never commits offsets on its own."""
-    extra = dict(extra or {})
-    _refuse_weakening(extra, REQUIRED_CONSUMER_CONFIG, "consumer")
-    config = {**_base_config(settings), "group.id": group_id, **extra, **REQUIRED_CONSUMER_CONFIG}
-    return Consumer(config)
+    return Consumer(consumer_config(settings, group_id, extra))
 
 
 def create_admin(settings: Settings, extra: Mapping[str, Any] | None = None) -> AdminClient:
     """An admin client for topic management."""
-    return AdminClient({**_base_config(settings), **(extra or {})})
+    return AdminClient(admin_config(settings, extra))
+
+
+RebalanceCallback = Callable[[list[TopicPartition]], None]
+"""Called with the partitions assigned, revoked or lost (inside ``consume`` and ``close``)."""
+
+
+class KafkaConsumer:
+    """The consumer operations oncepipe uses, typed, over one confluent-kafka client.
+
+    ``pause``, ``resume`` and ``seek`` name a partition as ``(topic, partition)``; the group
+    protocol's calls keep librdkafka's ``TopicPartition`` lists as they come.
+    """
+
+    def __init__(self, client: Consumer) -> None:
+        self._client = client
+
+    @classmethod
+    def create(
+        cls, settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
+    ) -> KafkaConsumer:
+        """A read_committed consumer in ``group_id`` that never commits offsets on its own."""
+        return cls(create_consumer(settings, group_id, extra))
+
+    @classmethod
+    def auto_committing(
+        cls, settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
+    ) -> KafkaConsumer:
+        """A consumer that commits offsets on a timer, apart from any writes: NOT exactly-once.
+
+        Redelivers what it read since the last commit after a crash. oncepipe's workers never
+        use it; it shows the failure mode they avoid (the demo's naive consumer).
+        """
+        config = {**connection_config(settings), "group.id": group_id, **(extra or {})}
+        return cls(Consumer({**config, "enable.auto.commit": True}))
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        on_assign: RebalanceCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
+    ) -> None:
+        """Join the group for ``topics``; the callbacks run inside ``consume`` and ``close``."""
+        # confluent-kafka refuses None for a callback: pass only those given.
+        given = {"on_assign": on_assign, "on_revoke": on_revoke, "on_lost": on_lost}
+        callbacks = {name: _rebalance(cb) for name, cb in given.items() if cb is not None}
+        self._client.subscribe(list(topics), **callbacks)
+
+    def consume(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to ``max_records`` records (errors included) within ``timeout`` seconds."""
+        return cast("list[Record]", self._client.consume(max_records, timeout))
+
+    def poll(self, timeout: float) -> Record | None:
+        """One record (or error) within ``timeout`` seconds, None if none came."""
+        return cast("Record | None", self._client.poll(timeout))
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        """Read exactly these partitions from their offsets, outside any group."""
+        self._client.assign(partitions)
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        """Add partitions (from their offsets) to the assignment."""
+        self._client.incremental_assign(partitions)
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        """Remove partitions from the assignment."""
+        self._client.incremental_unassign(partitions)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Fetch ``topic[partition]`` from ``offset`` next.
+
+        A partition not fetching yet (just assigned) cannot seek: it is assigned again at
+        ``offset`` instead, which undoes a pause of it.
+        """
+        start = TopicPartition(topic, partition, offset)
+        try:
+            self._client.seek(start)
+        except KafkaException:
+            self._client.incremental_unassign([TopicPartition(topic, partition)])
+            self._client.incremental_assign([start])
+
+    def pause(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Stop fetching these partitions until ``resume``."""
+        self._client.pause([TopicPartition(t, p) for t, p in partitions])
+
+    def resume(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Fetch these paused partitions again."""
+        self._client.resume([TopicPartition(t, p) for t, p in partitions])
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The next offset this client will fetch for each partition."""
+        return self._client.position(partitions)
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The offsets Kafka holds for this client's group (a read, not a membership)."""
+        return self._client.committed(partitions, timeout)
+
+    def commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit ``offsets`` to Kafka without waiting (the client reports failures later)."""
+        self._client.commit(offsets=offsets, asynchronous=True)
+
+    def watermarks(
+        self, topic: str, partition: int, *, timeout: float, cached: bool = False
+    ) -> tuple[int, int]:
+        """(low, high) watermarks of ``topic[partition]``; ``cached``: from the last fetch."""
+        low, high = self._client.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout, cached=cached
+        )
+        return int(low), int(high)
+
+    def list_topics(self, topic: str | None = None, *, timeout: float) -> Any:
+        """Cluster metadata (of one ``topic``, or of all)."""
+        return self._client.list_topics(topic, timeout=timeout)
+
+    def close(self) -> None:
+        """Leave the group at once (revoke callbacks run here) and disconnect."""
+        self._client.close()
+
+
+def _rebalance(callback: RebalanceCallback) -> Callable[[Consumer, list[TopicPartition]], None]:
+    return lambda _client, partitions: callback(partitions)
+
+
+class KafkaProducer:
+    """The producer operations oncepipe uses, typed; an idempotent, acks=all client.
+
+    ``produce`` and ``poll`` are the client's own methods (no call of ours per record).
+    """
+
+    def __init__(self, client: Producer) -> None:
+        self._client = client
+        self.produce = client.produce
+        self.poll = client.poll
+
+    @classmethod
+    def create(cls, settings: Settings, extra: Mapping[str, Any] | None = None) -> KafkaProducer:
+        """An idempotent producer (acks=all); ``extra`` may tune but never weaken it."""
+        return cls(create_producer(settings, extra))
+
+    def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for queued records' reports; return how many are left."""
+        return self._client.flush(timeout)
+
+    def purge(self, *, in_queue: bool = True, in_flight: bool = True) -> None:
+        """Drop queued (and in-flight) records; each is reported with a _PURGE_* error."""
+        self._client.purge(in_queue=in_queue, in_flight=in_flight)
+
+    def list_topics(self, topic: str | None = None, *, timeout: float) -> Any:
+        """Cluster metadata (of one ``topic``, or of all)."""
+        return self._client.list_topics(topic, timeout=timeout)
 
 
 def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:

@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any
 
 from oncepipe.errors import BrokerError
-from oncepipe.kafka import KafkaError, KafkaException, Message, broker_error, create_producer
+from oncepipe.kafka import KafkaError, KafkaException, KafkaProducer, Message, broker_error
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers.settings import ProducerSettings
@@ -97,12 +97,12 @@ class EventProducer:
         self._seq = itertools.count()
         self._client = self._create()
 
-    def _create(self) -> Any:
+    def _create(self) -> KafkaProducer:
         config: dict[str, Any] = {
             **self._producer_settings.client_config(),
             "error_cb": self._on_client_error,
         }
-        return create_producer(self._settings, config)
+        return KafkaProducer.create(self._settings, config)
 
     def _on_client_error(self, error: KafkaError) -> None:
         wrapped = broker_error(error, "producer")

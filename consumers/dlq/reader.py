@@ -33,14 +33,13 @@ from consumers.dlq.headers import (
 from consumers.dlq.payload import decode_payload
 from oncepipe.errors import ConfigError, OncepipeError
 from oncepipe.kafka import (
-    Consumer,
     HeadersUnreadableError,
+    KafkaConsumer,
     KafkaError,
     KafkaException,
-    Message,
+    Record,
     TopicPartition,
     broker_error,
-    create_consumer,
     message_headers,
 )
 from oncepipe.logging import get_logger
@@ -207,8 +206,8 @@ class DeadLetterReader:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _consumer(self) -> Consumer:
-        return create_consumer(
+    def _consumer(self) -> KafkaConsumer:
+        return KafkaConsumer.create(
             self._settings,
             # librdkafka wants a group id even for assign(); nothing is ever committed to it.
             f"oncepipe-dlq-reader-{uuid.uuid4().hex[:12]}",
@@ -216,13 +215,13 @@ class DeadLetterReader:
         )
 
     @staticmethod
-    def _topic_names(consumer: Consumer) -> set[str]:
+    def _topic_names(consumer: KafkaConsumer) -> set[str]:
         try:
             return set(consumer.list_topics(timeout=10).topics)
         except KafkaException as exc:
             raise broker_error(exc, "listing topics") from exc
 
-    def _topics(self, consumer: Consumer, selection: Selection) -> list[str]:
+    def _topics(self, consumer: KafkaConsumer, selection: Selection) -> list[str]:
         existing = self._topic_names(consumer)
         wanted: set[str] = set()
         for name in selection.dlq_topics:
@@ -255,16 +254,13 @@ class DeadLetterReader:
             )
         return name
 
-    def _watermarks(self, consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    def _watermarks(self, consumer: KafkaConsumer, topic: str, partition: int) -> tuple[int, int]:
         try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10, cached=False
-            )
+            return consumer.watermarks(topic, partition, timeout=10, cached=False)
         except KafkaException as exc:
             raise broker_error(exc, f"reading the watermarks of {topic}[{partition}]") from exc
-        return int(low), int(high)
 
-    def _read(self, consumer: Consumer, scan: Scan) -> Iterator[DeadLetter]:
+    def _read(self, consumer: KafkaConsumer, scan: Scan) -> Iterator[DeadLetter]:
         end: dict[tuple[str, int], int] = {}
         start: list[TopicPartition] = []
         metadata = consumer.list_topics(timeout=10)
@@ -322,7 +318,7 @@ class DeadLetterReader:
             event_type=letter.event_type or payload.event_type,
         )
 
-    def _next_message(self, consumer: Consumer, ref: str) -> Message:
+    def _next_message(self, consumer: KafkaConsumer, ref: str) -> Record:
         deadline = time.monotonic() + self._idle_timeout_s
         while time.monotonic() < deadline:
             message = consumer.poll(0.5)
@@ -337,7 +333,7 @@ class DeadLetterReader:
         raise OncepipeError(f"reading {ref} timed out after {self._idle_timeout_s:.0f}s")
 
     @staticmethod
-    def _parse(message: Message) -> DeadLetter | str:
+    def _parse(message: Record) -> DeadLetter | str:
         """The dead letter in ``message``, or why it is not one.
 
         A record whose headers the client cannot read (a header name that is not UTF-8 makes
