@@ -6,10 +6,13 @@ import typer
 
 from cli.preflight import check_database, check_topic_names
 from cli.shared import state
-from consumers.context import outbox_sink
-from consumers.registry import resolve
-from consumers.runtime import ConsumerRuntime
-from consumers.settings import ConsumerSettings, load_consumer_settings
+from consumers import (
+    ConsumerRuntime,
+    ConsumerSettings,
+    load_consumer_settings,
+    outbox_sink,
+    resolve,
+)
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers

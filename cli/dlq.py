@@ -20,14 +20,22 @@ from rich.table import Table
 
 from cli.options import build_settings
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, emit_json, state
-from consumers.deadletter_headers import STAGES
-from consumers.dlq.fingerprint import fingerprint_of, group_failures
-from consumers.dlq.headers import DeadLetter
-from consumers.dlq.payload import decode_payload, escape, hex_dump
-from consumers.dlq.reader import DeadLetterReader, Scan, Selection, lenient_codec
-from consumers.dlq.replay import Replayer, ReplayOutcome
-from producers.settings import ProducerSettings
-from producers.topics import check_topic_name
+from consumers import STAGES
+from consumers.dlq import (
+    DeadLetter,
+    DeadLetterReader,
+    Replayer,
+    ReplayOutcome,
+    Scan,
+    Selection,
+    decode_payload,
+    escape,
+    fingerprint_of,
+    group_failures,
+    hex_dump,
+    lenient_codec,
+)
+from producers import ProducerSettings, check_topic_name
 
 __all__ = ["dlq_app"]
 

@@ -7,8 +7,7 @@ import sys
 import typer
 
 from cli.shared import emit_json, state
-from consumers.inbox_partitions import list_partitions, maintain
-from consumers.settings import load_consumer_settings
+from consumers import list_partitions, load_consumer_settings, maintain
 from oncepipe.db import connect
 from oncepipe.errors import OncepipeError
 

@@ -10,7 +10,7 @@ import typer
 from cli.shared import emit_json, state
 from consumers import group as kafka_group
 from consumers import offsets as store
-from consumers.bounds import out_of_range
+from consumers import out_of_range
 from oncepipe.db import connect
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
 from oncepipe.settings import Settings

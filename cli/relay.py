@@ -9,8 +9,7 @@ from cli.preflight import check_database
 from cli.shared import state
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers
-from producers.relay import Relay
-from producers.settings import ProducerSettings, RelaySettings
+from producers import ProducerSettings, Relay, RelaySettings
 
 __all__ = ["relay"]
 

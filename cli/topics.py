@@ -10,8 +10,7 @@ from cli.options import build_settings
 from cli.preflight import check_broker, check_topic_names
 from cli.shared import emit_json, state
 from oncepipe.kafka import create_admin
-from producers.settings import ProducerSettings, TopicSettings
-from producers.topics import create_event_topics, topic_plan
+from producers import ProducerSettings, TopicSettings, create_event_topics, topic_plan
 
 __all__ = ["topics_app"]
 

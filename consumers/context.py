@@ -13,7 +13,7 @@ import psycopg
 from pydantic import BaseModel
 
 from oncepipe.errors import ConfigError
-from producers.outbox import enqueue
+from producers import enqueue
 from schemas import Codec
 
 __all__ = ["HandlerContext", "OutboxSink", "outbox_sink"]

@@ -26,7 +26,7 @@ from typing import Any
 from consumers.deadletter_headers import dead_letter_headers
 from consumers.decoding import Rejected
 from consumers.redact import describe
-from producers.outbox import enqueue_record
+from producers import enqueue_record
 from schemas import dlq_topic_for
 
 __all__ = [

@@ -22,16 +22,17 @@ from consumers.deadletter_headers import DeadLetterFormatError, Failure
 from oncepipe.errors import OncepipeError
 from oncepipe.kafka import HeadersUnreadableError
 from schemas import (
+    AvroDataError,
     BadMagicError,
+    CatalogError,
     CorruptBodyError,
     IncompatibleSchemaError,
+    InvalidSchemaError,
     PayloadTooLargeError,
     SchemaError,
     UnknownFingerprintError,
     ValidationFailedError,
 )
-from schemas.avro_io import AvroDataError, InvalidSchemaError
-from schemas.catalog import CatalogError
 
 __all__ = ["describe"]
 

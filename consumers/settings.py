@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oncepipe.settings import read_settings, split_names
-from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from schemas import DEFAULT_MAX_PAYLOAD_BYTES
 
 __all__ = ["ConsumerSettings", "load_consumer_settings"]
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import typer
 
-from cli.failures import OncepipeGroup
-from cli.shared import EXIT_FAILURE, AppState, state
+from cli import EXIT_FAILURE, AppState, OncepipeGroup, state
 from demo.naive import run_naive_consumer
 from demo.processes import say
 from demo.report import write_report

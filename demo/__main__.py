@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cli.main import run_app
+from cli import run_app
 from demo import demo_app
 
 run_app(demo_app)

@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from consumers.context import HandlerContext
-from consumers.events import InboundEvent
-from consumers.handlers.clicks import handle_clicks
+from consumers import HandlerContext, InboundEvent
+from consumers.handlers import handle_clicks
 from oncepipe.errors import PoisonError
 from schemas import ClickEvent
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import typer
 
-from cli.options import build_settings
-from cli.preflight import check_topic_names
-from cli.shared import emit_json, state
+from cli import build_settings, check_topic_names, emit_json, state
 from demo.simulator import SimulationPlan, Simulator
-from producers.settings import ProducerSettings
+from producers import ProducerSettings
 from schemas import Codec
 
 __all__ = ["simulate"]

@@ -31,9 +31,7 @@ from typing import IO, Literal
 
 from oncepipe.db import connect
 from oncepipe.settings import Settings
-from producers.outbox import enqueue_record, event_headers
-from producers.producer import EventProducer, OutgoingRecord
-from producers.settings import ProducerSettings
+from producers import EventProducer, OutgoingRecord, ProducerSettings, enqueue_record, event_headers
 from schemas import ClickAction, ClickEvent, Codec, Encoded, SchemaStore
 
 __all__ = ["NEW_ITEMS", "POISON_KINDS", "SimulationPlan", "SimulationReport", "Simulator"]

@@ -13,7 +13,7 @@ from typing import Any
 from consumers import offsets
 from oncepipe.kafka import KafkaConsumer, TopicPartition
 from oncepipe.settings import Settings
-from producers.outbox import pending_count
+from producers import pending_count
 
 __all__ = ["Watch"]
 

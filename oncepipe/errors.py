@@ -18,7 +18,7 @@ Public names: the classes below.
 
 from __future__ import annotations
 
-from schemas.errors import OncepipeError
+from schemas import OncepipeError
 
 __all__ = [
     "BrokerError",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import AdminClient, create_topics
 from producers.settings import ProducerSettings, TopicSettings
-from schemas.topics import dlq_topic_for, topic_name_problem
+from schemas import dlq_topic_for, topic_name_problem
 
 __all__ = [
     "TopicSpec",

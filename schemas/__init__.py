@@ -4,7 +4,10 @@
 - bytes: the ``Codec`` (Avro single-object encoding of the shipped ``schemas/avro/`` versions,
   ``Encoded``/``Decoded``) and the ``SchemaStore`` of versions learnt at run time;
 - evolution: ``check_compatibility`` and ``check_history`` (Avro schema resolution rules);
-- bad input: ``SchemaError`` and one subclass per kind, ``CatalogError`` for a bad shipped set;
+- bad input: ``SchemaError`` and one subclass per kind, ``CatalogError`` for a bad shipped set,
+  ``AvroDataError``/``InvalidSchemaError`` from the Avro layer; all derive from
+  ``OncepipeError``, the root of every oncepipe error, defined here at the bottom of the
+  import graph so that the contract too can derive from it;
 - topics: ``topic_for`` (``events.<name>``), ``dlq_topic_for`` (``<topic>.dlq``) and
   ``topic_name_problem`` (Kafka's rule for a legal name).
 
@@ -13,6 +16,7 @@ Imports nothing of oncepipe's own, so producers, consumers and tools can all dep
 
 from __future__ import annotations
 
+from schemas.avro_io import AvroDataError, InvalidSchemaError
 from schemas.catalog import CatalogError
 from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec, Decoded, Encoded
 from schemas.compat import check_compatibility, check_history
@@ -20,6 +24,7 @@ from schemas.errors import (
     BadMagicError,
     CorruptBodyError,
     IncompatibleSchemaError,
+    OncepipeError,
     PayloadTooLargeError,
     SchemaError,
     UnknownFingerprintError,
@@ -32,6 +37,7 @@ from schemas.topics import dlq_topic_for, topic_for, topic_name_problem
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "EVENT_MODELS",
+    "AvroDataError",
     "BadMagicError",
     "CatalogError",
     "ClickAction",
@@ -42,6 +48,8 @@ __all__ = [
     "Encoded",
     "Event",
     "IncompatibleSchemaError",
+    "InvalidSchemaError",
+    "OncepipeError",
     "PayloadTooLargeError",
     "SchemaError",
     "SchemaStore",

@@ -32,9 +32,7 @@ from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaException, broker_error, create_admin
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from producers.producer import EventProducer, OutgoingRecord
-from producers.settings import ProducerSettings
-from producers.topics import check_topic_name
+from producers import EventProducer, OutgoingRecord, ProducerSettings, check_topic_name
 from schemas import topic_name_problem
 
 __all__ = ["Outcome", "ReplayOutcome", "Replayer"]
