@@ -63,7 +63,6 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff format .
 
 demo: install ## the duplicated-click-signals story, naive vs oncepipe (report in demo-output/)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[demo]'
 	$(INFRA) run -- $(PY) -m demo $(DEMO_ARGS)
 
 bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~5 min smoke run)

@@ -8,14 +8,7 @@ Public names: ``active_members``, ``partition_bounds``.
 from __future__ import annotations
 
 from oncepipe.errors import ConfigError
-from oncepipe.kafka import (
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-    broker_error,
-    create_admin,
-    create_consumer,
-)
+from oncepipe.kafka import KafkaConsumer, KafkaError, KafkaException, broker_error, create_admin
 from oncepipe.settings import Settings
 
 __all__ = ["active_members", "partition_bounds"]
@@ -40,7 +33,7 @@ def partition_bounds(
 ) -> dict[int, tuple[int, int]]:
     """Every partition of ``topic`` with its (earliest, latest) offsets."""
     # A consumer that never subscribes does not join any group: it only asks metadata.
-    consumer = create_consumer(settings, "oncepipe-offsets-tool")
+    consumer = KafkaConsumer.create(settings, "oncepipe-offsets-tool")
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -48,10 +41,7 @@ def partition_bounds(
             raise ConfigError(f"topic {topic!r} cannot be described ({reason}); check the name")
         bounds = {}
         for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout
-            )
-            bounds[partition] = (int(low), int(high))
+            bounds[partition] = consumer.watermarks(topic, partition, timeout=timeout)
         return bounds
     except KafkaException as exc:
         raise broker_error(exc, f"reading the offsets of {topic}") from exc

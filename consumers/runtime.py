@@ -143,7 +143,9 @@ class ConsumerRuntime:
             # Stopped while PostgreSQL was still unreachable: nothing joined, nothing held.
             self._log.info("stopped before starting", reason=str(exc))
             return
-        self._consumer = KafkaConsumer.create(self._settings, self._group, self._client_config())
+        self._consumer = KafkaConsumer.create(
+            self._settings, self._group, self._config.client_config()
+        )
         maintainer = self._start_maintainer()
         self._consumer.subscribe(
             self._config.topics,
@@ -171,17 +173,6 @@ class ConsumerRuntime:
         )
         maintainer.start()
         return maintainer
-
-    def _client_config(self) -> dict[str, Any]:
-        config = self._config
-        return {
-            "partition.assignment.strategy": "cooperative-sticky",
-            "session.timeout.ms": config.session_timeout_ms,
-            "heartbeat.interval.ms": config.heartbeat_interval_ms(),
-            "max.poll.interval.ms": config.max_poll_interval_ms,
-            "auto.offset.reset": config.auto_offset_reset,
-            "client.id": config.client_id,
-        }
 
     # -- the loop -------------------------------------------------------------------------
 

@@ -95,6 +95,21 @@ class ConsumerSettings(BaseSettings):
         """A third of the session timeout, the ratio Kafka recommends."""
         return max(100, self.session_timeout_ms // 3)
 
+    def client_config(self) -> dict[str, str | int]:
+        """The librdkafka properties these settings stand for.
+
+        Connection keys come first from ``oncepipe.kafka.connection_config``, the guarded ones
+        last from the factory: these only tune the client.
+        """
+        return {
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms(),
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "auto.offset.reset": self.auto_offset_reset,
+            "client.id": self.client_id,
+        }
+
 
 def load_consumer_settings(**overrides: Any) -> ConsumerSettings:
     """Read consumer settings from the environment plus CLI overrides (None means not given)."""

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from cli import run_app
-from demo import demo_app
+from demo.app import demo_app
 
 run_app(demo_app)

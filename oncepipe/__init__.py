@@ -6,11 +6,14 @@ heavy loads. The plumbing itself is in public modules, imported by name:
 
 - ``oncepipe.errors``: the one exception tree, ``OncepipeError`` (its root, defined with the
   contract in ``schemas.errors``) and the classes that say what a caller should do;
-
-- ``oncepipe.settings``: ``Settings``, ``load_settings`` (``ONCEPIPE_*`` variables);
-- ``oncepipe.db``: ``connect``, ``create_pool`` (psycopg 3);
-- ``oncepipe.kafka``: the only module that imports confluent-kafka: client factories,
-  ``RawHeaders``, ``message_headers``, ``broker_error``;
+- ``oncepipe.settings``: ``Settings``, ``load_settings`` (``ONCEPIPE_*`` variables),
+  ``read_settings`` (any settings model; a bad value becomes one ``ConfigError``);
+- ``oncepipe.db``: ``connect``, ``create_pool`` (psycopg 3), ``wrap_as_unavailable`` (a lost
+  session becomes ``DatabaseUnavailableError``);
+- ``oncepipe.kafka``: the only module that imports confluent-kafka: ``connection_config``
+  (where every client's librdkafka keys start), the typed ``KafkaConsumer``,
+  ``KafkaProducer`` and ``Record``, the guarded factories, ``RawHeaders``,
+  ``message_headers``, ``broker_error``;
 - ``oncepipe.logging``: ``configure_logging``, ``get_logger`` (structlog, secrets masked);
 - ``oncepipe.conninfo``: connection strings checked, masked and explained;
 - ``oncepipe.migrations``: ``apply_migrations``, ``pending_migrations`` (``oncepipe/sql/``);

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from schemas import Codec, Encoded, topic_for
 
-if TYPE_CHECKING:  # a type only: enqueueing needs no Kafka client library
+if TYPE_CHECKING:  # a type only: this module needs no Kafka client library itself
     from oncepipe.kafka import RawHeaders
 
 __all__ = [

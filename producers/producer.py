@@ -8,7 +8,7 @@ Two ways to send, one guarantee: every record gets exactly one final ``Delivery`
 - ``send`` queues records and returns at once; answers reach the caller's ``on_delivery`` from
   ``send`` itself (refused before sending, or a full queue being served), ``poll``, ``flush``
   or ``close``. Callers that do not need to block per batch (upstream services producing
-  directly, the simulator's direct mode) keep librdkafka's queue full this way.
+  directly) keep librdkafka's queue full this way.
 
 After a fatal error (for instance a fenced idempotent producer) the underlying client is
 replaced before the next send, so a broken producer never carries on; records the old client

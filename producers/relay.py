@@ -153,7 +153,7 @@ class Relay:
             [item.record for item in batch], timeout=self._relay.pass_timeout_s
         )
         self._hooks.point("relay.after_ack")
-        acked, holds = self._settle(conn, batch, deliveries)
+        acked, holds = self._sort_deliveries(conn, batch, deliveries)
         outbox.mark_published(conn, acked)
         self._hooks.point("relay.after_mark")
         outbox.hold(conn, holds)
@@ -223,7 +223,7 @@ class Relay:
             log.warning("dead letter trimmed to fit", row_id=row.id, topic=row.topic)
         return headers
 
-    def _settle(
+    def _sort_deliveries(
         self,
         conn: psycopg.Connection[Any],
         batch: list[_Outgoing],

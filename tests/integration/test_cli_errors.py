@@ -18,7 +18,7 @@ import pytest
 import structlog
 
 from cli import main
-from demo import demo_app
+from demo.app import demo_app
 from tests.cli_cases import (
     DAEMONS,
     DATABASE_COMMANDS,

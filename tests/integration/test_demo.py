@@ -1,4 +1,4 @@
-"""`oncepipe demo` tells the story truthfully: the naive counters inflate, oncepipe's are exact,
+"""`python -m demo` tells the story truthfully: the naive counters inflate, oncepipe's are exact,
 poison is dead-lettered, and the dead letters the fix covers are applied once by a replay."""
 
 from __future__ import annotations

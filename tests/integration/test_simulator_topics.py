@@ -1,4 +1,5 @@
-"""`oncepipe topics create` and `oncepipe simulate`, run as an operator would."""
+"""`oncepipe topics create` and the demo's upstream simulator (`python -m demo simulate`), run
+as an operator would."""
 
 from __future__ import annotations
 
