@@ -24,7 +24,7 @@ from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.db import wrap_as_unavailable
-from oncepipe.errors import RetriableError
+from oncepipe.errors import RetriableError, first_line
 from oncepipe.hooks import NO_HOOKS, BatchCommitted, BatchStarted, Hooks, RecordDeadLettered
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -84,8 +84,7 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 
 def _batch_failure(exc: psycopg.Error) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"PostgreSQL failed during a batch ({exc.sqlstate or 'connection'}): {first}"
+    return f"PostgreSQL failed during a batch ({exc.sqlstate or 'connection'}): {first_line(exc)}"
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
-from oncepipe.errors import ConfigError, FencedError, RetriableError
+from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
 from oncepipe.hooks import NO_HOOKS, Hooks
 from oncepipe.kafka import (
     OFFSET_BEGINNING,
@@ -240,7 +240,7 @@ class ConsumerRuntime:
                 raise
             self._log.warning(
                 "batch failed, will retry",
-                reason=_first_line(exc),
+                reason=first_line(exc),
                 error_class=type(exc).__name__,
                 events=len(decoded.events),
             )
@@ -348,7 +348,7 @@ class ConsumerRuntime:
                 self._drop_sessions()
                 if self._stopping.is_set():
                     return None
-                self._pause(_first_line(exc))
+                self._pause(first_line(exc))
 
     def _rewind(self, *, wait: bool) -> None:
         """Reload the stored offsets of every owned partition and seek there."""
@@ -398,11 +398,6 @@ def _handler_or_schema_error(exc: psycopg.ProgrammingError) -> ConfigError:
         f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
         "fix the handler or run oncepipe migrate (the offsets did not move)"
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ranges(records: Sequence[Record]) -> list[list[Any]]:

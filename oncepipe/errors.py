@@ -13,7 +13,8 @@ imports nothing of ours, so the root has to live there for its errors to share i
 class means for a record (retry, dead-letter, stop) is decided in one place,
 ``consumers.classify``; the command line reports any ``OncepipeError`` as one line.
 
-Public names: the classes below.
+Public names: the classes below, and ``first_line`` (an error in one line for a log or a
+message).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "OncepipeError",
     "PoisonError",
     "RetriableError",
+    "first_line",
 ]
 
 
@@ -60,3 +62,9 @@ class PoisonError(OncepipeError):
 
 class FencedError(OncepipeError):
     """A stored offset changed under us: another consumer owns the partition now."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its class name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
