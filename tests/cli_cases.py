@@ -16,9 +16,9 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from demo.processes import DEMO
+
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
-# The demo's own command line (its upstream simulator): not part of the product's `oncepipe`.
-DEMO = [sys.executable, "-m", "demo"]
 SECRET = "Xk7-pw-5ecretQ"  # noqa: S105 - a distinctive fake password to search for
 CLOSED_PORT = "1"  # nothing listens on 127.0.0.1:1
 
@@ -40,9 +40,14 @@ PRINTING = {"config", "config --json"}
 DAEMONS = {"relay", "consume"}
 
 
+def is_demo_command(args: Sequence[str]) -> bool:
+    """True for the demo's ``simulate``: its own command line, not the product's ``oncepipe``."""
+    return list(args[:1]) == ["simulate"]
+
+
 def command_line(args: Sequence[str]) -> list[str]:
     """``oncepipe ARGS``, or ``python -m demo ARGS`` for the demo's ``simulate``."""
-    return [*DEMO, *args] if list(args[:1]) == ["simulate"] else [ONCEPIPE, *args]
+    return [*DEMO, *args] if is_demo_command(args) else [ONCEPIPE, *args]
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,17 @@ import structlog
 
 from cli import main
 from demo.app import demo_app
+from demo.processes import DEMO
 from tests.cli_cases import (
     DAEMONS,
     DATABASE_COMMANDS,
-    DEMO,
     PRINTING,
     SECRET,
     Outcome,
     bad_dsn_families,
     command_line,
     dsn_forms,
+    is_demo_command,
     refused_dsn,
     run_all,
 )
@@ -65,7 +66,7 @@ def invoke(
             monkeypatch.setenv(name, value)
         monkeypatch.setattr(sys, "argv", ["oncepipe", *args])
         # The demo's simulator has its own command line; both share run_app's error handling.
-        command = demo_app if list(args[:1]) == ["simulate"] else main.app
+        command = demo_app if is_demo_command(args) else main.app
         with pytest.raises(SystemExit) as exited:
             main.run_app(command)
         out, err = capsys.readouterr()

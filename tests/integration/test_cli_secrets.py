@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.cli_cases import DEMO, ONCEPIPE, run_all
+from demo.processes import DEMO
+from tests.cli_cases import ONCEPIPE, run_all
 from tests.fixtures.services import Services
 from tests.fixtures.workers import caught_up, wait_until
 

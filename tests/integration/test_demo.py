@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from demo.processes import DEMO
 from oncepipe.settings import Settings
-from tests.cli_cases import DEMO
 from tests.fixtures.database import database_copy
 from tests.fixtures.relay import worker_env
 from tests.fixtures.services import Services

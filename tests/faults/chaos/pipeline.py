@@ -24,6 +24,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 from pydantic import SecretStr
 
+from demo.processes import DEMO
 from infra import Kafka, Postgres
 from oncepipe.kafka import AdminClient
 from oncepipe.migrations import apply_migrations
@@ -33,7 +34,7 @@ from producers.topics import create_event_topics
 from schemas import dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
-from tests.faults.chaos.workers import DEFECT_SHIM, DEMO, ONCEPIPE, Proc, Role, WorkerSet
+from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
 from tests.fixtures.witness import WITNESS_DDL
 
 __all__ = ["Pipeline", "Services"]

@@ -29,7 +29,6 @@ __all__ = ["Exit", "Proc", "Role", "WorkerSet"]
 # member faults leave it alone, the service faults hit it like any worker.
 Role = Literal["consumer", "second_consumer", "relay", "simulator"]
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
-DEMO = [sys.executable, "-m", "demo"]  # the upstream simulator
 # Deliberately broken workers run the same CLI behind this shim (see defects.py).
 DEFECT_SHIM = [sys.executable, "-m", "tests.faults.chaos.defects"]
 # The log line after which a worker has installed its SIGTERM handler and joined the pipeline.
