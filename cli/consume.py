@@ -15,8 +15,9 @@ from consumers import (
 )
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
+from oncepipe.settings import Settings
 from oncepipe.signals import install_stop_handlers
-from schemas import Codec, SchemaStore
+from schemas import CatalogError, Codec, SchemaStore, register_schema_path
 
 __all__ = ["consume"]
 
@@ -37,6 +38,18 @@ def _require(settings: ConsumerSettings) -> None:
         raise ConfigError(f"oncepipe consume needs {names}")
 
 
+def _codec(settings: Settings, consumer_settings: ConsumerSettings) -> Codec:
+    """The codec of every known type; a refused type is a configuration to fix (exit 2)."""
+    try:
+        register_schema_path(settings.schema_path)
+        return Codec.load(
+            lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
+            max_payload_bytes=consumer_settings.max_payload_bytes,
+        )
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 def consume(
     ctx: typer.Context,
     group: str | None = typer.Option(
@@ -46,7 +59,10 @@ def consume(
         None, "--topic", help="topic to consume, repeatable [env ONCEPIPE_CONSUMER_TOPICS, a,b]"
     ),
     handler: str | None = typer.Option(
-        None, "--handler", help="handler name or module:function [env ONCEPIPE_CONSUMER_HANDLER]"
+        None,
+        "--handler",
+        help="handler name, or module:attribute naming an EventHandlers or a function "
+        "[env ONCEPIPE_CONSUMER_HANDLER]",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
@@ -81,12 +97,10 @@ def consume(
     )
     _require(consumer_settings)
     check_topic_names(consumer_settings.topics)
+    # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
+    codec = _codec(settings, consumer_settings)
     check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
-    codec = Codec.load(
-        lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
-        max_payload_bytes=consumer_settings.max_payload_bytes,
-    )
     runtime = ConsumerRuntime(
         settings,
         consumer_settings,
