@@ -1,6 +1,13 @@
 """The event contract: what every producer, consumer and tool agrees on.
 
-- events: the models handlers receive (``Event``, ``ClickEvent``, ``EVENT_MODELS``);
+- events: the models handlers receive (``Event``, ``ClickEvent``, ``EVENT_MODELS``,
+  ``UtcMillis`` and ``Identifier`` for fields);
+- your own types: ``event_type(directory)`` registers a model with its ``.avsc`` versions;
+  ``register_directories`` (``ONCEPIPE_SCHEMA_PATH``), ``load_entry_points`` (the
+  ``oncepipe.event_types`` group, ``ENTRY_POINT_GROUP``), ``known_types`` (``EventTypeEntry``);
+  ``ModelMismatchError`` and ``EventTypeConflictError`` refuse a bad registration;
+- schema files: ``load_catalog`` (a directory's ``SchemaVersion``s), ``snake_case``,
+  ``SCHEMA_DIR``;
 - bytes: the ``Codec`` (Avro single-object encoding of the shipped ``schemas/avro/`` versions,
   ``Encoded``/``Decoded``) and the ``SchemaStore`` of versions learnt at run time;
 - evolution: ``check_compatibility`` and ``check_history`` (Avro schema resolution rules);
@@ -17,7 +24,15 @@ Imports nothing of oncepipe's own, so producers, consumers and tools can all dep
 from __future__ import annotations
 
 from schemas.avro_io import AvroDataError, InvalidSchemaError
-from schemas.catalog import CatalogError
+from schemas.catalog import (
+    SCHEMA_DIR,
+    CatalogError,
+    EventTypeConflictError,
+    ModelMismatchError,
+    SchemaVersion,
+    load_catalog,
+    snake_case,
+)
 from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec, Decoded, Encoded
 from schemas.compat import check_compatibility, check_history
 from schemas.errors import (
@@ -30,13 +45,23 @@ from schemas.errors import (
     UnknownFingerprintError,
     ValidationFailedError,
 )
-from schemas.models import EVENT_MODELS, ClickAction, ClickEvent, Event
+from schemas.models import EVENT_MODELS, ClickAction, ClickEvent, Event, Identifier, UtcMillis
+from schemas.registry import (
+    ENTRY_POINT_GROUP,
+    EventTypeEntry,
+    event_type,
+    known_types,
+    load_entry_points,
+    register_directories,
+)
 from schemas.store import SchemaStore
 from schemas.topics import dlq_topic_for, topic_for, topic_name_problem
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD_BYTES",
+    "ENTRY_POINT_GROUP",
     "EVENT_MODELS",
+    "SCHEMA_DIR",
     "AvroDataError",
     "BadMagicError",
     "CatalogError",
@@ -47,17 +72,29 @@ __all__ = [
     "Decoded",
     "Encoded",
     "Event",
+    "EventTypeConflictError",
+    "EventTypeEntry",
+    "Identifier",
     "IncompatibleSchemaError",
     "InvalidSchemaError",
+    "ModelMismatchError",
     "OncepipeError",
     "PayloadTooLargeError",
     "SchemaError",
     "SchemaStore",
+    "SchemaVersion",
     "UnknownFingerprintError",
+    "UtcMillis",
     "ValidationFailedError",
     "check_compatibility",
     "check_history",
     "dlq_topic_for",
+    "event_type",
+    "known_types",
+    "load_catalog",
+    "load_entry_points",
+    "register_directories",
+    "snake_case",
     "topic_for",
     "topic_name_problem",
 ]

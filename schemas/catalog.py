@@ -4,8 +4,9 @@ Every version ever published stays here, because events written with it may stil
 topic or a dead-letter queue. Versions of a type are numbered 1, 2, ... without gaps; the
 highest is the newest, the one producers write and consumers read into.
 
-Public names: ``SCHEMA_DIR``, ``CatalogError``, ``SchemaVersion``, ``load_catalog``,
-``shipped_catalog``, ``snake_case``.
+Public names: ``SCHEMA_DIR``, ``CatalogError``, ``ModelMismatchError``,
+``EventTypeConflictError``, ``SchemaVersion``, ``load_catalog``, ``shipped_catalog``,
+``snake_case``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from functools import cache
 from pathlib import Path
 
 from schemas.avro_io import AvroSchema, InvalidSchemaError, load_schema
-from schemas.errors import OncepipeError
+from schemas.errors import OncepipeError, SchemaError
 
 __all__ = [
     "SCHEMA_DIR",
     "CatalogError",
+    "EventTypeConflictError",
+    "ModelMismatchError",
     "SchemaVersion",
     "load_catalog",
     "shipped_catalog",
@@ -33,7 +36,15 @@ _FILE_NAME = re.compile(r"^(?P<stem>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\
 
 
 class CatalogError(OncepipeError):
-    """The shipped .avsc files are inconsistent; the package itself is broken."""
+    """A set of .avsc files (shipped or registered) and models is inconsistent."""
+
+
+class ModelMismatchError(CatalogError, SchemaError):
+    """An event model's fields differ from its newest schema; the message names the fields."""
+
+
+class EventTypeConflictError(CatalogError, SchemaError):
+    """One event type name registered twice with different schema versions."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from schemas.avro_io import (
     write_body,
 )
 from schemas.avro_io import load_schema as parse_schema_text
-from schemas.catalog import CatalogError, SchemaVersion, shipped_catalog
+from schemas.catalog import CatalogError, ModelMismatchError, SchemaVersion
 from schemas.compat import check_compatibility, check_history
 from schemas.errors import (
     BadMagicError,
@@ -48,6 +48,7 @@ from schemas.errors import (
     ValidationFailedError,
 )
 from schemas.models import EVENT_MODELS, Event
+from schemas.registry import known_types, load_entry_points, model_mismatch
 from schemas.shape import unbounded_shapes
 
 __all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "Codec", "Decoded", "Encoded"]
@@ -120,8 +121,20 @@ class Codec:
         lookup: Lookup | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> Codec:
-        """The codec of every shipped schema; ``lookup(fingerprint)`` finds the others."""
-        return cls(shipped_catalog(), lookup=lookup, max_payload_bytes=max_payload_bytes)
+        """The codec of every known type; ``lookup(fingerprint)`` finds other writer versions.
+
+        Known types: the shipped ones, those registered so far (``schemas.event_type``,
+        ``register_directories``) and those of the ``oncepipe.event_types`` entry points,
+        imported here. Build it after importing the modules that declare your types.
+        """
+        load_entry_points()
+        types = known_types().values()
+        return cls(
+            [version for entry in types for version in entry.versions],
+            {entry.event_type: entry.model for entry in types},
+            lookup=lookup,
+            max_payload_bytes=max_payload_bytes,
+        )
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -129,7 +142,11 @@ class Codec:
         """Encode ``event`` with the newest version of its type."""
         schema = self._newest.get(event.event_type) if isinstance(event, Event) else None
         if schema is None or not isinstance(event, Event):
-            raise TypeError(f"{type(event).__name__} is not an event model with a shipped schema")
+            raise TypeError(
+                f"{type(event).__name__} is not an event model of a known type: decorate it "
+                "with @schemas.event_type(<its .avsc directory>) and import its module before "
+                "Codec.load()"
+            )
         return self._encode(event, schema)
 
     def encode_with(self, event: BaseModel, fingerprint: str) -> Encoded:
@@ -204,12 +221,9 @@ class Codec:
         if model is None:
             raise CatalogError(f"{history[0].path.name}: no event model named {event_type}")
         newest = history[-1].schema
-        schema_fields = [f["name"] for f in newest.writing["fields"]]
-        if schema_fields != list(model.model_fields):
-            raise CatalogError(
-                f"{history[-1].path.name} has fields {schema_fields} but {model.__name__} has "
-                f"{list(model.model_fields)}; keep the model in step with the newest version"
-            )
+        mismatch = model_mismatch(model, history[-1])
+        if mismatch is not None:
+            raise ModelMismatchError(mismatch)
         problems = check_history([v.schema.text for v in history])
         problems += [
             f"{v.path.name} has {hazard}"

@@ -3,7 +3,9 @@
 Each model mirrors the newest Avro version of its event type (``schemas/avro/``); a test keeps
 the two in step. Models are frozen: an event is a fact, handlers never change it.
 
-Public names: ``Event``, ``ClickAction``, ``ClickEvent``, ``EVENT_MODELS``.
+Public names: ``Event``, ``ClickAction``, ``ClickEvent``, ``EVENT_MODELS``, ``UtcMillis`` (an
+aware datetime kept to milliseconds, for ``timestamp-millis`` fields), ``Identifier`` (a
+non-empty string).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["EVENT_MODELS", "ClickAction", "ClickEvent", "Event"]
+__all__ = ["EVENT_MODELS", "ClickAction", "ClickEvent", "Event", "Identifier", "UtcMillis"]
 
 
 def _utc_millis(value: datetime) -> datetime:
