@@ -63,8 +63,7 @@ def _report(args: argparse.Namespace) -> None:
     url = load_settings().database_url.get_secret_value()
     with psycopg.connect(url) as conn:
         row = conn.execute(_REPORT, {"group": args.group, "log": args.log_group}).fetchone()
-    assert row is not None
-    orders, wrong, milestones, dead = row
+    orders, wrong, milestones, dead = row or (0, 0, 0, 0)
     print(
         json.dumps(
             {"orders": orders, "customers_off": wrong, "milestones": milestones,

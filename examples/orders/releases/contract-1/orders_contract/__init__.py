@@ -40,7 +40,7 @@ class OrderPlaced(Event):
 
 @event_type(AVRO)
 class CustomerMilestone(Event):
-    """A customer reached an order count or an amount spent (``orders.events.CustomerMilestone``)."""
+    """A customer reached an order count or an amount spent (Avro ``CustomerMilestone``)."""
 
     event_type: ClassVar[str] = "CustomerMilestone"
     key_field: ClassVar[str] = "customer_id"

@@ -1,0 +1,123 @@
+"""The orders example (examples/orders) end to end, and its contract's evolution rules.
+
+The short run: 300 orders, 20% of the requests retried, the relay and both consumer groups as
+real ``oncepipe relay`` / ``oncepipe consume`` processes, the service moving to contract release
+2 (``OrderPlaced`` v2) while the consumers run release 1, then the consumers upgraded; totals and
+milestones equal to what the orders table says, nothing dead-lettered
+(``tests/fixtures/orders_rollout.py``; ``make example-orders`` runs 10,000 orders).
+
+An incompatible v3 (a new field without a default), made in a copy of the contract, is refused
+by ``oncepipe schema check`` and by the codec when the contract is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oncepipe.kafka import AdminClient
+from oncepipe.settings import Settings
+from tests.fixtures.orders_rollout import (
+    CONTRACT_AVRO,
+    EXAMPLE,
+    ONCEPIPE,
+    RELEASE_1,
+    Plan,
+    Rollout,
+    recreate_topics,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def example_topics(kafka_admin: AdminClient) -> None:
+    """The example's fixed topic names, emptied: an earlier run's records would count."""
+    recreate_topics(kafka_admin)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.usefixtures("example_topics")
+def test_orders_pipeline_with_a_contract_rollout_is_exact(
+    settings: Settings, tmp_path: Path
+) -> None:
+    plan = Plan(orders=300, retry_rate=0.2, customers=30, seed=11, drain_timeout_s=120)
+    figures = Rollout(
+        settings.kafka_bootstrap_servers,
+        settings.database_url.get_secret_value(),
+        tmp_path,
+        plan,
+        log=lambda _line: None,
+    ).run()
+    assert figures.problems == []
+    assert figures.totals_exact
+    assert figures.milestones_exact
+    assert figures.milestones > 0
+    assert figures.retries_absorbed == round(120 * 0.2) + round(90 * 0.2) + round(90 * 0.2)
+    assert (figures.events_v1, figures.events_v2) == (120, 180)
+    assert figures.dead_letters == 0
+    assert figures.failures_counted == 0
+    assert set(figures.worker_exit_codes.values()) == {0}
+
+
+def test_release_1_is_the_published_v1() -> None:
+    """The release-1 copy holds byte for byte the files release 2 still ships as v1."""
+    old = sorted(path.name for path in (RELEASE_1 / "orders_contract" / "avro").iterdir())
+    assert old == ["customer_milestone.v1.avsc", "order_placed.v1.avsc"]
+    for name in old:
+        assert (RELEASE_1 / "orders_contract" / "avro" / name).read_bytes() == (
+            CONTRACT_AVRO / name
+        ).read_bytes()
+
+
+def _contract_with_v3(tmp_path: Path) -> Path:
+    """A copy of the example with an incompatible OrderPlaced v3 (never shipped)."""
+    copy = tmp_path / "example"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("releases", "__pycache__"))
+    avro = copy / "orders_contract" / "avro"
+    v3 = json.loads((avro / "order_placed.v2.avsc").read_text())
+    v3["fields"].append({"name": "warehouse_id", "type": "string"})  # no default
+    (avro / "order_placed.v3.avsc").write_text(json.dumps(v3, indent=2))
+    init = copy / "orders_contract" / "__init__.py"
+    model = '    channel: str = "unknown"\n'
+    init.write_text(init.read_text().replace(model, model + "    warehouse_id: str\n"))
+    return copy
+
+
+def test_incompatible_v3_is_refused_by_schema_check(tmp_path: Path) -> None:
+    copy = _contract_with_v3(tmp_path)
+    env = {**os.environ, "ONCEPIPE_SCHEMA_PATH": str(copy / "orders_contract" / "avro")}
+    done = subprocess.run(
+        [ONCEPIPE, "schema", "check"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "warehouse_id" in done.stdout + done.stderr
+    # The shipped contract passes the same check.
+    env["ONCEPIPE_SCHEMA_PATH"] = str(CONTRACT_AVRO)
+    done = subprocess.run(
+        [ONCEPIPE, "schema", "check"], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_incompatible_v3_is_refused_by_the_codec_at_load(tmp_path: Path) -> None:
+    copy = _contract_with_v3(tmp_path)
+    program = "import orders_contract\nfrom schemas import Codec\nCodec.load()\n"
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env={**os.environ, "PYTHONPATH": str(copy)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("schemas.catalog.CatalogError: OrderPlaced versions are incompatible")
+    assert "OrderPlaced.warehouse_id: field added without a default" in last, last
