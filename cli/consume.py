@@ -16,7 +16,7 @@ from consumers import (
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers
-from schemas import Codec, SchemaStore
+from schemas import Codec, SchemaStore, register_schema_path
 
 __all__ = ["consume"]
 
@@ -46,7 +46,10 @@ def consume(
         None, "--topic", help="topic to consume, repeatable [env ONCEPIPE_CONSUMER_TOPICS, a,b]"
     ),
     handler: str | None = typer.Option(
-        None, "--handler", help="handler name or module:function [env ONCEPIPE_CONSUMER_HANDLER]"
+        None,
+        "--handler",
+        help="handler name, or module:attribute naming an EventHandlers or a function "
+        "[env ONCEPIPE_CONSUMER_HANDLER]",
     ),
     batch_size: int | None = typer.Option(
         None, "--batch-size", help="records per transaction [env ONCEPIPE_CONSUMER_BATCH_SIZE]"
@@ -81,6 +84,8 @@ def consume(
     )
     _require(consumer_settings)
     check_topic_names(consumer_settings.topics)
+    register_schema_path(settings.schema_path)
+    # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
     check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
     codec = Codec.load(

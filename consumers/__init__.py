@@ -3,9 +3,12 @@
 - Running a worker (``oncepipe consume``): ``ConsumerRuntime`` with ``ConsumerSettings``
   (``load_consumer_settings``); a batch is applied by ``apply_batch`` in one transaction
   (inbox dedupe, handler writes, offsets, dead letters), after ``decode_records``.
-- Writing a handler: a ``Handler`` takes a batch of ``InboundEvent`` and a
-  ``HandlerContext``, and is found by name through ``register``/``resolve``; ``outbox_sink``
-  (an ``OutboxSink``) lets it emit events in the same transaction.
+- Writing a handler: ``EventHandlers`` holds one function per event type (``.on(Model)``,
+  each a ``TypedHandler`` taking ``Sequence[InboundEvent[Model]]`` and a ``HandlerContext``);
+  an event of a type it has no function for is dead-lettered (``UnhandledEventTypeError``).
+  A plain ``Handler`` takes any batch. Both are found by name through ``register``/``resolve``
+  (``module:attribute``); ``outbox_sink`` (an ``OutboxSink``) lets ``tx.emit`` write derived
+  events of any known type in the same transaction.
 - Failures: where a record failed (``Stage``, ``STAGES``), why (``Failure``), and the headers
   of the dead letter written for it (``dead_letter_headers``).
 - Stored state for tools: ``offsets`` (offsets per group, in PostgreSQL), ``group`` (the
@@ -25,6 +28,7 @@ from consumers.bounds import out_of_range
 from consumers.context import HandlerContext, OutboxSink, outbox_sink
 from consumers.deadletter_headers import STAGES, Failure, Stage, dead_letter_headers
 from consumers.decoding import decode_records
+from consumers.dispatch import EventHandlers, TypedHandler, UnhandledEventTypeError
 from consumers.events import Coordinates, InboundEvent, Key
 from consumers.inbox_partitions import list_partitions, maintain
 from consumers.registry import Handler, register, resolve
@@ -37,6 +41,7 @@ __all__ = [
     "ConsumerRuntime",
     "ConsumerSettings",
     "Coordinates",
+    "EventHandlers",
     "Failure",
     "Handler",
     "HandlerContext",
@@ -44,6 +49,8 @@ __all__ = [
     "Key",
     "OutboxSink",
     "Stage",
+    "TypedHandler",
+    "UnhandledEventTypeError",
     "apply_batch",
     "dead_letter_headers",
     "decode_records",

@@ -1,7 +1,10 @@
-"""Handlers by name: ``--handler clicks`` or ``--handler package.module:function``.
+"""Handlers by name: ``--handler clicks`` or ``--handler package.module:attribute``.
 
-A handler is a plain function ``handler(events, tx) -> None`` given the batch's NEW events (in
-partition order) and the open transaction; whatever it writes commits with the offsets.
+A handler is a function ``handler(events, tx) -> None`` given the batch's NEW events (in
+partition order) and the open transaction; whatever it writes commits with the offsets. The
+attribute may also be an ``EventHandlers`` (one function per event type), itself a handler.
+Importing the handler's module registers the event types it declares (``schemas.event_type``),
+so the codec is built after ``resolve``.
 
 Public names: ``Handler``, ``HANDLERS``, ``register``, ``resolve``.
 """
@@ -12,6 +15,7 @@ import importlib
 from collections.abc import Callable, Sequence
 
 from consumers.context import HandlerContext
+from consumers.dispatch import EventHandlers
 from consumers.events import InboundEvent
 from oncepipe.errors import ConfigError
 
@@ -43,7 +47,8 @@ def resolve(spec: str) -> Handler:
     if not sep or not module_name or not attribute:
         known = ", ".join(sorted({*HANDLERS, *_REGISTERED}))
         raise ConfigError(
-            f"unknown handler {spec!r}: use one of {known} or module:function "
+            f"unknown handler {spec!r}: use one of {known} or module:attribute (a function "
+            "or an EventHandlers) "
             "(ONCEPIPE_CONSUMER_HANDLER / --handler)"
         )
     try:
@@ -51,6 +56,13 @@ def resolve(spec: str) -> Handler:
     except ImportError as exc:
         raise ConfigError(f"handler {spec!r}: cannot import module {module_name!r}: {exc}") from exc
     handler = getattr(module, attribute, None)
+    if isinstance(handler, EventHandlers) and not handler.event_types:
+        raise ConfigError(
+            f"handler {spec!r}: the EventHandlers has no function; add one per event type "
+            "with @handlers.on(Model)"
+        )
     if not callable(handler):
-        raise ConfigError(f"handler {spec!r}: {module_name} has no function {attribute!r}")
+        raise ConfigError(
+            f"handler {spec!r}: {module_name} has no function or EventHandlers {attribute!r}"
+        )
     return handler  # type: ignore[no-any-return]

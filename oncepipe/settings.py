@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         60_000, ge=0, description="server ends a worker session idle in a transaction this long"
     )
 
+    # Event types declared by .avsc files alone (schemas.register_schema_path reads it).
+    schema_path: str = Field(
+        "", description="directories of .avsc event types, separated by the OS path separator"
+    )
+
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")

@@ -3,8 +3,9 @@
 - events: the models handlers receive (``Event``, ``ClickEvent``, ``EVENT_MODELS``,
   ``UtcMillis`` and ``Identifier`` for fields);
 - your own types: ``event_type(directory)`` registers a model with its ``.avsc`` versions;
-  ``register_directories`` (``ONCEPIPE_SCHEMA_PATH``), ``load_entry_points`` (the
-  ``oncepipe.event_types`` group, ``ENTRY_POINT_GROUP``), ``known_types`` (``EventTypeEntry``);
+  ``register_directories`` and ``register_schema_path`` (``ONCEPIPE_SCHEMA_PATH``),
+  ``load_entry_points`` (the ``oncepipe.event_types`` group, ``ENTRY_POINT_GROUP``),
+  ``known_types`` (``EventTypeEntry``);
   ``ModelMismatchError`` and ``EventTypeConflictError`` refuse a bad registration;
 - schema files: ``load_catalog`` (a directory's ``SchemaVersion``s), ``snake_case``,
   ``SCHEMA_DIR``;
@@ -53,6 +54,7 @@ from schemas.registry import (
     known_types,
     load_entry_points,
     register_directories,
+    register_schema_path,
 )
 from schemas.store import SchemaStore
 from schemas.topics import dlq_topic_for, topic_for, topic_name_problem
@@ -94,6 +96,7 @@ __all__ = [
     "load_catalog",
     "load_entry_points",
     "register_directories",
+    "register_schema_path",
     "snake_case",
     "topic_for",
     "topic_name_problem",

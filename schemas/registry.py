@@ -18,12 +18,13 @@ names the others); one type name with two different version histories is refused
 (``EventTypeConflictError``), whoever registered them.
 
 Public names: ``ENTRY_POINT_GROUP``, ``EventTypeEntry``, ``event_type``, ``register``,
-``register_directories``, ``load_entry_points``, ``known_types``, ``unregister``,
-``model_mismatch``.
+``register_directories``, ``register_schema_path``, ``load_entry_points``, ``known_types``,
+``unregister``, ``model_mismatch``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -53,6 +54,7 @@ __all__ = [
     "model_mismatch",
     "register",
     "register_directories",
+    "register_schema_path",
     "unregister",
 ]
 
@@ -182,6 +184,11 @@ def register_directories(directories: Iterable[Path | str]) -> list[EventTypeEnt
             register(model, versions, origin="schema path")
             found.append(_known()[name])
     return found
+
+
+def register_schema_path(value: str) -> list[EventTypeEntry]:
+    """``register_directories`` of ``ONCEPIPE_SCHEMA_PATH``'s value (``os.pathsep``-separated)."""
+    return register_directories(part for part in value.split(os.pathsep) if part.strip())
 
 
 @cache

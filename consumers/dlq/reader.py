@@ -44,7 +44,7 @@ from oncepipe.kafka import (
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from schemas import Codec, SchemaStore, dlq_topic_for
+from schemas import Codec, SchemaStore, dlq_topic_for, register_schema_path
 
 __all__ = [
     "DLQ_SUFFIXES",
@@ -68,7 +68,11 @@ def is_dlq_topic(name: str) -> bool:
 
 
 def lenient_codec(settings: Settings) -> Codec:
-    """A codec whose schema-store lookups give up quietly: reading must not need PostgreSQL."""
+    """A codec whose schema-store lookups give up quietly: reading must not need PostgreSQL.
+
+    It knows the types on ``settings.schema_path`` and those of installed entry points.
+    """
+    register_schema_path(settings.schema_path)
     store = SchemaStore(settings.database_url.get_secret_value())
 
     def lookup(fingerprint: str) -> str | None:
