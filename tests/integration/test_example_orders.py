@@ -12,17 +12,25 @@ by ``oncepipe schema check`` and by the codec when the contract is imported.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
+import psycopg
 import pytest
 
 from oncepipe.kafka import AdminClient
 from oncepipe.settings import Settings
+from schemas import Codec
+from schemas.registry import unregister
 from tests.fixtures.orders_rollout import (
     CONTRACT_AVRO,
     EXAMPLE,
@@ -122,3 +130,82 @@ def test_incompatible_v3_is_refused_by_the_codec_at_load(tmp_path: Path) -> None
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("schemas.catalog.CatalogError: OrderPlaced versions are incompatible")
     assert "OrderPlaced.warehouse_id: field added without a default" in last, last
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[ModuleType]:
+    """``orders.service`` with its contract registered (and forgotten afterwards), tables made."""
+    from orders.tables import create_tables
+
+    create_tables(database_url)
+    module = importlib.import_module("orders.service")
+    try:
+        yield module
+    finally:
+        for name in ("OrderPlaced", "CustomerMilestone"):
+            unregister(name)
+        for name in ("orders_contract", "orders.service"):
+            sys.modules.pop(name, None)  # a later import registers the types again
+
+
+def _rows(database_url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    with psycopg.connect(database_url) as conn:
+        orders = conn.execute("SELECT order_id, request_id FROM public.orders").fetchall()
+        outbox = conn.execute("SELECT topic, dedupe_id FROM oncepipe.outbox").fetchall()
+    return orders, outbox
+
+
+@pytest.mark.parametrize(
+    ("first", "retry"),
+    [("psycopg", "psycopg"), ("sqlalchemy", "sqlalchemy"), ("psycopg", "sqlalchemy")],
+)
+def test_a_retried_request_is_one_order_and_one_event(
+    service: ModuleType, database_url: str, first: str, retry: str
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    codec = Codec.load()
+    request = service.OrderRequest("req-1", "c1", 1250, "web")
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database_url))
+    answers = []
+    with psycopg.connect(database_url, autocommit=True) as conn, Session(engine) as session:
+        for driver in (first, retry):
+            if driver == "psycopg":
+                answers.append(service.place_order(conn, request, codec=codec))
+            else:
+                answers.append(service.place_order_sqlalchemy(session, request, codec=codec))
+    engine.dispose()
+    assert [a.created for a in answers] == [True, False]
+    assert answers[0].order_id == answers[1].order_id == service.order_id_for("req-1")
+    orders, outbox = _rows(database_url)
+    assert orders == [(service.order_id_for("req-1"), "req-1")]
+    assert outbox == [("events.order_placed", str(service.event_id_for("req-1")))]
+
+
+def test_the_outbox_row_joins_the_sqlalchemy_sessions_transaction(
+    service: ModuleType, database_url: str
+) -> None:
+    from sqlalchemy import create_engine, insert
+    from sqlalchemy.orm import Session
+
+    from producers import enqueue
+
+    codec = Codec.load()
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(database_url))
+    for request_id, commit in (("req-rolled-back", False), ("req-committed", True)):
+        request = service.OrderRequest(request_id, "c1", 990, "app")
+        event = service.order_placed(request, datetime(2026, 1, 1, tzinfo=UTC))
+        with Session(engine) as session:
+            session.execute(
+                insert(service.orders_table).values(
+                    order_id=event.order_id, request_id=request_id, customer_id="c1",
+                    amount_cents=990, channel="app", placed_at=event.placed_at,
+                )
+            )  # fmt: skip
+            enqueue(service.outbox_connection(session), event, codec=codec)
+            session.commit() if commit else session.rollback()
+    engine.dispose()
+    orders, outbox = _rows(database_url)
+    assert [request_id for _, request_id in orders] == ["req-committed"]
+    assert outbox == [("events.order_placed", str(service.event_id_for("req-committed")))]
