@@ -15,6 +15,7 @@ from cli import consume as consume_cli
 from cli import dlq as dlq_cli
 from cli import inbox as inbox_cli
 from cli import offsets as offsets_cli
+from cli import schema as schema_cli
 from cli.failures import OncepipeGroup
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe import __version__
@@ -68,6 +69,7 @@ app.command("consume")(consume_cli.consume)
 app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")
 app.add_typer(inbox_cli.app, name="inbox")
+app.add_typer(schema_cli.schema_app, name="schema")
 
 
 def run() -> None:

@@ -11,7 +11,8 @@
   ``SCHEMA_DIR``;
 - bytes: the ``Codec`` (Avro single-object encoding of the shipped ``schemas/avro/`` versions,
   ``Encoded``/``Decoded``) and the ``SchemaStore`` of versions learnt at run time;
-- evolution: ``check_compatibility`` and ``check_history`` (Avro schema resolution rules);
+- evolution: ``check_compatibility`` and ``check_history`` (Avro schema resolution rules),
+  ``history_problems`` (those plus unsafe shapes, for one type's versions), ``versions_by_type``;
 - bad input: ``SchemaError`` and one subclass per kind, ``CatalogError`` for a bad shipped set,
   ``AvroDataError``/``InvalidSchemaError`` from the Avro layer; all derive from
   ``OncepipeError``, the root of every oncepipe error, defined here at the bottom of the
@@ -34,6 +35,7 @@ from schemas.catalog import (
     load_catalog,
     snake_case,
 )
+from schemas.checks import history_problems, versions_by_type
 from schemas.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec, Decoded, Encoded
 from schemas.compat import check_compatibility, check_history
 from schemas.errors import (
@@ -92,6 +94,7 @@ __all__ = [
     "check_history",
     "dlq_topic_for",
     "event_type",
+    "history_problems",
     "known_types",
     "load_catalog",
     "load_entry_points",
@@ -100,4 +103,5 @@ __all__ = [
     "snake_case",
     "topic_for",
     "topic_name_problem",
+    "versions_by_type",
 ]

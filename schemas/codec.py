@@ -37,7 +37,8 @@ from schemas.avro_io import (
 )
 from schemas.avro_io import load_schema as parse_schema_text
 from schemas.catalog import CatalogError, ModelMismatchError, SchemaVersion
-from schemas.compat import check_compatibility, check_history
+from schemas.checks import history_problems
+from schemas.compat import check_compatibility
 from schemas.errors import (
     BadMagicError,
     CorruptBodyError,
@@ -224,12 +225,7 @@ class Codec:
         mismatch = model_mismatch(model, history[-1])
         if mismatch is not None:
             raise ModelMismatchError(mismatch)
-        problems = check_history([v.schema.text for v in history])
-        problems += [
-            f"{v.path.name} has {hazard}"
-            for v in history
-            for hazard in unbounded_shapes(v.schema.writing)
-        ]
+        problems = history_problems(history)
         if problems:
             raise CatalogError(f"{event_type} versions are incompatible: {'; '.join(problems)}")
         for version in history:

@@ -13,8 +13,9 @@ documents with the rules of Avro schema resolution (specification, "Schema Resol
 6. Unions: every branch the writer may use resolves into the reader's union (into its first
    matching branch) or into the reader's non-union schema.
 
-Beyond the specification it also flags a changed logical type (``timestamp-millis`` to
-``timestamp-micros`` resolves byte-wise but changes the meaning).
+Beyond the specification it also flags a logical type that is not kept: changed
+(``timestamp-millis`` to ``timestamp-micros``), added or dropped, the bytes resolve but
+their meaning changes.
 
 Public names: ``check_compatibility``, ``check_history``.
 """
@@ -181,10 +182,11 @@ class _Checker:
                 "int -> long -> float -> double and string <-> bytes"
             )
             return
-        if w.logical and r.logical and w.logical != r.logical:
+        if w.logical != r.logical:
+            # Added or dropped counts too: the bytes resolve but their meaning changes.
             self.problems.append(
-                f"{path}: logical type changed from {w.logical} to {r.logical}; the bytes "
-                "resolve but their meaning changes"
+                f"{path}: logical type changed from {w.logical or 'none'} to "
+                f"{r.logical or 'none'}; the bytes resolve but their meaning changes"
             )
         if w.kind in _NAMED and not _names_match(w, r):
             self.problems.append(

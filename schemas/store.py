@@ -14,6 +14,8 @@ Public names: ``SchemaStore``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import psycopg
 
 from schemas.avro_io import fingerprint as fingerprint_of
@@ -27,6 +29,7 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
 ON CONFLICT (fingerprint) DO NOTHING
 """
 _SELECT = "SELECT schema_json FROM oncepipe.schema_registry WHERE fingerprint = %s"
+_STORED = "SELECT fingerprint FROM oncepipe.schema_registry WHERE fingerprint = ANY(%s::text[])"
 
 
 class SchemaStore:
@@ -57,6 +60,12 @@ class SchemaStore:
         with self._connect() as conn:
             row = conn.execute(_SELECT, (fingerprint,)).fetchone()
         return None if row is None else str(row[0])
+
+    def stored(self, fingerprints: Iterable[str]) -> set[str]:
+        """Which of these fingerprints have a row in the store."""
+        with self._connect() as conn:
+            rows = conn.execute(_STORED, (list(fingerprints),)).fetchall()
+        return {str(row[0]) for row in rows}
 
     def _insert(self, fingerprints: list[str], types: list[str], texts: list[str]) -> int:
         with self._connect() as conn:

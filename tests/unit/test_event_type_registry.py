@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from schemas import (
     UtcMillis,
     event_type,
     known_types,
+    load_entry_points,
     register_directories,
 )
 from schemas.avro_io import fingerprint
@@ -26,6 +28,7 @@ from tests.fixtures.user_types import (
     CUSTOMER_MILESTONE_V1,
     ORDER_PLACED_V1,
     write_avsc,
+    write_shop_package,
 )
 
 pytestmark = pytest.mark.usefixtures("forget_user_types")
@@ -210,4 +213,42 @@ def test_an_incompatible_newest_version_is_refused_by_the_codec_at_load(tmp_path
     write_avsc(tmp_path, "CustomerMilestone", 2, changed)
     register_directories([tmp_path])
     with pytest.raises(CatalogError, match=r"v1 -> v2: CustomerMilestone\.orders: type changed"):
+        Codec.load()
+
+
+def installed_distribution(root: Path, value: str) -> None:
+    """A distribution on ``root`` declaring one ``oncepipe.event_types`` entry point."""
+    info = root / "shop_types-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: shop-types\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[oncepipe.event_types]\nshop = {value}\n")
+
+
+@pytest.fixture
+def fresh_entry_points() -> Iterator[None]:
+    load_entry_points.cache_clear()
+    yield
+    load_entry_points.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_entry_points")
+def test_an_installed_entry_point_registers_its_types_when_the_codec_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_shop_package(tmp_path)
+    installed_distribution(tmp_path, "shop.events")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "OrderPlaced" not in known_types()
+    codec = Codec.load()  # imports shop.events through the entry point
+    assert codec.newest_fingerprint("OrderPlaced")
+    assert known_types()["CustomerMilestone"].model.__module__ == "shop.events"
+
+
+@pytest.mark.usefixtures("fresh_entry_points")
+def test_an_entry_point_that_cannot_be_imported_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed_distribution(tmp_path, "shop.gone")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(CatalogError, match=r"entry point shop = shop\.gone \(group oncepipe"):
         Codec.load()
