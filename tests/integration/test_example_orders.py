@@ -100,19 +100,23 @@ def _contract_with_v3(tmp_path: Path) -> Path:
 
 
 def test_incompatible_v3_is_refused_by_schema_check(tmp_path: Path) -> None:
-    copy = _contract_with_v3(tmp_path)
-    env = {**os.environ, "ONCEPIPE_SCHEMA_PATH": str(copy / "orders_contract" / "avro")}
+    """``oncepipe schema check DIR``, as a user's CI runs it: exit 1, naming the field."""
+    avro = _contract_with_v3(tmp_path) / "orders_contract" / "avro"
     done = subprocess.run(
-        [ONCEPIPE, "schema", "check"], env=env, capture_output=True, text=True, check=False
+        [ONCEPIPE, "schema", "check", str(avro)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "warehouse_id" in done.stdout + done.stderr
+    assert "v2 -> v3: OrderPlaced.warehouse_id: field added without a default" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("oncepipe: 1 of 2 event type(s)"), done.stderr
     # The shipped contract passes the same check.
-    env["ONCEPIPE_SCHEMA_PATH"] = str(CONTRACT_AVRO)
     done = subprocess.run(
-        [ONCEPIPE, "schema", "check"], env=env, capture_output=True, text=True, check=False
+        [ONCEPIPE, "schema", "check", str(CONTRACT_AVRO)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "OrderPlaced: v1..v2 compatible" in done.stdout
 
 
 def test_incompatible_v3_is_refused_by_the_codec_at_load(tmp_path: Path) -> None:
