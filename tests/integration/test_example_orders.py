@@ -38,16 +38,19 @@ from tests.fixtures.orders_rollout import (
     RELEASE_1,
     Plan,
     Rollout,
-    recreate_topics,
+    delete_topics,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def example_topics(kafka_admin: AdminClient) -> None:
-    """The example's fixed topic names, emptied: an earlier run's records would count."""
-    recreate_topics(kafka_admin)
+def example_topics(kafka_admin: AdminClient) -> Iterator[None]:
+    """The example's fixed topic names, free before (an earlier run's records would count)
+    and after (this run's would count in a hand-started example)."""
+    delete_topics(kafka_admin)
+    yield
+    delete_topics(kafka_admin)
 
 
 @pytest.mark.timeout(240)
