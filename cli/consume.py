@@ -15,8 +15,9 @@ from consumers import (
 )
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
+from oncepipe.settings import Settings
 from oncepipe.signals import install_stop_handlers
-from schemas import Codec, SchemaStore, register_schema_path
+from schemas import CatalogError, Codec, SchemaStore, register_schema_path
 
 __all__ = ["consume"]
 
@@ -35,6 +36,18 @@ def _require(settings: ConsumerSettings) -> None:
         env = {"--group": "GROUP", "--topic": "TOPICS", "--handler": "HANDLER"}
         names = ", ".join(f"{flag} (ONCEPIPE_CONSUMER_{env[flag]})" for flag in missing)
         raise ConfigError(f"oncepipe consume needs {names}")
+
+
+def _codec(settings: Settings, consumer_settings: ConsumerSettings) -> Codec:
+    """The codec of every known type; a refused type is a configuration to fix (exit 2)."""
+    try:
+        register_schema_path(settings.schema_path)
+        return Codec.load(
+            lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
+            max_payload_bytes=consumer_settings.max_payload_bytes,
+        )
+    except CatalogError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def consume(
@@ -84,14 +97,10 @@ def consume(
     )
     _require(consumer_settings)
     check_topic_names(consumer_settings.topics)
-    register_schema_path(settings.schema_path)
     # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
+    codec = _codec(settings, consumer_settings)
     check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
-    codec = Codec.load(
-        lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
-        max_payload_bytes=consumer_settings.max_payload_bytes,
-    )
     runtime = ConsumerRuntime(
         settings,
         consumer_settings,

@@ -35,7 +35,8 @@ from schemas import (
 __all__ = ["schema_app"]
 
 schema_app = typer.Typer(
-    help="Event types and their Avro versions: list, check, register, new.",
+    help="Event types and their Avro versions: list, check, register, new. Known types: the "
+    "shipped ones, installed oncepipe.event_types entry points, ONCEPIPE_SCHEMA_PATH and --import.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -43,6 +44,7 @@ schema_app = typer.Typer(
 IMPORT = typer.Option(
     None,
     "--import",
+    metavar="MODULE",
     help="a module declaring event types (@schemas.event_type) to import first; repeatable",
 )
 
@@ -125,6 +127,7 @@ def check(
     directories: list[Path] | None = typer.Argument(
         None,
         help="directories of .avsc files to check; without any, every known type is checked",
+        metavar="DIR",
         show_default=False,
     ),
     modules: list[str] | None = IMPORT,

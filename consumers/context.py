@@ -56,6 +56,11 @@ def outbox_sink(codec: Codec) -> OutboxSink:
 
     def write(connection: psycopg.Connection[Any], event: BaseModel) -> object:
         # Deduplicated by (topic, event_id): a handler re-run after a rollback adds nothing.
-        return enqueue(connection, event, codec=codec)
+        try:
+            return enqueue(connection, event, codec=codec)
+        except TypeError as exc:
+            # A type the codec does not know is a bug in the handler's code, not in the record:
+            # the worker stops with its offsets unchanged instead of dead-lettering the input.
+            raise ConfigError(f"tx.emit({type(event).__name__}): {exc}") from exc
 
     return write

@@ -18,6 +18,7 @@ from consumers.context import HandlerContext
 from consumers.dispatch import EventHandlers
 from consumers.events import InboundEvent
 from oncepipe.errors import ConfigError
+from schemas import CatalogError
 
 __all__ = ["HANDLERS", "Handler", "register", "resolve"]
 
@@ -55,6 +56,8 @@ def resolve(spec: str) -> Handler:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"handler {spec!r}: cannot import module {module_name!r}: {exc}") from exc
+    except CatalogError as exc:  # its event types are refused: the code must change, not retry
+        raise ConfigError(f"handler {spec!r}: {exc}") from exc
     handler = getattr(module, attribute, None)
     if isinstance(handler, EventHandlers) and not handler.event_types:
         raise ConfigError(

@@ -20,10 +20,11 @@ from consumers import (
     HandlerContext,
     InboundEvent,
     UnhandledEventTypeError,
+    outbox_sink,
     resolve,
 )
 from oncepipe.errors import ConfigError, PoisonError
-from schemas import ClickAction, ClickEvent, Event, UtcMillis
+from schemas import ClickAction, ClickEvent, Codec, Event, UtcMillis
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 CONTEXT = HandlerContext(connection=None, cursor=None, consumer_group="g")  # type: ignore[arg-type]
@@ -143,3 +144,14 @@ empty = EventHandlers()
 def test_an_event_handlers_without_functions_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match=r"the EventHandlers has no function"):
         resolve("tests.unit.test_event_handlers:empty")
+
+
+class Unregistered(Event):
+    event_type: ClassVar[str] = "Unregistered"
+    key_field: ClassVar[str] = "event_id"
+
+
+def test_emitting_a_type_the_codec_does_not_know_stops_the_worker_naming_the_fix() -> None:
+    sink = outbox_sink(Codec.load())
+    with pytest.raises(ConfigError, match=r"tx\.emit\(Unregistered\): .*@schemas\.event_type"):
+        sink(None, Unregistered(event_id=uuid.uuid4()))  # type: ignore[arg-type]

@@ -10,6 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from consumers import resolve
+from consumers.dlq import lenient_codec
+from oncepipe.errors import ConfigError
+from oncepipe.settings import Settings
 from schemas import (
     CatalogError,
     ClickEvent,
@@ -24,6 +28,7 @@ from schemas import (
     register_directories,
 )
 from schemas.avro_io import fingerprint
+from schemas.registry import unregister
 from tests.fixtures.user_types import (
     CUSTOMER_MILESTONE_V1,
     ORDER_PLACED_V1,
@@ -252,3 +257,38 @@ def test_an_entry_point_that_cannot_be_imported_is_named(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(CatalogError, match=r"entry point shop = shop\.gone \(group oncepipe"):
         Codec.load()
+
+
+def test_a_handler_module_with_a_refused_model_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_shop_package(tmp_path)
+    events = tmp_path / "shop" / "events.py"
+    events.write_text(events.read_text().replace("    orders: int\n", "    count: int\n"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"\['orders'\] are in the schema but not the model"):
+        resolve("shop.handlers:handlers")  # exit 2 from oncepipe consume: fix, do not retry
+
+
+def test_the_dead_letter_tools_codec_knows_the_schema_path_types(tmp_path: Path) -> None:
+    write_avsc(tmp_path, "OrderPlaced", 1, ORDER_PLACED_V1)
+    writer = register_directories([tmp_path])[0].model
+    value = (
+        Codec.load()
+        .encode(
+            writer.model_validate(
+                {
+                    "event_id": uuid.uuid4(),
+                    "order_id": "o",
+                    "customer_id": "c",
+                    "amount_cents": 1,
+                    "placed_at": PLACED_AT,
+                }
+            )
+        )
+        .value
+    )
+    unregister("OrderPlaced")
+    settings = Settings(schema_path=str(tmp_path), database_url="postgresql://x@127.0.0.1:1/x")
+    codec = lenient_codec(settings)  # what oncepipe dlq show decodes values with
+    assert codec.to_model(codec.decode(value)).event_type == "OrderPlaced"
