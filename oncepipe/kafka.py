@@ -13,7 +13,8 @@ Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
 ``admin_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
 ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
 ``broker_error``, ``message_headers``, and the client types re-exported for the rest of
-oncepipe.
+oncepipe; for secured clusters, ``AclRule``, ``PipelinePrincipals``, ``pipeline_acls`` and
+``apply_acls`` (one principal per component, least privilege).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -34,6 +36,9 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+# The package re-exports these without __all__: mypy --strict needs their defining modules.
+from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
+from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
@@ -43,6 +48,7 @@ from oncepipe.settings import Settings
 __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
+    "AclRule",
     "AdminClient",
     "Consumer",
     "HeadersUnreadableError",
@@ -51,12 +57,14 @@ __all__ = [
     "KafkaException",
     "KafkaProducer",
     "Message",
+    "PipelinePrincipals",
     "Producer",
     "RawHeaders",
     "RebalanceCallback",
     "Record",
     "TopicPartition",
     "admin_config",
+    "apply_acls",
     "broker_error",
     "connection_config",
     "consumer_config",
@@ -65,6 +73,7 @@ __all__ = [
     "create_producer",
     "create_topics",
     "message_headers",
+    "pipeline_acls",
     "producer_config",
 ]
 
@@ -410,3 +419,109 @@ def create_topics(
             raise broker_error(exc, f"creating topic {name}") from exc
         created.append(name)
     return created
+
+
+# --- Access control: one principal per component (ACLs through the Admin API) ----------------
+# Kept in its own block: the rest of this module is about clients; this is about what each
+# component's principal may do on a secured cluster (StandardAuthorizer, deny by default).
+
+
+@dataclass(frozen=True)
+class AclRule:
+    """One ALLOW rule: ``principal`` may do ``operation`` on a topic, group or the cluster.
+
+    ``name`` is a topic or group name, or a name prefix when ``prefixed``; ``"kafka-cluster"``
+    for the cluster resource. Operations and resources are Kafka's names (``READ``, ``topic``).
+    """
+
+    principal: str
+    resource: Literal["topic", "group", "cluster"]
+    name: str
+    operation: str
+    prefixed: bool = False
+
+    def __str__(self) -> str:
+        pattern = "prefixed" if self.prefixed else "literal"
+        return (
+            f"User:{self.principal} ALLOW {self.operation} {self.resource}:{self.name} ({pattern})"
+        )
+
+
+@dataclass(frozen=True)
+class PipelinePrincipals:
+    """The principal each component runs as (SCRAM user names)."""
+
+    admin: str = "admin"
+    relay: str = "relay"
+    consumer: str = "consumer"
+    replay: str = "replay"
+    producer: str = "producer"
+
+
+def pipeline_acls(
+    topics: Sequence[str],
+    group_prefix: str,
+    principals: PipelinePrincipals | None = None,
+    *,
+    dlq_suffix: str = ".dlq",
+) -> list[AclRule]:
+    """The least-privilege ACL set of one deployment: its event ``topics`` and consumer groups.
+
+    - relay: WRITE (DESCRIBE is implied) on the event topics and their dead-letter topics; the
+      idempotent producer needs no cluster grant on Kafka >= 3.0 (WRITE on a topic suffices).
+    - consumer: READ on the event topics, READ and DESCRIBE on groups named ``group_prefix*``;
+      nothing else: its derived events and dead letters leave through the outbox (the relay).
+    - replay (``dlq replay``): READ on the dead-letter topics, WRITE on the event topics; its
+      reader assigns partitions itself, so it needs no group.
+    - admin (``topics create``): CREATE, DESCRIBE and DESCRIBE_CONFIGS on every topic above.
+    - producer (the simulator, direct producers): WRITE on the event topics.
+    """
+    who = principals or PipelinePrincipals()
+    dead = [f"{topic}{dlq_suffix}" for topic in topics]
+    rules: list[AclRule] = []
+
+    def allow(principal: str, names: Sequence[str], *operations: str) -> None:
+        rules.extend(AclRule(principal, "topic", n, op) for n in names for op in operations)
+
+    allow(who.relay, [*topics, *dead], "WRITE")
+    allow(who.consumer, topics, "READ")
+    rules += [
+        AclRule(who.consumer, "group", group_prefix, op, prefixed=True)
+        for op in ("READ", "DESCRIBE")
+    ]
+    allow(who.replay, dead, "READ")
+    allow(who.replay, topics, "WRITE")
+    allow(who.admin, [*topics, *dead], "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS")
+    allow(who.producer, topics, "WRITE")
+    return rules
+
+
+_ACL_RESOURCES = {"topic": "TOPIC", "group": "GROUP", "cluster": "BROKER"}
+
+
+def _acl_binding(rule: AclRule) -> AclBinding:
+    return AclBinding(
+        getattr(ResourceType, _ACL_RESOURCES[rule.resource]),
+        rule.name,
+        ResourcePatternType.PREFIXED if rule.prefixed else ResourcePatternType.LITERAL,
+        f"User:{rule.principal}",
+        "*",
+        getattr(AclOperation, rule.operation),
+        AclPermissionType.ALLOW,
+    )
+
+
+def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30.0) -> int:
+    """Create ``rules`` on the cluster (existing ones are kept as they are); return the count.
+
+    Needs a principal allowed to ALTER the cluster (a super user of the local broker).
+    """
+    bindings = [_acl_binding(rule) for rule in rules]
+    if not bindings:
+        return 0
+    for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise broker_error(exc, f"creating ACL {binding}") from exc
+    return len(bindings)
