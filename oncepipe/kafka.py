@@ -10,7 +10,7 @@ is refused. Consumers never auto-commit and read only committed records (the one
 ``Record`` types a consumed record without wrapping it (no object per record on the hot path).
 
 Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
-``admin_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
+``admin_config``, ``security_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
 ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
 ``broker_error``, ``message_headers``, and the client types re-exported for the rest of
 oncepipe.
@@ -66,6 +66,7 @@ __all__ = [
     "create_topics",
     "message_headers",
     "producer_config",
+    "security_config",
 ]
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
@@ -173,7 +174,71 @@ def connection_config(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+        **security_config(settings),
     }
+
+
+_warned_hostname = False
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """The librdkafka security keys of ``settings`` (none for PLAINTEXT).
+
+    The settings refused every bad combination at load; this only translates. Certificates are
+    always verified; host name verification can be turned off, and each process says so once.
+    """
+    protocol = settings.kafka_security_protocol
+    config = {"security.protocol": protocol} if protocol != "PLAINTEXT" else {}
+    if protocol in ("SSL", "SASL_SSL"):
+        config.update(_tls_config(settings))
+    if protocol in ("SASL_SSL", "SASL_PLAINTEXT") and settings.kafka_sasl_mechanism:
+        config.update(_sasl_config(settings, settings.kafka_sasl_mechanism))
+    return config
+
+
+def _tls_config(settings: Settings) -> dict[str, str]:
+    global _warned_hostname  # noqa: PLW0603 - one warning per process, not per client
+    config = {"enable.ssl.certificate.verification": "true"}
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_file,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_file,
+        "ssl.key.location": settings.kafka_ssl_key_file,
+    }
+    config.update({key: str(path) for key, path in files.items() if path is not None})
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_ssl_verify_hostname:
+        config["ssl.endpoint.identification.algorithm"] = "https"
+    else:
+        config["ssl.endpoint.identification.algorithm"] = "none"
+        if not _warned_hostname:
+            _warned_hostname = True
+            logging.getLogger("oncepipe.kafka").warning(
+                "ONCEPIPE_KAFKA_SSL_VERIFY_HOSTNAME=false: the brokers' certificates are not "
+                "checked against their host names; any holder of a certificate from the CA can "
+                "pose as a broker"
+            )
+    return config
+
+
+def _sasl_config(settings: Settings, mechanism: str) -> dict[str, str]:
+    config = {"sasl.mechanism": mechanism}
+    if mechanism != "OAUTHBEARER":
+        password = settings.kafka_sasl_password
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        config["sasl.password"] = password.get_secret_value() if password else ""
+        return config
+    secret = settings.kafka_oauthbearer_client_secret
+    oidc = {
+        "sasl.oauthbearer.method": "oidc",
+        "sasl.oauthbearer.client.id": settings.kafka_oauthbearer_client_id,
+        "sasl.oauthbearer.client.secret": secret.get_secret_value() if secret else None,
+        "sasl.oauthbearer.token.endpoint.url": settings.kafka_oauthbearer_token_endpoint_url,
+        "sasl.oauthbearer.scope": settings.kafka_oauthbearer_scope,
+        "sasl.oauthbearer.extensions": settings.kafka_oauthbearer_extensions,
+    }
+    config.update({key: value for key, value in oidc.items() if value})
+    return config
 
 
 def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
