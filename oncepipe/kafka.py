@@ -10,16 +10,18 @@ is refused. Consumers never auto-commit and read only committed records (the one
 ``Record`` types a consumed record without wrapping it (no object per record on the hot path).
 
 Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
-``admin_config``, ``security_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
+``admin_config``, ``security_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``,
+``RebalanceCallback``,
 ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
-``broker_error``, ``message_headers``, and the client types re-exported for the rest of
-oncepipe.
+``broker_error``, ``probe_brokers``, ``refused_login``, ``message_headers``, and the client
+types re-exported for the rest of oncepipe.
 """
 
 from __future__ import annotations
 
 import logging
 import operator
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -65,7 +67,9 @@ __all__ = [
     "create_producer",
     "create_topics",
     "message_headers",
+    "probe_brokers",
     "producer_config",
+    "refused_login",
     "security_config",
 ]
 
@@ -188,7 +192,7 @@ def security_config(settings: Settings) -> dict[str, str]:
     always verified; host name verification can be turned off, and each process says so once.
     """
     protocol = settings.kafka_security_protocol
-    config = {"security.protocol": protocol} if protocol != "PLAINTEXT" else {}
+    config: dict[str, str] = {"security.protocol": protocol} if protocol != "PLAINTEXT" else {}
     if protocol in ("SSL", "SASL_SSL"):
         config.update(_tls_config(settings))
     if protocol in ("SASL_SSL", "SASL_PLAINTEXT") and settings.kafka_sasl_mechanism:
@@ -449,6 +453,46 @@ def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
         retriable=error.retriable(),
         fatal=error.fatal(),
     )
+
+
+# librdkafka's codes for a login or a TLS handshake the brokers refused: no retry can fix them.
+LOGIN_ERRORS = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"})
+_PROTOCOL_MISMATCH = "security.protocol"  # how librdkafka hints at a wrong protocol
+
+
+def refused_login(error: BrokerError) -> bool:
+    """Whether ``error`` is a login or TLS handshake the brokers refused, or a wrong protocol."""
+    mismatch = error.name == "_TRANSPORT" and _PROTOCOL_MISMATCH in str(error)
+    return error.name in LOGIN_ERRORS or mismatch
+
+
+def probe_brokers(settings: Settings, timeout: float) -> BrokerError | None:
+    """Connect once and ask for metadata: None when the brokers answer, else why not.
+
+    A refused login or TLS handshake is returned as soon as librdkafka reports it (see
+    ``refused_login``); silence is returned after ``timeout`` seconds as the last error seen.
+    The probe's client logs nothing itself: the caller reports one line.
+    """
+    errors: list[KafkaError] = []
+    config = {**admin_config(settings), "error_cb": errors.append, "log_level": 0}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    last: BrokerError | None = None
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+            return None
+        except KafkaException as exc:
+            last = broker_error(exc, "Kafka")
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            found = broker_error(error, "Kafka")
+            if refused_login(found):
+                return found
+        if errors:
+            last = broker_error(errors[-1], "Kafka")
+        if time.monotonic() >= deadline:
+            return last
 
 
 def create_topics(

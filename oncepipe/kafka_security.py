@@ -134,30 +134,20 @@ def _protocol_problem(values: Mapping[str, Any], protocol: str, _mechanism: str 
 
 def _sasl_problem(values: Mapping[str, Any], protocol: str, mechanism: str | None) -> str:
     if protocol not in _SASL:
-        if mechanism is not None:
-            return (
-                f"ONCEPIPE_KAFKA_SASL_MECHANISM needs a SASL protocol: set "
-                f"ONCEPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (it is {protocol})"
-            )
-        given = [f for f in ("kafka_sasl_username", "kafka_sasl_password") if values.get(f)]
-        if given:
-            return (
-                f"{_variable(given[0])} is set but ONCEPIPE_KAFKA_SECURITY_PROTOCOL={protocol} "
-                "does not log in: set it to SASL_SSL and choose ONCEPIPE_KAFKA_SASL_MECHANISM"
-            )
-        return ""
+        return _no_sasl_problem(values, protocol, mechanism)
     if mechanism is None:
         return (
             f"ONCEPIPE_KAFKA_SASL_MECHANISM is required with {protocol}: set one of "
             + ", ".join(SASL_MECHANISMS)
         )
     if mechanism == "OAUTHBEARER":
-        if values.get("kafka_sasl_username") or values.get("kafka_sasl_password"):
-            return (
-                "ONCEPIPE_KAFKA_SASL_USERNAME and the password are not used with OAUTHBEARER: "
-                "unset them and set the ONCEPIPE_KAFKA_OAUTHBEARER_* variables"
-            )
-        return ""
+        login = values.get("kafka_sasl_username") or values.get("kafka_sasl_password")
+        return (
+            "ONCEPIPE_KAFKA_SASL_USERNAME and the password are not used with OAUTHBEARER: "
+            "unset them and set the ONCEPIPE_KAFKA_OAUTHBEARER_* variables"
+            if login
+            else ""
+        )
     if not values.get("kafka_sasl_username"):
         return (
             f"ONCEPIPE_KAFKA_SASL_USERNAME is required with ONCEPIPE_KAFKA_SASL_MECHANISM="
@@ -167,6 +157,21 @@ def _sasl_problem(values: Mapping[str, Any], protocol: str, mechanism: str | Non
         return (
             f"ONCEPIPE_KAFKA_SASL_PASSWORD_FILE is required with ONCEPIPE_KAFKA_SASL_MECHANISM="
             f"{mechanism}: point it at a file holding the password"
+        )
+    return ""
+
+
+def _no_sasl_problem(values: Mapping[str, Any], protocol: str, mechanism: str | None) -> str:
+    if mechanism is not None:
+        return (
+            f"ONCEPIPE_KAFKA_SASL_MECHANISM needs a SASL protocol: set "
+            f"ONCEPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL (it is {protocol})"
+        )
+    given = [f for f in ("kafka_sasl_username", "kafka_sasl_password") if values.get(f)]
+    if given:
+        return (
+            f"{_variable(given[0])} is set but ONCEPIPE_KAFKA_SECURITY_PROTOCOL={protocol} "
+            "does not log in: set it to SASL_SSL and choose ONCEPIPE_KAFKA_SASL_MECHANISM"
         )
     return ""
 

@@ -32,6 +32,7 @@ from oncepipe.kafka_security import (
 __all__ = ["Settings", "load_settings", "raw_secret_values", "read_settings", "split_names"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER"]
 
 
 class Settings(BaseSettings):
@@ -50,8 +51,8 @@ class Settings(BaseSettings):
     kafka_allow_unencrypted_sasl: bool = Field(
         False, description="accept SASL_PLAINTEXT, which sends credentials unencrypted"
     )
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN", "OAUTHBEARER"] | None = (
-        Field(None, description="SASL mechanism, required with SASL_SSL")
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="SASL mechanism, required with SASL_SSL"
     )
     kafka_sasl_username: str | None = Field(None, description="SASL user name (or API key)")
     kafka_sasl_password_file: Path | None = Field(None, description="file holding the password")
@@ -122,6 +123,16 @@ class Settings(BaseSettings):
             raise PydanticCustomError("kafka_security", problem)
         return self
 
+    def kafka_environment(self) -> dict[str, str]:
+        """The ``ONCEPIPE_KAFKA_*`` variables that give a child process these Kafka settings.
+
+        Secrets travel as their ``*_FILE`` paths (or the secrets directory), never as values;
+        a secret given in-process without a file does not reach the child.
+        """
+        data = self.model_dump(include=set(KAFKA_FIELDS), exclude=set(SECRETS), exclude_none=True)
+        text = {name: str(v).lower() if isinstance(v, bool) else str(v) for name, v in data.items()}
+        return {f"ONCEPIPE_{name.upper()}": value for name, value in text.items()}
+
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
@@ -134,6 +145,9 @@ class Settings(BaseSettings):
         return dsn_secrets(self.database_url.get_secret_value()) + [
             secret.get_secret_value() for secret in kafka if secret is not None
         ]
+
+
+KAFKA_FIELDS = frozenset(name for name in Settings.model_fields if name.startswith("kafka_"))
 
 
 def split_names(value: str) -> list[str]:
