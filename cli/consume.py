@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.preflight import check_database, check_topic_names
+from cli.preflight import check_broker_login, check_database, check_topic_names
 from cli.shared import state
 from consumers import (
     ConsumerRuntime,
@@ -83,6 +83,7 @@ def consume(
     check_topic_names(consumer_settings.topics)
     handler_fn = resolve(consumer_settings.handler)
     check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
+    check_broker_login(settings)
     codec = Codec.load(
         lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
         max_payload_bytes=consumer_settings.max_payload_bytes,

@@ -20,9 +20,11 @@ import psycopg
 import typer
 import typer.core
 
+from cli.preflight import login_failure
 from oncepipe.conninfo import connection_problem, dsn_secrets, redact
 from oncepipe.errors import BrokerError, ConfigError, DatabaseUnavailableError, OncepipeError
 from oncepipe.kafka import KafkaException, broker_error
+from oncepipe.settings import raw_secret_values
 
 __all__ = ["OncepipeGroup", "translate"]
 
@@ -31,7 +33,7 @@ _DEBUG_VARIABLE = "ONCEPIPE_LOG_LEVEL"
 
 def _secrets() -> list[str]:
     # Read the raw variable: the settings may be the thing that failed to load.
-    return dsn_secrets(os.environ.get("ONCEPIPE_DATABASE_URL", ""))
+    return dsn_secrets(os.environ.get("ONCEPIPE_DATABASE_URL", "")) + raw_secret_values(os.environ)
 
 
 def _one_line(text: str) -> str:
@@ -44,6 +46,10 @@ def translate(exc: Exception, secrets: list[str]) -> OncepipeError:
         exc = exc.__cause__  # the driver's error tells an outage from a wrong setting
     if isinstance(exc, KafkaException):
         exc = broker_error(exc, "Kafka")
+    if isinstance(exc, BrokerError):
+        refused = login_failure(exc, secrets)
+        if refused is not None:
+            return refused
     if isinstance(exc, OncepipeError):
         unreachable = isinstance(exc, BrokerError) and exc.name in _UNREACHABLE_BROKER
         exc.args = (redact(_one_line(str(exc)), secrets) + (_BROKER_HINT if unreachable else ""),)

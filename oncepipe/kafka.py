@@ -10,17 +10,20 @@ is refused. Consumers never auto-commit and read only committed records (the one
 ``Record`` types a consumed record without wrapping it (no object per record on the hot path).
 
 Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
-``admin_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
+``admin_config``, ``security_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``,
+``RebalanceCallback``,
 ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
-``broker_error``, ``message_headers``, and the client types re-exported for the rest of
-oncepipe; for secured clusters, ``AclRule``, ``PipelinePrincipals``, ``pipeline_acls`` and
-``apply_acls`` (one principal per component, least privilege).
+``broker_error``, ``probe_brokers``, ``refused_login``, ``message_headers``, and the client
+types re-exported for the rest of oncepipe; for secured clusters, ``AclRule``,
+``PipelinePrincipals``, ``pipeline_acls`` and ``apply_acls`` (one principal per component,
+least privilege).
 """
 
 from __future__ import annotations
 
 import logging
 import operator
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -74,7 +77,10 @@ __all__ = [
     "create_topics",
     "message_headers",
     "pipeline_acls",
+    "probe_brokers",
     "producer_config",
+    "refused_login",
+    "security_config",
 ]
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
@@ -182,7 +188,71 @@ def connection_config(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+        **security_config(settings),
     }
+
+
+_warned_hostname = False
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """The librdkafka security keys of ``settings`` (none for PLAINTEXT).
+
+    The settings refused every bad combination at load; this only translates. Certificates are
+    always verified; host name verification can be turned off, and each process says so once.
+    """
+    protocol = settings.kafka_security_protocol
+    config: dict[str, str] = {"security.protocol": protocol} if protocol != "PLAINTEXT" else {}
+    if protocol in ("SSL", "SASL_SSL"):
+        config.update(_tls_config(settings))
+    if protocol in ("SASL_SSL", "SASL_PLAINTEXT") and settings.kafka_sasl_mechanism:
+        config.update(_sasl_config(settings, settings.kafka_sasl_mechanism))
+    return config
+
+
+def _tls_config(settings: Settings) -> dict[str, str]:
+    global _warned_hostname  # noqa: PLW0603 - one warning per process, not per client
+    config = {"enable.ssl.certificate.verification": "true"}
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_file,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_file,
+        "ssl.key.location": settings.kafka_ssl_key_file,
+    }
+    config.update({key: str(path) for key, path in files.items() if path is not None})
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_ssl_verify_hostname:
+        config["ssl.endpoint.identification.algorithm"] = "https"
+    else:
+        config["ssl.endpoint.identification.algorithm"] = "none"
+        if not _warned_hostname:
+            _warned_hostname = True
+            logging.getLogger("oncepipe.kafka").warning(
+                "ONCEPIPE_KAFKA_SSL_VERIFY_HOSTNAME=false: the brokers' certificates are not "
+                "checked against their host names; any holder of a certificate from the CA can "
+                "pose as a broker"
+            )
+    return config
+
+
+def _sasl_config(settings: Settings, mechanism: str) -> dict[str, str]:
+    config = {"sasl.mechanism": mechanism}
+    if mechanism != "OAUTHBEARER":
+        password = settings.kafka_sasl_password
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        config["sasl.password"] = password.get_secret_value() if password else ""
+        return config
+    secret = settings.kafka_oauthbearer_client_secret
+    oidc = {
+        "sasl.oauthbearer.method": "oidc",
+        "sasl.oauthbearer.client.id": settings.kafka_oauthbearer_client_id,
+        "sasl.oauthbearer.client.secret": secret.get_secret_value() if secret else None,
+        "sasl.oauthbearer.token.endpoint.url": settings.kafka_oauthbearer_token_endpoint_url,
+        "sasl.oauthbearer.scope": settings.kafka_oauthbearer_scope,
+        "sasl.oauthbearer.extensions": settings.kafka_oauthbearer_extensions,
+    }
+    config.update({key: value for key, value in oidc.items() if value})
+    return config
 
 
 def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -393,6 +463,46 @@ def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
         retriable=error.retriable(),
         fatal=error.fatal(),
     )
+
+
+# librdkafka's codes for a login or a TLS handshake the brokers refused: no retry can fix them.
+LOGIN_ERRORS = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"})
+_PROTOCOL_MISMATCH = "security.protocol"  # how librdkafka hints at a wrong protocol
+
+
+def refused_login(error: BrokerError) -> bool:
+    """Whether ``error`` is a login or TLS handshake the brokers refused, or a wrong protocol."""
+    mismatch = error.name == "_TRANSPORT" and _PROTOCOL_MISMATCH in str(error)
+    return error.name in LOGIN_ERRORS or mismatch
+
+
+def probe_brokers(settings: Settings, timeout: float) -> BrokerError | None:
+    """Connect once and ask for metadata: None when the brokers answer, else why not.
+
+    A refused login or TLS handshake is returned as soon as librdkafka reports it (see
+    ``refused_login``); silence is returned after ``timeout`` seconds as the last error seen.
+    The probe's client logs nothing itself: the caller reports one line.
+    """
+    errors: list[KafkaError] = []
+    config = {**admin_config(settings), "error_cb": errors.append, "log_level": 0}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    last: BrokerError | None = None
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+            return None
+        except KafkaException as exc:
+            last = broker_error(exc, "Kafka")
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            found = broker_error(error, "Kafka")
+            if refused_login(found):
+                return found
+        if errors:
+            last = broker_error(errors[-1], "Kafka")
+        if time.monotonic() >= deadline:
+            return last
 
 
 def create_topics(
