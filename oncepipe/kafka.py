@@ -558,6 +558,10 @@ class AclRule:
         )
 
 
+DLQ_READER_GROUP_PREFIX = "oncepipe-dlq-reader-"
+"""The dead-letter reader's throwaway group names start so (``consumers.dlq``'s reader)."""
+
+
 @dataclass(frozen=True)
 class PipelinePrincipals:
     """The principal each component runs as (SCRAM user names)."""
@@ -575,6 +579,7 @@ def pipeline_acls(
     principals: PipelinePrincipals | None = None,
     *,
     dlq_suffix: str = ".dlq",
+    reader_group_prefix: str = DLQ_READER_GROUP_PREFIX,
 ) -> list[AclRule]:
     """The least-privilege ACL set of one deployment: its event ``topics`` and consumer groups.
 
@@ -582,8 +587,10 @@ def pipeline_acls(
       idempotent producer needs no cluster grant on Kafka >= 3.0 (WRITE on a topic suffices).
     - consumer: READ on the event topics, READ and DESCRIBE on groups named ``group_prefix*``;
       nothing else: its derived events and dead letters leave through the outbox (the relay).
-    - replay (``dlq replay``): READ on the dead-letter topics, WRITE on the event topics; its
-      reader assigns partitions itself, so it needs no group.
+    - replay (``dlq replay``, ``dlq list``): READ on the dead-letter topics, WRITE on the event
+      topics; its reader assigns partitions itself and commits nothing, but librdkafka still
+      looks up the coordinator of its throwaway group: READ and DESCRIBE on groups named
+      ``reader_group_prefix*``.
     - admin (``topics create``): CREATE, DESCRIBE and DESCRIBE_CONFIGS on every topic above.
     - producer (the simulator, direct producers): WRITE on the event topics.
     """
@@ -602,6 +609,10 @@ def pipeline_acls(
     ]
     allow(who.replay, dead, "READ")
     allow(who.replay, topics, "WRITE")
+    rules += [
+        AclRule(who.replay, "group", reader_group_prefix, op, prefixed=True)
+        for op in ("READ", "DESCRIBE")
+    ]
     allow(who.admin, [*topics, *dead], "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS")
     allow(who.producer, topics, "WRITE")
     return rules

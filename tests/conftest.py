@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.relay",
     "tests.fixtures.chaos",
     "tests.fixtures.poison",
+    "tests.fixtures.secured",
 ]

@@ -106,26 +106,32 @@ class KafkaNode:
     def write_config(self, voters: str) -> None:
         """Write server.properties for this node (0600: a secured one holds its password)."""
         client = self.client_protocol
+        listeners = [f"{client}://127.0.0.1:{self.port}"]
+        advertised = list(listeners)
+        protocols = [f"{client}:{client}", "CONTROLLER:PLAINTEXT"]
+        if self.security is None:
+            # The fault tests' TCP proxies cannot see inside TLS: a secured node has no PROXIED
+            # listener (and holds one port fewer in the ephemeral range).
+            listeners.append(f"PROXIED://127.0.0.1:{self.proxied_port}")
+            advertised.append(f"PROXIED://{self.proxy_address}")
+            protocols.append("PROXIED:PLAINTEXT")
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
-            "listeners": (
-                f"{client}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
-                f"PROXIED://127.0.0.1:{self.proxied_port}"
+            "listeners": ",".join(
+                [listeners[0], f"CONTROLLER://127.0.0.1:{self.controller_port}", *listeners[1:]]
             ),
-            "advertised.listeners": f"{client}://127.0.0.1:{self.port},PROXIED://{self.proxy_address}",
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": client,
             # The controller listener stays plaintext on loopback in every mode.
-            "listener.security.protocol.map": (
-                f"{client}:{client},CONTROLLER:PLAINTEXT,PROXIED:{client}"
-            ),
+            "listener.security.protocol.map": ",".join(protocols),
             "log.dirs": str(self.data_dir),
             **cluster_settings(self.nodes),
         }
         if self.security is not None:
-            settings.update(self.security.server_settings([client, "PROXIED"]))
+            settings.update(self.security.server_settings([client]))
         for folder in (self.data_dir, self.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self.config_file.touch(mode=0o600, exist_ok=True)
@@ -193,11 +199,13 @@ class KafkaNode:
         """Start the JVM without waiting; None when it already runs."""
         if self.running():
             return None
-        for port, variable in (
+        ports = [
             (self.port, "ONCEPIPE_INFRA_KAFKA_PORT"),
             (self.controller_port, "ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT"),
-            (self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"),
-        ):
+        ]
+        if self.security is None:
+            ports.append((self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"))
+        for port, variable in ports:
             if port_open(port):
                 raise ServiceError(
                     f"port {port} (kafka node {self.node_id}) is taken by another process; "
