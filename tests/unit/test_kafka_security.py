@@ -10,6 +10,7 @@ import datetime
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -375,3 +376,36 @@ def test_in_process_secrets_need_no_file(env: pytest.MonkeyPatch) -> None:
         kafka_sasl_password=SecretStr(PASSWORD),
     )
     assert connection_config(settings)["sasl.password"] == PASSWORD
+
+
+class _BenchEnv:
+    """What the benchmarks' raw clients read of their environment: the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+
+def test_the_benchmarks_raw_clients_take_the_security_settings(
+    env: pytest.MonkeyPatch,
+) -> None:
+    from bench import consume, raw
+
+    _set(env, **SCRAM)
+    bench_env: Any = _BenchEnv(load_settings())
+    expected = _keys(connection_config(bench_env.settings))
+    for idempotent in (True, False):
+        config = raw.raw_config(bench_env, idempotent=idempotent)
+        assert {k: config[k] for k in expected} == expected
+    seen: list[dict[str, Any]] = []
+
+    class _Consumer:
+        def __init__(self, config: dict[str, Any]) -> None:
+            seen.append(config)
+
+        def assign(self, _partitions: object) -> None:
+            return None
+
+    env.setattr(consume, "Consumer", _Consumer)
+    consume._raw_consumer(bench_env, "t")
+    assert {k: seen[0][k] for k in expected} == expected
+    assert seen[0]["sasl.password"] == PASSWORD
