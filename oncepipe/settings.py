@@ -137,7 +137,8 @@ class Settings(BaseSettings):
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
         data["database_url"] = mask_dsn(self.database_url.get_secret_value())
-        return data
+        # A Kafka secret shows as masked when held; unset, its *_FILE line says enough.
+        return {k: v for k, v in data.items() if not (k in SECRETS and v is None)}
 
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for redacting any text shown or logged."""
