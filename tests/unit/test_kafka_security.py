@@ -349,12 +349,12 @@ def test_secrets_are_masked_and_listed_for_redaction(
 
 
 def test_child_processes_get_the_kafka_settings_with_secrets_as_paths(
-    env: pytest.MonkeyPatch,
+    env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     _set(env, **SCRAM, ssl_verify_hostname="false")
     child = load_settings().kafka_environment()
     assert child["ONCEPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
-    assert child["ONCEPIPE_KAFKA_SASL_PASSWORD_FILE"] == "password"  # noqa: S105 - a path
+    assert child["ONCEPIPE_KAFKA_SASL_PASSWORD_FILE"] == str(tmp_path / "password")
     assert child["ONCEPIPE_KAFKA_SSL_VERIFY_HOSTNAME"] == "false"
     assert "ONCEPIPE_KAFKA_SASL_PASSWORD" not in child
     # The child reads the same settings back from that environment alone.
@@ -409,3 +409,22 @@ def test_the_benchmarks_raw_clients_take_the_security_settings(
     consume._raw_consumer(bench_env, "t")
     assert {k: seen[0][k] for k in expected} == expected
     assert seen[0]["sasl.password"] == PASSWORD
+
+
+def test_the_demos_children_inherit_the_security_settings_without_secrets(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from demo.processes import Workers
+
+    _set(env, **SCRAM)
+    settings = load_settings()
+    for name in list(os.environ):  # the settings alone, not the parent's environment, count
+        if name.startswith("ONCEPIPE_KAFKA_"):
+            env.delenv(name)
+    children = Workers(settings, tmp_path)._processes.env
+    assert children is not None
+    assert children["ONCEPIPE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert children["ONCEPIPE_KAFKA_SASL_USERNAME"] == "relay"
+    assert children["ONCEPIPE_KAFKA_SASL_PASSWORD_FILE"] == str(tmp_path / "password")
+    assert children["ONCEPIPE_KAFKA_SSL_CA_FILE"] == str(tmp_path / "ca.pem")
+    assert PASSWORD not in "".join(children.values())
