@@ -10,6 +10,14 @@ PYTEST_ARGS ?=
 ifdef KAFKA_BROKERS
 export ONCEPIPE_INFRA_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
+# `make up KAFKA_SECURITY=scram-tls`: SASL_SSL (SCRAM-SHA-512) client listeners, ACLs enforced;
+# `make env KAFKA_SECURITY=scram-tls PRINCIPAL=relay` prints the settings of one component.
+ifdef KAFKA_SECURITY
+export ONCEPIPE_INFRA_KAFKA_SECURITY := $(KAFKA_SECURITY)
+endif
+ifdef PRINCIPAL
+export ONCEPIPE_INFRA_KAFKA_PRINCIPAL := $(PRINCIPAL)
+endif
 
 .PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos fuzz clean
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.preflight import check_database, check_topic_names
+from cli.preflight import check_broker_login, check_database, check_topic_names
 from cli.shared import state
 from consumers import (
     ConsumerRuntime,
@@ -101,6 +101,7 @@ def consume(
     handler_fn = resolve(consumer_settings.handler)
     codec = _codec(settings, consumer_settings)
     check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
+    check_broker_login(settings)
     runtime = ConsumerRuntime(
         settings,
         consumer_settings,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.options import build_settings
-from cli.preflight import check_database
+from cli.preflight import check_broker_login, check_database
 from cli.shared import state
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.signals import install_stop_handlers
@@ -46,6 +46,7 @@ def relay(
         pass_timeout_s=pass_timeout,
     )
     check_database(settings, "oncepipe-relay")
+    check_broker_login(settings)
     worker = Relay(
         settings,
         relay_settings,
