@@ -638,7 +638,8 @@ def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30
 
     Needs a principal allowed to ALTER the cluster (a super user of the local broker).
     """
-    bindings = [_acl_binding(rule) for rule in rules]
+    # One binding per distinct rule: the client refuses a request that repeats one.
+    bindings = [_acl_binding(rule) for rule in dict.fromkeys(rules)]
     if not bindings:
         return 0
     for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
