@@ -16,6 +16,7 @@ Public names: ``SECRETS``, ``SASL_MECHANISMS``, ``read_secret_files``, ``securit
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def security_problem(values: Mapping[str, Any]) -> str | None:
     """The first refused combination of the Kafka security settings, as one line, or None."""
     protocol = values["kafka_security_protocol"]
     mechanism = values["kafka_sasl_mechanism"]
-    for check in (_protocol_problem, _sasl_problem, _tls_problem, _oauth_problem):
+    checks = (_protocol_problem, _sasl_problem, _tls_problem, _pem_problem, _oauth_problem)
+    for check in checks:
         problem = check(values, protocol, mechanism)
         if problem:
             return problem
@@ -203,6 +205,43 @@ def _tls_problem(values: Mapping[str, Any], protocol: str, _mechanism: str | Non
             "ONCEPIPE_KAFKA_SSL_KEY_PASSWORD_FILE is set without a key: set "
             "ONCEPIPE_KAFKA_SSL_KEY_FILE and ONCEPIPE_KAFKA_SSL_CERTIFICATE_FILE"
         )
+    return ""
+
+
+def _no_password() -> str:
+    return ""
+
+
+def _pem_problem(values: Mapping[str, Any], protocol: str, _mechanism: str | None) -> str:
+    """Load the TLS files as librdkafka will (OpenSSL, PEM): a bad file is refused at load."""
+    if protocol not in _TLS:
+        return ""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca = values.get("kafka_ssl_ca_file")
+    if ca:
+        try:
+            context.load_verify_locations(cafile=os.fspath(ca))
+        except ssl.SSLError as exc:
+            return (
+                f"ONCEPIPE_KAFKA_SSL_CA_FILE: {os.fspath(ca)} holds no PEM CA certificate "
+                f"({exc.reason or exc}); point it at the CA certificate that signed the brokers'"
+            )
+    certificate, key = values.get("kafka_ssl_certificate_file"), values.get("kafka_ssl_key_file")
+    if certificate and key:
+        secret = values.get("kafka_ssl_key_password")
+        try:
+            context.load_cert_chain(
+                os.fspath(certificate),
+                os.fspath(key),
+                # Never None: OpenSSL would then ask for an encrypted key's password on a tty.
+                password=secret.get_secret_value() if secret is not None else _no_password,
+            )
+        except ssl.SSLError as exc:
+            return (
+                f"ONCEPIPE_KAFKA_SSL_CERTIFICATE_FILE and ONCEPIPE_KAFKA_SSL_KEY_FILE do not "
+                f"load ({exc.reason or exc}): check both are PEM, that the key belongs to the "
+                "certificate, and ONCEPIPE_KAFKA_SSL_KEY_PASSWORD_FILE for an encrypted key"
+            )
     return ""
 
 

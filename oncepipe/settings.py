@@ -127,17 +127,18 @@ class Settings(BaseSettings):
         """The ``ONCEPIPE_KAFKA_*`` variables that give a child process these Kafka settings.
 
         Secrets travel as their ``*_FILE`` paths (or the secrets directory), never as values;
-        a secret given in-process without a file does not reach the child.
+        a secret given in-process without a file does not reach the child. Paths are made
+        absolute: the child may run elsewhere.
         """
         data = self.model_dump(include=set(KAFKA_FIELDS), exclude=set(SECRETS), exclude_none=True)
-        text = {name: str(v).lower() if isinstance(v, bool) else str(v) for name, v in data.items()}
-        return {f"ONCEPIPE_{name.upper()}": value for name, value in text.items()}
+        return {f"ONCEPIPE_{name.upper()}": _variable_text(v) for name, v in data.items()}
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets masked, for printing."""
         data = self.model_dump(mode="json")
         data["database_url"] = mask_dsn(self.database_url.get_secret_value())
-        return data
+        # A Kafka secret shows as masked when held; unset, its *_FILE line says enough.
+        return {k: v for k, v in data.items() if not (k in SECRETS and v is None)}
 
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for redacting any text shown or logged."""
@@ -145,6 +146,12 @@ class Settings(BaseSettings):
         return dsn_secrets(self.database_url.get_secret_value()) + [
             secret.get_secret_value() for secret in kafka if secret is not None
         ]
+
+
+def _variable_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value.absolute()) if isinstance(value, Path) else str(value)
 
 
 KAFKA_FIELDS = frozenset(name for name in Settings.model_fields if name.startswith("kafka_"))
