@@ -22,7 +22,10 @@ from bench.report import write_report
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-SUITES = ("machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile")
+SUITES = (
+    "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
+    "security",
+)  # fmt: skip
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
@@ -36,6 +39,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
+    from bench.security import run_security  # noqa: PLC0415
 
     return {
         "machine": lambda: run_machine(env, quick=quick),
@@ -47,6 +51,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "dlq": lambda: run_dlq(env, quick=quick, runs=runs).write(),
         "peer": lambda: run_peer(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
+        "security": lambda: run_security(env, quick=quick, runs=runs).write(),
     }
 
 

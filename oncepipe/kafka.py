@@ -38,11 +38,16 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
-# The package re-exports these without __all__: mypy --strict needs their defining modules.
-from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
-from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
+# The ACL and resource names are public but re-exported without an __all__ (hence the note).
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
@@ -638,7 +643,8 @@ def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30
 
     Needs a principal allowed to ALTER the cluster (a super user of the local broker).
     """
-    bindings = [_acl_binding(rule) for rule in rules]
+    # One binding per distinct rule: the client refuses a request that repeats one.
+    bindings = [_acl_binding(rule) for rule in dict.fromkeys(rules)]
     if not bindings:
         return 0
     for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
