@@ -8,7 +8,7 @@ python -m infra restart SERVICE [--node N]
 python -m infra status [--json]
 python -m infra env                    export lines for ONCEPIPE_* variables
 python -m infra logs SERVICE [-n N]
-python -m infra tool COMMAND          install a Debian tool when missing (stress-ng)
+python -m infra tool COMMAND          install a Debian tool when missing (stress-ng, promtool)
 python -m infra run -- CMD...          start what is not running, run CMD with the
                                        ONCEPIPE_* variables set, stop what it started
 """
@@ -31,7 +31,7 @@ from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
 
 # Tools the Makefile installs on demand (Debian package names).
-TOOLS = {"stress-ng"}
+TOOLS = {"stress-ng", "promtool"}
 
 
 def _pick(names: list[str]) -> list[Service]:
