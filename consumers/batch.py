@@ -197,9 +197,15 @@ def _tell(
     """After COMMIT: a DEBUG line per record, each dead letter's hook, then the batch's."""
     log = _log(group)
     if log.is_enabled_for(logging.DEBUG):
-        new = {e.event_id for e in applied}
+        # By place, not by id: a batch may hold an event and its duplicate.
+        new = {(e.topic, e.partition, e.offset) for e in applied}
+        dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in dead_letters}
         for event in passed:
-            outcome = "applied" if event.event_id in new else "duplicate"
+            if (event.topic, event.partition, event.offset) in dead:
+                continue  # logged as dead_lettered below
+            outcome = (
+                "applied" if (event.topic, event.partition, event.offset) in new else "duplicate"
+            )
             log.debug("record " + outcome, **event.log_fields())
     for candidate in dead_letters:
         record = candidate.rejected

@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.fixtures.chaos",
     "tests.fixtures.poison",
     "tests.fixtures.user_types",
+    "tests.fixtures.observe",
 ]
