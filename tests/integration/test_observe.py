@@ -71,9 +71,9 @@ def test_a_scrape_counts_what_the_database_holds(worker_pool: WorkerPool) -> Non
     """applied + duplicate + dead_lettered = records read; each equals the database's count."""
     records = produce_records(worker_pool.settings, worker_pool.topic, duplicated_with_poison(3))
     port = free_metrics_port()
+    worker_pool.extra_env["ONCEPIPE_METRICS_PORT"] = str(port)
     worker = worker_pool.start(
         handler="tests.fixtures.handlers:logging_clicks",
-        env_extra={"ONCEPIPE_METRICS_PORT": str(port)},
         max_payload_bytes=str(MAX_PAYLOAD_BYTES),
         batch_size="100",
     )
@@ -180,13 +180,14 @@ def test_livez_fails_while_the_consume_loop_hangs_and_the_endpoint_still_answers
     worker_pool: WorkerPool,
 ) -> None:
     port = free_metrics_port()
-    worker_pool.start(
-        env_extra={
+    worker_pool.extra_env.update(
+        {
             "ONCEPIPE_METRICS_PORT": str(port),
             "ONCEPIPE_METRICS_LIVENESS_S": "3",
             "ONCEPIPE_CONSUMER_HANG_POINTS": "consumer.before_transaction",
         }
     )
+    worker_pool.start()
     wait_until(lambda: answers(port, "/readyz", 200), 60, "the worker to be ready")
     assert answers(port, "/livez", 200)
     produce_records(
