@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,24 +61,34 @@ class _Broker:
             self.error = self.error or first_line(exc)
             raise
 
-    def dead_letter_counts(self, dlq_topics: set[str]) -> dict[str, int | None]:
-        """Records held by each dead-letter topic (high minus low watermark, summed)."""
+    def dead_letter_counts(self, dlq_topics: set[str], *, every: bool) -> dict[str, int | None]:
+        """Records held by each dead-letter topic (high minus low watermark, summed).
+
+        ``every``: also every other ``*.dlq`` topic the broker has.
+        """
         counts: dict[str, int | None] = {}
         try:
             topics = self._client.list_topics(timeout=self.timeout).topics
         except Exception as exc:  # noqa: BLE001 - reported in the snapshot
             self.error = self.error or first_line(exc)
             return dict.fromkeys(dlq_topics)
-        for topic in sorted(dlq_topics | {t for t in topics if t.endswith(".dlq")}):
-            if topic not in topics:
-                counts[topic] = None
-                continue
-            total = 0
-            for partition in topics[topic].partitions:
-                low, high = self._client.watermarks(topic, partition, timeout=self.timeout)
-                total += high - low
-            counts[topic] = total
+        others = {t for t in topics if t.endswith(".dlq")} if every else set()
+        for topic in sorted(dlq_topics | others):
+            counts[topic] = (
+                self._records(topic, topics[topic].partitions) if topic in topics else None
+            )
         return counts
+
+    def _records(self, topic: str, partitions: Iterable[int]) -> int | None:
+        total = 0
+        for partition in partitions:
+            try:
+                low, high = self._client.watermarks(topic, partition, timeout=self.timeout)
+            except Exception as exc:  # noqa: BLE001 - reported in the snapshot
+                self.error = self.error or first_line(exc)
+                return None
+            total += high - low
+        return total
 
     def close(self) -> None:
         self._client.close()
@@ -96,7 +107,7 @@ def snapshot(
             failures = conn.execute(_FAILURES, {"group": group}).fetchall()
             replayed = {row[0]: (row[1], row[2]) for row in conn.execute(_REPLAYED)}
         dlq_topics = {dlq_topic_for(p.topic) for p in progress} | set(replayed)
-        dead = broker.dead_letter_counts(dlq_topics)
+        dead = broker.dead_letter_counts(dlq_topics, every=group is None)
     finally:
         broker.close()
     partitions = []
@@ -237,4 +248,7 @@ def status(
             if red(data):
                 raise typer.Exit(EXIT_FAILURE)
             return
-        time.sleep(watch)
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return

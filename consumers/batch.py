@@ -223,7 +223,7 @@ def _tell(
         BatchCommitted(
             group, result.events, result.applied, result.duplicates, result.emitted,
             result.dead_letters, len(result.held), tuple(e.event_id for e in passed),
-            _freshness(applied),
+            () if hooks is NO_HOOKS else _freshness(applied),
         )
     )  # fmt: skip
 

@@ -9,12 +9,18 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import uuid
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 
+from oncepipe.settings import Settings
+from producers import enqueue
+from schemas import ClickAction, ClickEvent, Codec
 from tests.fixtures.observe import answers, free_metrics_port, get, promtool, samples, total
 from tests.fixtures.poison import (
     MAX_PAYLOAD_BYTES,
@@ -36,6 +42,18 @@ from tests.fixtures.workers import (
 pytestmark = pytest.mark.integration
 
 RECORDS = "oncepipe_consumer_records_total"
+CODEC = Codec.load()
+
+
+def click_event(n: int) -> ClickEvent:
+    return ClickEvent(
+        event_id=uuid.uuid4(),
+        user_id=f"u{n % 7}",
+        item_id=f"item-{n % 13}",
+        action=ClickAction.CLICK,
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        session_id=f"s{n}",
+    )
 
 
 def duplicated_with_poison(seed: int) -> list[Produced]:
@@ -197,3 +215,33 @@ def test_livez_fails_while_the_consume_loop_hangs_and_the_endpoint_still_answers
     _, body = get(port, "/livez")
     assert "no progress" in body
     assert get(port, "/metrics")[0] == 200
+
+
+def test_a_relay_scrape_shows_what_it_published_and_an_empty_backlog(
+    settings: Settings,
+    make_topic: Callable[..., str],
+    relay_process: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    topic = make_topic("observe-relay", 2)
+    events = [click_event(n) for n in range(30)]
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        for event in events:
+            with conn.transaction():
+                assert enqueue(conn, event, codec=CODEC, topic=topic)
+    port = free_metrics_port()
+    relay_process(ONCEPIPE_METRICS_PORT=str(port))
+
+    def published() -> float:
+        status, text = get(port, "/metrics")
+        return total(samples(text), "oncepipe_relay_rows_published_total") if status == 200 else 0
+
+    wait_until(lambda: published() >= len(events), 60, "the relay to publish every row")
+    _, text = get(port, "/metrics")
+    scraped = samples(text)
+    assert total(scraped, "oncepipe_relay_rows_published_total") == len(events)
+    assert total(scraped, "oncepipe_outbox_pending_rows") == 0
+    assert total(scraped, "oncepipe_outbox_oldest_pending_age_seconds") == 0
+    assert total(scraped, "oncepipe_relay_publish_duration_seconds_count") >= 1
+    promtool("check", "metrics", stdin=text)
+    wait_until(lambda: answers(port, "/readyz", 200), 30, "the relay to be ready")
+    assert answers(port, "/livez", 200)
