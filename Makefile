@@ -10,6 +10,14 @@ PYTEST_ARGS ?=
 ifdef KAFKA_BROKERS
 export ONCEPIPE_INFRA_KAFKA_BROKERS := $(KAFKA_BROKERS)
 endif
+# `make up KAFKA_SECURITY=scram-tls`: SASL_SSL (SCRAM-SHA-512) client listeners, ACLs enforced;
+# `make env KAFKA_SECURITY=scram-tls PRINCIPAL=relay` prints the settings of one component.
+ifdef KAFKA_SECURITY
+export ONCEPIPE_INFRA_KAFKA_SECURITY := $(KAFKA_SECURITY)
+endif
+ifdef PRINCIPAL
+export ONCEPIPE_INFRA_KAFKA_PRINCIPAL := $(PRINCIPAL)
+endif
 
 .PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos fuzz clean
 
@@ -80,6 +88,14 @@ export ONCEPIPE_INFRA_KAFKA_BROKERS := $(BROKERS)
 endif
 chaos: install ## long seeded fault run, invariants checked (DURATION=900 SEED=n BROKERS=3 NETWORK=1)
 	$(INFRA) run -- $(PY) -m tests.faults.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(filter 1,$(NETWORK)),--network) $(CHAOS_ARGS)
+
+# `make example-orders ORDERS=10000`: the orders example (examples/orders) end to end on a fresh
+# database: 20% retried requests, two consumer groups, its contract's v2 rolled out mid-run;
+# prints orders/s and the exactness checks (tests/fixtures/orders_rollout.py).
+ORDERS ?= 10000
+.PHONY: example-orders
+example-orders: install ## the orders example, v2 rollout mid-run, checked exactly (ORDERS=10000)
+	PYTHONPATH=examples/orders $(INFRA) run -- $(PY) -m tests.fixtures.orders_rollout --orders $(ORDERS)
 
 # `make fuzz FUZZ_EXAMPLES=5000`: the parsers (codec, decoding step, dead-letter readers) under
 # hypothesis' long profile, niced; no services. `make test` runs the same targets briefly.

@@ -42,6 +42,7 @@ from consumers.handlers.clicks import handle_clicks
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings
 from oncepipe.hooks import BatchStarted, NoHooks
+from oncepipe.kafka import connection_config
 from schemas import Codec
 
 __all__ = ["BATCH_SIZES", "run_consume"]
@@ -97,7 +98,7 @@ def _reset(env: BenchEnv) -> None:
 def _raw_consumer(env: BenchEnv, topic: str) -> Any:
     consumer = Consumer(
         {
-            "bootstrap.servers": env.settings.kafka_bootstrap_servers,
+            **connection_config(env.settings),
             "group.id": f"bench-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -129,10 +129,24 @@ def _sink(args: argparse.Namespace, marks: Marks) -> Any:
     return sink
 
 
+def _broker_address(args: argparse.Namespace) -> Any:
+    """The bootstrap servers, or a ConnectionConfig with the security keys of the file."""
+    if not args.kafka_config:
+        return args.bootstrap
+    security = json.loads(Path(args.kafka_config).read_text(encoding="utf-8"))
+    if not security:
+        return args.bootstrap
+    config = importlib.import_module("quixstreams.kafka.configuration").ConnectionConfig
+    return config.from_librdkafka_dict({"bootstrap.servers": args.bootstrap, **security})
+
+
 def main(argv: list[str] | None = None) -> int:
     """One run; exit 0 once every row is committed."""
     parser = argparse.ArgumentParser(prog="peer_quix_app.py")
     parser.add_argument("--bootstrap", required=True)
+    parser.add_argument(
+        "--kafka-config", help="JSON file of librdkafka security keys (TLS, SASL), if any"
+    )
     parser.add_argument("--topic", required=True)
     parser.add_argument("--group", required=True)
     parser.add_argument("--events", type=int, required=True)
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     marks = Marks(args.events)
     with tempfile.TemporaryDirectory(prefix="bench-quix-state-") as state_dir:
         app = quixstreams.Application(
-            broker_address=args.bootstrap,
+            broker_address=_broker_address(args),
             consumer_group=args.group,
             auto_offset_reset="earliest",
             commit_every=args.commit_every,

@@ -43,6 +43,7 @@ from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
 from infra.workers import Supervisor
+from oncepipe.kafka import security_config
 from schemas import Codec
 
 __all__ = ["run_peer"]
@@ -101,8 +102,11 @@ def _child(cmd: list[str], env: dict[str, str], cpu: ServiceCpu, payload: int) -
 class Runs:
     """Everything the runs of one event size share: topic, data, databases, children."""
 
-    def __init__(self, env: BenchEnv, topic: str, data: EventSet, quix: QuixEnv) -> None:
+    def __init__(
+        self, env: BenchEnv, topic: str, data: EventSet, quix: QuixEnv, kafka_config: Path
+    ) -> None:
         self.env = env
+        self.kafka_config = kafka_config
         self.topic = topic
         self.total = len(data.encoded)
         self.payload = data.payload_bytes
@@ -144,6 +148,7 @@ class Runs:
             env["PGPASSWORD"] = str(db["password"])
         cmd = [str(self.quix.python), str(APP),
                "--bootstrap", self.env.settings.kafka_bootstrap_servers, "--topic", self.topic,
+               "--kafka-config", str(self.kafka_config),
                "--group", group, "--events", str(self.total), "--schema", str(schema),
                "--fingerprint", fingerprint, "--commit-every", str(commit_every),
                "--pg-host", str(db.get("host") or "localhost"),
@@ -205,11 +210,16 @@ def run_peer(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as tmp:
         schema = Path(tmp) / "click_event.avsc"
         schema.write_text(codec.writer_schemas()[fingerprint][1])
+        # The Quix app imports nothing of oncepipe: it reads the librdkafka security keys
+        # (secrets too) from this file, in a folder only this user reads, never from argv.
+        kafka_config = Path(tmp) / "kafka-security.json"
+        kafka_config.touch(mode=0o600)
+        kafka_config.write_text(json.dumps(security_config(env.settings)))
         for kind, total in plan:
             data = EventSet.build(kind, total, codec)
             with env.topic("peer", PARTITIONS) as topic:
                 raw_send(Producer(raw_config(env, idempotent=True)), topic, data)
-                shared = Runs(env, topic, data, quix)
+                shared = Runs(env, topic, data, quix, kafka_config)
                 variants = _variants(shared, schema, fingerprint)
                 try:
                     samples = interleave(runs, variants)

@@ -1,7 +1,8 @@
 """The raw confluent-kafka baselines: a producer loop over pre-encoded bytes.
 
 Benchmarks import ``confluent_kafka`` directly here, on purpose: a baseline must not go
-through oncepipe's wrappers.
+through oncepipe's wrappers. Only the connection keys (brokers, TLS, SASL) come from
+``oncepipe.kafka.connection_config``, so a baseline runs against a secured broker too.
 
 Public names: ``Producer``, ``raw_config``, ``raw_send``.
 """
@@ -14,6 +15,7 @@ from confluent_kafka import Producer
 
 from bench.env import BenchEnv
 from bench.events import EventSet
+from oncepipe.kafka import connection_config
 from producers.settings import ProducerSettings
 
 __all__ = ["Producer", "raw_config", "raw_send"]
@@ -22,7 +24,7 @@ __all__ = ["Producer", "raw_config", "raw_send"]
 def raw_config(env: BenchEnv, *, idempotent: bool) -> dict[str, Any]:
     """confluent-kafka settings: oncepipe's tuning, idempotent+acks=all or neither."""
     config: dict[str, Any] = {
-        "bootstrap.servers": env.settings.kafka_bootstrap_servers,
+        **connection_config(env.settings),
         **ProducerSettings().client_config(),
     }
     if idempotent:

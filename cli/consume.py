@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli.observe import observe_consumer
-from cli.preflight import check_database, check_topic_names
+from cli.preflight import check_broker_login, check_database, check_topic_names
 from cli.shared import state
 from consumers import (
     ConsumerRuntime,
@@ -111,12 +111,13 @@ def consume(
     # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
     metrics_settings = load_metrics_settings(port=metrics_port)
-    check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
     observed = observe_consumer(
         settings, metrics_settings, hooks_from_environment(), consumer_settings.group
     )
     try:
         codec = _codec(settings, consumer_settings, observed.metrics)
+        check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
+        check_broker_login(settings)
         runtime = ConsumerRuntime(
             settings,
             consumer_settings,

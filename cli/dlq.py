@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.event_types import IMPORT, import_event_modules
 from cli.options import build_settings
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, emit_json, state
 from consumers import STAGES
@@ -314,9 +315,11 @@ def show(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="<dlq-topic>:<partition>:<offset>"),
     as_json: bool = JSON,
+    modules: list[str] | None = IMPORT,
 ) -> None:
     """One dead letter: where it came from, why it failed, its event (or bytes), its trace."""
     settings = state(ctx).settings
+    import_event_modules(modules)
     letter = DeadLetterReader(settings).fetch(ref)
     payload = decode_payload(lenient_codec(settings), letter.value)
     if as_json:

@@ -20,9 +20,11 @@ import psycopg
 import typer
 import typer.core
 
+from cli.preflight import login_failure
 from oncepipe.conninfo import connection_problem, dsn_secrets, redact
 from oncepipe.errors import BrokerError, ConfigError, DatabaseUnavailableError, OncepipeError
-from oncepipe.kafka import KafkaException, broker_error
+from oncepipe.kafka import KafkaException, broker_error, probe_brokers
+from oncepipe.settings import Settings, raw_secret_values
 
 __all__ = ["OncepipeGroup", "translate"]
 
@@ -31,7 +33,7 @@ _DEBUG_VARIABLE = "ONCEPIPE_LOG_LEVEL"
 
 def _secrets() -> list[str]:
     # Read the raw variable: the settings may be the thing that failed to load.
-    return dsn_secrets(os.environ.get("ONCEPIPE_DATABASE_URL", ""))
+    return dsn_secrets(os.environ.get("ONCEPIPE_DATABASE_URL", "")) + raw_secret_values(os.environ)
 
 
 def _one_line(text: str) -> str:
@@ -44,9 +46,12 @@ def translate(exc: Exception, secrets: list[str]) -> OncepipeError:
         exc = exc.__cause__  # the driver's error tells an outage from a wrong setting
     if isinstance(exc, KafkaException):
         exc = broker_error(exc, "Kafka")
+    if isinstance(exc, BrokerError):
+        refused = login_failure(exc, secrets)
+        if refused is not None:
+            return refused
     if isinstance(exc, OncepipeError):
-        unreachable = isinstance(exc, BrokerError) and exc.name in _UNREACHABLE_BROKER
-        exc.args = (redact(_one_line(str(exc)), secrets) + (_BROKER_HINT if unreachable else ""),)
+        exc.args = (redact(_one_line(str(exc)), secrets) + _broker_hint(exc),)
         return exc
     if isinstance(exc, psycopg.Error):
         return _database_error(exc, secrets)
@@ -87,6 +92,20 @@ _UNREACHABLE_BROKER = frozenset({"_TRANSPORT", "_TIMED_OUT", "_ALL_BROKERS_DOWN"
 _BROKER_HINT = (
     "; check ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS (oncepipe config) and that the broker runs (make up)"
 )
+
+
+def _broker_hint(exc: OncepipeError) -> str:
+    if not isinstance(exc, BrokerError):
+        return ""
+    if exc.name in _UNREACHABLE_BROKER:
+        return _BROKER_HINT
+    if exc.name.endswith("_AUTHORIZATION_FAILED"):
+        user = os.environ.get("ONCEPIPE_KAFKA_SASL_USERNAME")
+        who = f"Kafka user {user!r}" if user else "this client's Kafka principal"
+        return f"; {who} has no ACL for this: grant it, or run as the component's own user"
+    return ""
+
+
 # How psycopg words a failure to open a connection (as opposed to losing an open one).
 _CONNECTING = ("connection failed", "connection is bad", "connection timeout")
 _LOGIN = frozenset({"28000", "28P01", "3D000"})
@@ -115,4 +134,28 @@ class OncepipeGroup(typer.core.TyperGroup):
             if os.environ.get(_DEBUG_VARIABLE, "").upper() == "DEBUG":
                 text = "".join(traceback.format_exception(exc))
                 typer.echo(redact(text, secrets), err=True, nl=False)
-            raise translate(exc, secrets) from None
+            error = translate(exc, secrets)
+            if _unreachable(exc, error):
+                error = _refused_login(ctx) or error
+            raise error from None
+
+
+def _unreachable(exc: Exception, error: OncepipeError) -> bool:
+    timed_out = isinstance(exc, TimeoutError | concurrent.futures.TimeoutError)
+    return timed_out or (isinstance(error, BrokerError) and error.name in _UNREACHABLE_BROKER)
+
+
+_LOGIN_PROBE_S = 5.0
+
+
+def _refused_login(ctx: Any) -> ConfigError | None:
+    """Why brokers that "do not answer" may in fact have refused the login or the TLS handshake.
+
+    librdkafka reports those beside the request that then times out; one short probe tells a
+    wrong password or CA (exit 2, what to fix) from an outage. Plaintext has no login.
+    """
+    settings = getattr(ctx.find_root().obj, "settings", None)
+    if not isinstance(settings, Settings) or settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    error = probe_brokers(settings, _LOGIN_PROBE_S)
+    return login_failure(error, settings.secrets()) if error is not None else None

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from consumers import read_progress
-from oncepipe.errors import first_line
+from oncepipe.errors import ConfigError, first_line
 from oncepipe.health import Endpoint, serve
 from oncepipe.hooks import FanOut, Hooks
 from oncepipe.kafka import KafkaConsumer
@@ -141,13 +141,19 @@ def _start(
             lambda exc: log.warning("metrics read failed", reason=first_line(exc)),
         )
     )
-    endpoint = serve(
-        config.host,
-        config.port,
-        registry,
-        livez=_livez(metrics, config.liveness_s),
-        readyz=_readyz(metrics, reads),
-    )
+    try:
+        endpoint = serve(
+            config.host,
+            config.port,
+            registry,
+            livez=_livez(metrics, config.liveness_s),
+            readyz=_readyz(metrics, reads),
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {config.host}:{config.port} ({exc.strerror or exc}); "
+            "choose another --metrics-port (ONCEPIPE_METRICS_PORT)"
+        ) from None
     log.info("metrics endpoint listening", host=config.host, port=endpoint.port)
     return Observed(FanOut(worker_hooks, metrics), metrics, endpoint)
 

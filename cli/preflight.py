@@ -4,7 +4,11 @@ A daemon (``consume``, ``relay``) rightly retries while PostgreSQL is down; it m
 configuration that no retry can fix (a malformed URL, an unknown role, a wrong password, an
 invalid topic name). These checks tell the two apart before the worker starts.
 
-Public names: ``check_broker``, ``check_database``, ``check_topic_names``.
+A Kafka login works the same way: a refused password or an unknown CA can never work and is
+refused at start; brokers that do not answer are waited for.
+
+Public names: ``check_broker``, ``check_broker_login``, ``check_database``,
+``check_topic_names``, ``login_failure``.
 """
 
 from __future__ import annotations
@@ -13,14 +17,20 @@ from collections.abc import Iterable
 
 import psycopg
 
-from oncepipe.conninfo import connection_problem
-from oncepipe.errors import ConfigError, OncepipeError
-from oncepipe.kafka import AdminClient, KafkaException
+from oncepipe.conninfo import connection_problem, redact
+from oncepipe.errors import BrokerError, ConfigError, OncepipeError
+from oncepipe.kafka import probe_brokers, refused_login
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from schemas import topic_name_problem
 
-__all__ = ["check_broker", "check_database", "check_topic_names"]
+__all__ = [
+    "check_broker",
+    "check_broker_login",
+    "check_database",
+    "check_topic_names",
+    "login_failure",
+]
 
 _BROKER_TIMEOUT_S = 10.0
 
@@ -55,15 +65,65 @@ def check_database(settings: Settings, application_name: str) -> None:
     log.warning("PostgreSQL is unreachable; waiting for it", reason=str(problem))
 
 
-def check_broker(admin: AdminClient, settings: Settings) -> None:
-    """Ask the brokers for metadata once; ``OncepipeError`` when none answers in time."""
-    try:
-        admin.list_topics(timeout=_BROKER_TIMEOUT_S)
-    except KafkaException as exc:
-        error = exc.args[0] if exc.args else exc
-        reason = error.str() if hasattr(error, "str") else str(error)
-        raise OncepipeError(
-            f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
-            f"{_BROKER_TIMEOUT_S:.0f} s ({reason}); check ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS "
-            "(oncepipe config) and that the broker runs (make up)"
-        ) from None
+def login_failure(error: BrokerError, secrets: Iterable[str] = ()) -> ConfigError | None:
+    """The one-line ``ConfigError`` for a login or TLS handshake the brokers refused, else None.
+
+    ``error`` is librdkafka's (``oncepipe.kafka.broker_error``); the line says what to check.
+    """
+    if not refused_login(error):
+        return None
+    reason = redact(" ".join(str(error).removeprefix("Kafka: ").split()), secrets)
+    if error.name == "_SSL":
+        return ConfigError(
+            f"the TLS handshake with Kafka failed ({reason}); check that "
+            "ONCEPIPE_KAFKA_SSL_CA_FILE holds the CA that signed the brokers' certificates, that "
+            "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS names the brokers as their certificates do, and "
+            "that the listener speaks TLS"
+        )
+    if error.name == "_TRANSPORT":
+        return ConfigError(
+            f"Kafka closed the connection at once ({reason}); check that "
+            "ONCEPIPE_KAFKA_SECURITY_PROTOCOL is the protocol of the listener in "
+            "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS"
+        )
+    return ConfigError(
+        f"Kafka refused the login ({reason}); check ONCEPIPE_KAFKA_SASL_MECHANISM, "
+        "ONCEPIPE_KAFKA_SASL_USERNAME and the password in ONCEPIPE_KAFKA_SASL_PASSWORD_FILE "
+        "(OAUTHBEARER: the ONCEPIPE_KAFKA_OAUTHBEARER_* variables)"
+    )
+
+
+def check_broker(settings: Settings) -> None:
+    """Ask the brokers for metadata once; ``OncepipeError`` when none answers in time.
+
+    A refused login or TLS handshake raises ``ConfigError`` at once (it can never work).
+    """
+    error = probe_brokers(settings, _BROKER_TIMEOUT_S)
+    if error is None:
+        return
+    refused = login_failure(error, settings.secrets())
+    if refused is not None:
+        raise refused
+    reason = redact(" ".join(str(error).removeprefix("Kafka: ").split()), settings.secrets())
+    raise OncepipeError(
+        f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
+        f"{_BROKER_TIMEOUT_S:.0f} s ({reason}); check ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS "
+        "(oncepipe config) and that the broker runs (make up)"
+    )
+
+
+def check_broker_login(settings: Settings) -> None:
+    """For a daemon: refuse a login that can never work (exit 2); wait out brokers that are down.
+
+    Plaintext has no login to check, so nothing is done there.
+    """
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
+    error = probe_brokers(settings, _BROKER_TIMEOUT_S)
+    if error is None:
+        return
+    refused = login_failure(error, settings.secrets())
+    if refused is not None:
+        raise refused
+    log = get_logger("preflight")
+    log.warning("Kafka is unreachable; waiting for it", reason=str(error))

@@ -6,7 +6,7 @@ import typer
 
 from cli.observe import observe_relay
 from cli.options import build_settings
-from cli.preflight import check_database
+from cli.preflight import check_broker_login, check_database
 from cli.shared import state
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.metrics import load_metrics_settings
@@ -55,6 +55,7 @@ def relay(
     )
     metrics_settings = load_metrics_settings(port=metrics_port)
     check_database(settings, "oncepipe-relay")
+    check_broker_login(settings)
     observed = observe_relay(settings, metrics_settings, hooks_from_environment())
     try:
         worker = Relay(

@@ -7,7 +7,6 @@ module runs its ``@event_type`` decorators). ``check`` and ``new`` need no servi
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import psycopg
 import typer
 
+from cli.event_types import IMPORT, import_event_modules
 from cli.shared import EXIT_FAILURE, emit_json, state
 from oncepipe.errors import ConfigError, OncepipeError
 from schemas import (
@@ -41,25 +41,12 @@ schema_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-IMPORT = typer.Option(
-    None,
-    "--import",
-    metavar="MODULE",
-    help="a module declaring event types (@schemas.event_type) to import first; repeatable",
-)
-
 
 def _known(ctx: typer.Context, modules: list[str] | None) -> dict[str, EventTypeEntry]:
     """Every type known once the schema path, the entry points and ``modules`` are loaded."""
     register_schema_path(state(ctx).settings.schema_path)
     load_entry_points()
-    for name in modules or []:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(
-                f"--import {name}: cannot import it ({exc}); is its package on PYTHONPATH?"
-            ) from exc
+    import_event_modules(modules)
     return known_types()
 
 

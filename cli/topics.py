@@ -45,8 +45,8 @@ def create(
     plan = topic_plan(list(topic), topic_settings, producer_settings)
     created: list[str] = []
     if not dry_run:
+        check_broker(state(ctx).settings)
         admin = create_admin(state(ctx).settings)
-        check_broker(admin, state(ctx).settings)
         created = create_event_topics(admin, list(topic), topic_settings, producer_settings)
     if as_json:
         emit_json(

@@ -37,7 +37,8 @@ class Workers:
     def __init__(self, settings: Settings, logs: Path) -> None:
         self._env = {
             **os.environ,
-            "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            # Bootstrap servers and security; secrets as their *_FILE paths, never values.
+            **settings.kafka_environment(),
             "ONCEPIPE_DATABASE_URL": settings.database_url.get_secret_value(),
             "ONCEPIPE_LOG_FORMAT": "json",
             "PYTHONPATH": os.pathsep.join(filter(None, [_CHECKOUT, os.environ.get("PYTHONPATH")])),

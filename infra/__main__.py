@@ -6,8 +6,11 @@ python -m infra clean [SERVICE...]     stop, then delete the services' data and 
 python -m infra kill SERVICE [--node N]     SIGKILL (one Kafka node of a cluster with --node)
 python -m infra restart SERVICE [--node N]
 python -m infra status [--json]
-python -m infra env                    export lines for ONCEPIPE_* variables
+python -m infra env                    export lines for ONCEPIPE_* variables (secured Kafka:
+                                       one principal's, ONCEPIPE_INFRA_KAFKA_PRINCIPAL)
 python -m infra logs SERVICE [-n N]
+python -m infra acls --topic T... --group-prefix P [--print]
+                                       the pipeline's ACL set on the secured broker
 python -m infra tool COMMAND          install a Debian tool when missing (stress-ng, promtool)
 python -m infra run -- CMD...          start what is not running, run CMD with the
                                        ONCEPIPE_* variables set, stop what it started
@@ -27,8 +30,12 @@ from collections.abc import Callable
 from infra.apt import ensure_tool
 from infra.kafka.broker import Kafka
 from infra.kafka.node import KafkaNode
+from infra.kafka.security import COMPONENT_PRINCIPALS
+from infra.paths import layout
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
+from oncepipe.errors import BrokerError
+from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls
 
 # Tools the Makefile installs on demand (Debian package names).
 TOOLS = {"stress-ng", "promtool"}
@@ -147,11 +154,30 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_env(_: argparse.Namespace) -> int:
     for key, value in service_env().items():
         print(f"export {key}={shlex.quote(value)}")
+    kafka = all_services()["kafka"]
+    if isinstance(kafka, Kafka) and kafka.secured:
+        # Secrets stay in their files: only *_FILE paths are printed, one principal at a time.
+        print(f"# kafka principal: {kafka.principal()}; each component has its own, pick one "
+              "with `make env PRINCIPAL=<name>` (ONCEPIPE_INFRA_KAFKA_PRINCIPAL):")  # fmt: skip
+        for name, what in COMPONENT_PRINCIPALS.items():
+            print(f"#   {name}: {what}")
     return 0
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
     print(tail(_one(args).log_path, args.n))
+    return 0
+
+
+def _cmd_acls(args: argparse.Namespace) -> int:
+    rules = pipeline_acls(args.topic, args.group_prefix)
+    for rule in rules:
+        print(rule)
+    if args.print:
+        return 0
+    kafka = Kafka(layout())
+    admin = AdminClient(kafka.super_admin_config())
+    print(f"kafka: {apply_acls(admin, rules)} ACLs applied", file=sys.stderr)
     return 0
 
 
@@ -171,6 +197,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "env": _cmd_env,
     "logs": _cmd_logs,
     "run": _cmd_run,
+    "acls": _cmd_acls,
 }
 
 
@@ -194,13 +221,17 @@ def main(argv: list[str] | None = None) -> int:
     logs = sub.add_parser("logs")
     logs.add_argument("service")
     logs.add_argument("-n", type=int, default=50)
+    acls = sub.add_parser("acls", help="apply (or --print) the pipeline's ACLs, secured Kafka")
+    acls.add_argument("--topic", action="append", required=True, help="an event topic (repeat)")
+    acls.add_argument("--group-prefix", required=True, help="consumer groups' name prefix")
+    acls.add_argument("--print", action="store_true", help="print the rules, apply nothing")
     run = sub.add_parser("run")
     run.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     try:
         return COMMANDS[args.command](args)
-    except ServiceError as exc:
+    except (ServiceError, BrokerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -26,6 +26,7 @@ class InfraLayout:
     kafka_controller_port: int
     postgres_port: int
     kafka_brokers: int = 1
+    kafka_security: str = "plaintext"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -47,6 +48,13 @@ def _kafka_brokers() -> int:
     return count
 
 
+def _kafka_security() -> str:
+    mode = os.environ.get("ONCEPIPE_INFRA_KAFKA_SECURITY") or "plaintext"
+    if mode not in {"plaintext", "scram-tls"}:
+        raise SystemExit(f"ONCEPIPE_INFRA_KAFKA_SECURITY={mode!r}: choose plaintext or scram-tls")
+    return mode
+
+
 def layout() -> InfraLayout:
     """Read the layout from the environment, with defaults under the clone and ~/.cache."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -59,4 +67,5 @@ def layout() -> InfraLayout:
         kafka_controller_port=_env_int("ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT", 39093),
         postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 35432),
         kafka_brokers=_kafka_brokers(),
+        kafka_security=_kafka_security(),
     )

@@ -10,18 +10,23 @@ is refused. Consumers never auto-commit and read only committed records (the one
 ``Record`` types a consumed record without wrapping it (no object per record on the hot path).
 
 Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
-``admin_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``, ``RebalanceCallback``,
+``admin_config``, ``security_config``, ``KafkaConsumer``, ``KafkaProducer``, ``Record``,
+``RebalanceCallback``,
 ``create_producer``, ``create_consumer``, ``create_admin``, ``create_topics``,
-``broker_error``, ``message_headers``, and the client types re-exported for the rest of
-oncepipe.
+``broker_error``, ``probe_brokers``, ``refused_login``, ``message_headers``, and the client
+types re-exported for the rest of oncepipe; for secured clusters, ``AclRule``,
+``PipelinePrincipals``, ``pipeline_acls`` and ``apply_acls`` (one principal per component,
+least privilege).
 """
 
 from __future__ import annotations
 
 import logging
 import operator
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -34,6 +39,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+
+# The package re-exports these without __all__: mypy --strict needs their defining modules.
+from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
+from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
@@ -43,6 +52,7 @@ from oncepipe.settings import Settings
 __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
+    "AclRule",
     "AdminClient",
     "Consumer",
     "HeadersUnreadableError",
@@ -51,12 +61,14 @@ __all__ = [
     "KafkaException",
     "KafkaProducer",
     "Message",
+    "PipelinePrincipals",
     "Producer",
     "RawHeaders",
     "RebalanceCallback",
     "Record",
     "TopicPartition",
     "admin_config",
+    "apply_acls",
     "broker_error",
     "connection_config",
     "consumer_config",
@@ -65,7 +77,11 @@ __all__ = [
     "create_producer",
     "create_topics",
     "message_headers",
+    "pipeline_acls",
+    "probe_brokers",
     "producer_config",
+    "refused_login",
+    "security_config",
 ]
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
@@ -173,7 +189,71 @@ def connection_config(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+        **security_config(settings),
     }
+
+
+_warned_hostname = False
+
+
+def security_config(settings: Settings) -> dict[str, str]:
+    """The librdkafka security keys of ``settings`` (none for PLAINTEXT).
+
+    The settings refused every bad combination at load; this only translates. Certificates are
+    always verified; host name verification can be turned off, and each process says so once.
+    """
+    protocol = settings.kafka_security_protocol
+    config: dict[str, str] = {"security.protocol": protocol} if protocol != "PLAINTEXT" else {}
+    if protocol in ("SSL", "SASL_SSL"):
+        config.update(_tls_config(settings))
+    if protocol in ("SASL_SSL", "SASL_PLAINTEXT") and settings.kafka_sasl_mechanism:
+        config.update(_sasl_config(settings, settings.kafka_sasl_mechanism))
+    return config
+
+
+def _tls_config(settings: Settings) -> dict[str, str]:
+    global _warned_hostname  # noqa: PLW0603 - one warning per process, not per client
+    config = {"enable.ssl.certificate.verification": "true"}
+    files = {
+        "ssl.ca.location": settings.kafka_ssl_ca_file,
+        "ssl.certificate.location": settings.kafka_ssl_certificate_file,
+        "ssl.key.location": settings.kafka_ssl_key_file,
+    }
+    config.update({key: str(path) for key, path in files.items() if path is not None})
+    if settings.kafka_ssl_key_password is not None:
+        config["ssl.key.password"] = settings.kafka_ssl_key_password.get_secret_value()
+    if settings.kafka_ssl_verify_hostname:
+        config["ssl.endpoint.identification.algorithm"] = "https"
+    else:
+        config["ssl.endpoint.identification.algorithm"] = "none"
+        if not _warned_hostname:
+            _warned_hostname = True
+            logging.getLogger("oncepipe.kafka").warning(
+                "ONCEPIPE_KAFKA_SSL_VERIFY_HOSTNAME=false: the brokers' certificates are not "
+                "checked against their host names; any holder of a certificate from the CA can "
+                "pose as a broker"
+            )
+    return config
+
+
+def _sasl_config(settings: Settings, mechanism: str) -> dict[str, str]:
+    config = {"sasl.mechanism": mechanism}
+    if mechanism != "OAUTHBEARER":
+        password = settings.kafka_sasl_password
+        config["sasl.username"] = settings.kafka_sasl_username or ""
+        config["sasl.password"] = password.get_secret_value() if password else ""
+        return config
+    secret = settings.kafka_oauthbearer_client_secret
+    oidc = {
+        "sasl.oauthbearer.method": "oidc",
+        "sasl.oauthbearer.client.id": settings.kafka_oauthbearer_client_id,
+        "sasl.oauthbearer.client.secret": secret.get_secret_value() if secret else None,
+        "sasl.oauthbearer.token.endpoint.url": settings.kafka_oauthbearer_token_endpoint_url,
+        "sasl.oauthbearer.scope": settings.kafka_oauthbearer_scope,
+        "sasl.oauthbearer.extensions": settings.kafka_oauthbearer_extensions,
+    }
+    config.update({key: value for key, value in oidc.items() if value})
+    return config
 
 
 def producer_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -386,6 +466,46 @@ def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
     )
 
 
+# librdkafka's codes for a login or a TLS handshake the brokers refused: no retry can fix them.
+LOGIN_ERRORS = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL"})
+_PROTOCOL_MISMATCH = "security.protocol"  # how librdkafka hints at a wrong protocol
+
+
+def refused_login(error: BrokerError) -> bool:
+    """Whether ``error`` is a login or TLS handshake the brokers refused, or a wrong protocol."""
+    mismatch = error.name == "_TRANSPORT" and _PROTOCOL_MISMATCH in str(error)
+    return error.name in LOGIN_ERRORS or mismatch
+
+
+def probe_brokers(settings: Settings, timeout: float) -> BrokerError | None:
+    """Connect once and ask for metadata: None when the brokers answer, else why not.
+
+    A refused login or TLS handshake is returned as soon as librdkafka reports it (see
+    ``refused_login``); silence is returned after ``timeout`` seconds as the last error seen.
+    The probe's client logs nothing itself: the caller reports one line.
+    """
+    errors: list[KafkaError] = []
+    config = {**admin_config(settings), "error_cb": errors.append, "log_level": 0}
+    admin = AdminClient(config)
+    deadline = time.monotonic() + timeout
+    last: BrokerError | None = None
+    while True:
+        try:
+            admin.list_topics(timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+            return None
+        except KafkaException as exc:
+            last = broker_error(exc, "Kafka")
+        admin.poll(0)  # serves error_cb
+        for error in errors:
+            found = broker_error(error, "Kafka")
+            if refused_login(found):
+                return found
+        if errors:
+            last = broker_error(errors[-1], "Kafka")
+        if time.monotonic() >= deadline:
+            return last
+
+
 def create_topics(
     admin: AdminClient,
     topics: Mapping[str, int],
@@ -410,3 +530,120 @@ def create_topics(
             raise broker_error(exc, f"creating topic {name}") from exc
         created.append(name)
     return created
+
+
+# --- Access control: one principal per component (ACLs through the Admin API) ----------------
+# Kept in its own block: the rest of this module is about clients; this is about what each
+# component's principal may do on a secured cluster (StandardAuthorizer, deny by default).
+
+
+@dataclass(frozen=True)
+class AclRule:
+    """One ALLOW rule: ``principal`` may do ``operation`` on a topic, group or the cluster.
+
+    ``name`` is a topic or group name, or a name prefix when ``prefixed``; ``"kafka-cluster"``
+    for the cluster resource. Operations and resources are Kafka's names (``READ``, ``topic``).
+    """
+
+    principal: str
+    resource: Literal["topic", "group", "cluster"]
+    name: str
+    operation: str
+    prefixed: bool = False
+
+    def __str__(self) -> str:
+        pattern = "prefixed" if self.prefixed else "literal"
+        return (
+            f"User:{self.principal} ALLOW {self.operation} {self.resource}:{self.name} ({pattern})"
+        )
+
+
+DLQ_READER_GROUP_PREFIX = "oncepipe-dlq-reader-"
+"""The dead-letter reader's throwaway group names start so (``consumers.dlq``'s reader)."""
+
+
+@dataclass(frozen=True)
+class PipelinePrincipals:
+    """The principal each component runs as (SCRAM user names)."""
+
+    admin: str = "admin"
+    relay: str = "relay"
+    consumer: str = "consumer"
+    replay: str = "replay"
+    producer: str = "producer"
+
+
+def pipeline_acls(
+    topics: Sequence[str],
+    group_prefix: str,
+    principals: PipelinePrincipals | None = None,
+    *,
+    dlq_suffix: str = ".dlq",
+    reader_group_prefix: str = DLQ_READER_GROUP_PREFIX,
+) -> list[AclRule]:
+    """The least-privilege ACL set of one deployment: its event ``topics`` and consumer groups.
+
+    - relay: WRITE (DESCRIBE is implied) on the event topics and their dead-letter topics; the
+      idempotent producer needs no cluster grant on Kafka >= 3.0 (WRITE on a topic suffices).
+    - consumer: READ on the event topics, READ and DESCRIBE on groups named ``group_prefix*``;
+      nothing else: its derived events and dead letters leave through the outbox (the relay).
+    - replay (``dlq replay``, ``dlq list``): READ on the dead-letter topics, WRITE on the event
+      topics; its reader assigns partitions itself and commits nothing, but librdkafka still
+      looks up the coordinator of its throwaway group: READ and DESCRIBE on groups named
+      ``reader_group_prefix*``.
+    - admin (``topics create``): CREATE, DESCRIBE and DESCRIBE_CONFIGS on every topic above.
+    - producer (the simulator, direct producers): WRITE on the event topics.
+    """
+    who = principals or PipelinePrincipals()
+    dead = [f"{topic}{dlq_suffix}" for topic in topics]
+    rules: list[AclRule] = []
+
+    def allow(principal: str, names: Sequence[str], *operations: str) -> None:
+        rules.extend(AclRule(principal, "topic", n, op) for n in names for op in operations)
+
+    allow(who.relay, [*topics, *dead], "WRITE")
+    allow(who.consumer, topics, "READ")
+    rules += [
+        AclRule(who.consumer, "group", group_prefix, op, prefixed=True)
+        for op in ("READ", "DESCRIBE")
+    ]
+    allow(who.replay, dead, "READ")
+    allow(who.replay, topics, "WRITE")
+    rules += [
+        AclRule(who.replay, "group", reader_group_prefix, op, prefixed=True)
+        for op in ("READ", "DESCRIBE")
+    ]
+    allow(who.admin, [*topics, *dead], "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS")
+    allow(who.producer, topics, "WRITE")
+    return rules
+
+
+_ACL_RESOURCES = {"topic": "TOPIC", "group": "GROUP", "cluster": "BROKER"}
+
+
+def _acl_binding(rule: AclRule) -> AclBinding:
+    return AclBinding(
+        getattr(ResourceType, _ACL_RESOURCES[rule.resource]),
+        rule.name,
+        ResourcePatternType.PREFIXED if rule.prefixed else ResourcePatternType.LITERAL,
+        f"User:{rule.principal}",
+        "*",
+        getattr(AclOperation, rule.operation),
+        AclPermissionType.ALLOW,
+    )
+
+
+def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30.0) -> int:
+    """Create ``rules`` on the cluster (existing ones are kept as they are); return the count.
+
+    Needs a principal allowed to ALTER the cluster (a super user of the local broker).
+    """
+    bindings = [_acl_binding(rule) for rule in rules]
+    if not bindings:
+        return 0
+    for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise broker_error(exc, f"creating ACL {binding}") from exc
+    return len(bindings)

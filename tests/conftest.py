@@ -11,5 +11,6 @@ pytest_plugins = [
     "tests.fixtures.chaos",
     "tests.fixtures.poison",
     "tests.fixtures.user_types",
+    "tests.fixtures.secured",
     "tests.fixtures.observe",
 ]

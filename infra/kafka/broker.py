@@ -4,17 +4,31 @@
 broker/controller nodes with replication factor 3 and ``min.insync.replicas=2``, in a state
 folder of its own; node ``i`` listens on ``kafka_port + 2*(i-1)``.
 
+``ONCEPIPE_INFRA_KAFKA_SECURITY=scram-tls`` (``make up KAFKA_SECURITY=scram-tls``) secures the
+client listeners (SASL_SSL, SCRAM-SHA-512, ACLs enforced; see ``infra.kafka.security``), also in
+a state folder of its own (``kafka-scram-tls``, ``kafka-3-scram-tls``): switching modes never
+starts a node on a log formatted for the other one, and switching back finds the old topics.
+
 Public names: ``Kafka``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from infra.kafka.jars import install_jars
 from infra.kafka.node import KafkaNode
+from infra.kafka.security import (
+    BROKER_PRINCIPAL,
+    COMPONENT_PRINCIPALS,
+    SECURITY_MODES,
+    BrokerSecurity,
+)
 from infra.paths import InfraLayout
 from infra.process import ServiceError
 
@@ -29,10 +43,31 @@ class Kafka:
     def __init__(self, layout: InfraLayout) -> None:
         self.layout = layout
         count = layout.kafka_brokers
-        self.home = layout.state_dir / ("kafka" if count == 1 else f"kafka-{count}")
+        self.secured = layout.kafka_security != "plaintext"
+        folder = "kafka" if count == 1 else f"kafka-{count}"
+        self.home = layout.state_dir / (
+            f"{folder}-{layout.kafka_security}" if self.secured else folder
+        )
+        self.security = BrokerSecurity(self.home / "security") if self.secured else None
         self.nodes = [
-            KafkaNode(layout, self.home if count == 1 else self.home / f"node-{i}", i, count)
+            KafkaNode(
+                layout, self.home if count == 1 else self.home / f"node-{i}", i, count,
+                self.security,
+            )
             for i in range(1, count + 1)
+        ]  # fmt: skip
+
+    @property
+    def mode_file(self) -> Path:
+        """Records the security mode the cluster's logs were formatted for."""
+        return self.home / "security.mode"
+
+    def siblings(self) -> list[Kafka]:
+        """The same cluster size in the other security modes (their own state folders)."""
+        return [
+            Kafka(replace(self.layout, kafka_security=mode))
+            for mode in SECURITY_MODES
+            if mode != self.layout.kafka_security
         ]
 
     @property
@@ -73,16 +108,35 @@ class Kafka:
         id_file.write_text(cluster_id + "\n")
         return cluster_id
 
+    def _refuse_other_format(self) -> None:
+        formatted = any((n.data_dir / "meta.properties").exists() for n in self.nodes)
+        if not formatted:
+            return
+        recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else "plaintext"
+        if recorded != self.layout.kafka_security:
+            raise ServiceError(
+                f"kafka state in {self.home} was formatted for {recorded}, not "
+                f"{self.layout.kafka_security}: set ONCEPIPE_INFRA_KAFKA_SECURITY={recorded} "
+                "(make up KAFKA_SECURITY=...), or delete it with `python -m infra clean kafka` "
+                "(its topics are lost) and start again"
+            )
+
     def _prepare(self) -> None:
         self.install()
+        self._refuse_other_format()
+        if self.security is not None:
+            self.security.ensure()
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         for node in self.nodes:
             node.write_config(voters)
         formatted = [(n.data_dir / "meta.properties").exists() for n in self.nodes]
         if not all(formatted):
             cluster_id = self._cluster_id()
+            # One salt per principal for the whole cluster: every node bootstraps the same.
+            scram = self.security.scram_arguments() if self.security is not None else None
             for node in self.nodes:
-                node.format_storage(cluster_id)
+                node.format_storage(cluster_id, scram)
+            self.mode_file.write_text(self.layout.kafka_security + "\n")
 
     def pid(self) -> int | None:
         """The first running node's pid."""
@@ -102,6 +156,16 @@ class Kafka:
                     "`make down` (python -m infra down kafka), then start it on the new ports"
                 )
 
+    def _refuse_other_mode_running(self) -> None:
+        for sibling in self.siblings():
+            if any(node.running() for node in sibling.nodes):
+                mode = sibling.layout.kafka_security
+                raise ServiceError(
+                    f"kafka already runs in {mode} mode (state in {sibling.home}): stop it "
+                    "with `make down` (python -m infra down kafka) before starting it in "
+                    f"{self.layout.kafka_security} mode"
+                )
+
     def start(self, timeout: float = 90.0, node_id: int | None = None) -> bool:
         """Start every node (or one) and wait until it serves; False when all already ran.
 
@@ -109,6 +173,7 @@ class Kafka:
         launched are killed before the error is raised.
         """
         targets = [self.node(node_id)] if node_id else self.nodes
+        self._refuse_other_mode_running()
         self._refuse_other_ports()
         if all(node.running() for node in targets):
             return False
@@ -134,8 +199,14 @@ class Kafka:
             raise ServiceError("kafka is not running: start it with `make up`")
 
     def stop(self, timeout: float = 60.0, node_id: int | None = None) -> bool:
-        """Stop every node (or one) cleanly; False when none was running."""
+        """Stop every node (or one) cleanly; False when none was running.
+
+        Stopping the whole cluster also stops it in the other security mode, so that
+        ``make down`` leaves no node behind whichever mode ``make up`` chose.
+        """
         targets = [self.node(node_id)] if node_id else list(reversed(self.nodes))
+        if node_id is None:
+            targets += [node for sibling in self.siblings() for node in reversed(sibling.nodes)]
         stopped = [node.stop(timeout) for node in targets]  # every one, no short-circuit
         return any(stopped)
 
@@ -154,6 +225,32 @@ class Kafka:
         """Delete the cluster's data and logs (stop it first)."""
         shutil.rmtree(self.home, ignore_errors=True)
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point oncepipe at this cluster."""
-        return {"ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+    def env(self, principal: str | None = None) -> dict[str, str]:
+        """Environment variables that point oncepipe at this cluster.
+
+        Secured: the client settings of ``principal`` (default: ``ONCEPIPE_INFRA_KAFKA_PRINCIPAL``,
+        else ``admin``), with ``*_FILE`` paths, never a secret.
+        """
+        env = {"ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        if self.security is not None:
+            env.update(self.security.client_env(principal or self.principal()))
+        return env
+
+    def principal(self) -> str:
+        """The component principal ``env`` names: ``ONCEPIPE_INFRA_KAFKA_PRINCIPAL`` or admin."""
+        chosen = os.environ.get("ONCEPIPE_INFRA_KAFKA_PRINCIPAL") or "admin"
+        if chosen not in COMPONENT_PRINCIPALS:
+            raise ServiceError(
+                f"ONCEPIPE_INFRA_KAFKA_PRINCIPAL={chosen!r}: choose one of "
+                f"{', '.join(COMPONENT_PRINCIPALS)}"
+            )
+        return chosen
+
+    def super_admin_config(self) -> dict[str, Any]:
+        """The librdkafka keys of an admin client running as the broker's (super user) principal."""
+        if self.security is None:
+            raise ServiceError("ACLs need the secured broker: make up KAFKA_SECURITY=scram-tls")
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            **self.security.client_config(BROKER_PRINCIPAL),
+        }

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from infra.kafka.jars import jars_dir
+from infra.kafka.security import BrokerSecurity
 from infra.paths import InfraLayout
 from infra.process import ServiceError, port_open, read_pid, send_signal, tail, wait_until
 
@@ -50,8 +51,16 @@ def cluster_settings(nodes: int) -> dict[str, str]:
 class KafkaNode:
     """Start, stop and kill one node; its files live under ``home``."""
 
-    def __init__(self, layout: InfraLayout, home: Path, node_id: int, nodes: int) -> None:
+    def __init__(
+        self,
+        layout: InfraLayout,
+        home: Path,
+        node_id: int,
+        nodes: int,
+        security: BrokerSecurity | None = None,
+    ) -> None:
         self.layout = layout
+        self.security = security
         self.node_id = node_id
         self.nodes = nodes
         self.port = layout.kafka_port + 2 * (node_id - 1)
@@ -89,29 +98,44 @@ class KafkaNode:
         """host:port of this node's proxy (see ``proxy_port``)."""
         return f"127.0.0.1:{self.proxy_port}"
 
+    @property
+    def client_protocol(self) -> str:
+        """The client listeners' protocol: SASL_SSL when secured, else PLAINTEXT."""
+        return "PLAINTEXT" if self.security is None else "SASL_SSL"
+
     def write_config(self, voters: str) -> None:
-        """Write server.properties for this node."""
+        """Write server.properties for this node (0600: a secured one holds its password)."""
+        client = self.client_protocol
+        listeners = [f"{client}://127.0.0.1:{self.port}"]
+        advertised = list(listeners)
+        protocols = [f"{client}:{client}", "CONTROLLER:PLAINTEXT"]
+        if self.security is None:
+            # The fault tests' TCP proxies cannot see inside TLS: a secured node has no PROXIED
+            # listener (and holds one port fewer in the ephemeral range).
+            listeners.append(f"PROXIED://127.0.0.1:{self.proxied_port}")
+            advertised.append(f"PROXIED://{self.proxy_address}")
+            protocols.append("PROXIED:PLAINTEXT")
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port},"
-                f"PROXIED://127.0.0.1:{self.proxied_port}"
+            "listeners": ",".join(
+                [listeners[0], f"CONTROLLER://127.0.0.1:{self.controller_port}", *listeners[1:]]
             ),
-            "advertised.listeners": (
-                f"PLAINTEXT://127.0.0.1:{self.port},PROXIED://{self.proxy_address}"
-            ),
+            "advertised.listeners": ",".join(advertised),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": (
-                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT"
-            ),
+            "inter.broker.listener.name": client,
+            # The controller listener stays plaintext on loopback in every mode.
+            "listener.security.protocol.map": ",".join(protocols),
             "log.dirs": str(self.data_dir),
             **cluster_settings(self.nodes),
         }
+        if self.security is not None:
+            settings.update(self.security.server_settings([client]))
         for folder in (self.data_dir, self.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self.config_file.touch(mode=0o600, exist_ok=True)
+        self.config_file.chmod(0o600)
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
 
     def java(self, main: str, *args: str) -> list[str]:
@@ -123,15 +147,27 @@ class KafkaNode:
             "-cp", f"{jars_dir(self.layout.cache_dir)}/*", main, *args,
         ]  # fmt: skip
 
-    def format_storage(self, cluster_id: str) -> None:
-        """Format the log dir for ``cluster_id`` unless it already is."""
+    def format_storage(self, cluster_id: str, scram: list[str] | None = None) -> None:
+        """Format the log dir for ``cluster_id`` unless it already is.
+
+        A secured node's SCRAM credentials (``scram``: ``--add-scram`` arguments in the salted
+        form) go through a 0600 java argument file that is removed right after: none reaches
+        the command line.
+        """
         if (self.data_dir / "meta.properties").exists():
             return
-        fmt = subprocess.run(
-            self.java("kafka.tools.StorageTool", "format", "-t", cluster_id,
-                      "-c", str(self.config_file)),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+        arguments = ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                     "-c", str(self.config_file)]  # fmt: skip
+        argfile = self.home / "format.args"
+        if self.security is not None:
+            self.security.write_argfile(argfile, [*arguments, *(scram or [])])
+            command = self.java("@" + str(argfile))
+        else:
+            command = self.java(*arguments)
+        try:
+            fmt = subprocess.run(command, capture_output=True, text=True, check=False)
+        finally:
+            argfile.unlink(missing_ok=True)
         if fmt.returncode != 0:
             raise ServiceError(f"kafka storage format failed:\n{fmt.stdout}{fmt.stderr[-2000:]}")
 
@@ -143,7 +179,9 @@ class KafkaNode:
             config = self.config_file.read_text()
         except FileNotFoundError:
             return None
-        client = re.search(r"^listeners=.*PLAINTEXT://[^:,]+:(\d+)", config, re.MULTILINE)
+        client = re.search(
+            r"^listeners=(?:PLAINTEXT|SASL_SSL)://[^:,]+:(\d+)", config, re.MULTILINE
+        )
         controller = re.search(r"^listeners=.*CONTROLLER://[^:,]+:(\d+)", config, re.MULTILINE)
         if client is None or controller is None:
             return None
@@ -161,11 +199,13 @@ class KafkaNode:
         """Start the JVM without waiting; None when it already runs."""
         if self.running():
             return None
-        for port, variable in (
+        ports = [
             (self.port, "ONCEPIPE_INFRA_KAFKA_PORT"),
             (self.controller_port, "ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT"),
-            (self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"),
-        ):
+        ]
+        if self.security is None:
+            ports.append((self.proxied_port, "ONCEPIPE_INFRA_KAFKA_PORT"))
+        for port, variable in ports:
             if port_open(port):
                 raise ServiceError(
                     f"port {port} (kafka node {self.node_id}) is taken by another process; "

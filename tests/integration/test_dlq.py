@@ -7,12 +7,14 @@ The dead-letter writer lands later, so these tests write dead letters of the fou
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,6 +26,7 @@ from producers.outbox import event_headers
 from schemas import ClickAction, ClickEvent, Codec
 from tests.fixtures.kafka import Record, read_topic
 from tests.fixtures.relay import ONCEPIPE, worker_env
+from tests.fixtures.user_types import write_shop_package
 
 pytestmark = pytest.mark.integration
 
@@ -362,6 +365,41 @@ def test_show_decodes_the_event_and_prints_the_stack_trace(
     text = oncepipe(settings, "show", f"{topics.dlq}:0:0").stdout
     assert "event (ClickEvent)" in text
     assert "stack trace" in text
+
+
+@pytest.mark.usefixtures("forget_user_types")
+def test_show_decodes_a_user_event_type_named_by_import(
+    settings: Settings, topics: Topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_shop_package(tmp_path / "outside")
+    monkeypatch.syspath_prepend(str(root))
+    from shop.events import OrderPlaced  # type: ignore[import-not-found]
+
+    order = OrderPlaced(
+        event_id=uuid.uuid4(),
+        order_id="o-1",
+        customer_id="c-1",
+        amount_cents=1250,
+        placed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    value = Codec.load().encode(order).value
+    write(settings, topics.dlq, [oncepipe_letter(topics.source, 3, value=value)])
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH", "")]))
+    ref = f"{topics.dlq}:0:0"
+
+    unknown = json.loads(oncepipe(settings, "show", ref, "--json", PYTHONPATH=path).stdout)
+    assert unknown["event"] is None
+    assert "UnknownFingerprintError" in str(unknown["decode_error"])
+
+    args = ("show", ref, "--json", "--import", "shop.events")
+    known = json.loads(oncepipe(settings, *args, PYTHONPATH=path).stdout)
+    assert known["decode_error"] is None
+    assert known["decoded_event_type"] == "OrderPlaced"
+    assert known["event"]["order_id"] == "o-1"
+
+    missing = oncepipe(settings, "show", ref, "--import", "no_such_pkg.events", check=False)
+    assert missing.returncode == 2
+    assert "--import no_such_pkg.events: cannot import it" in missing.stderr
 
 
 def test_show_dumps_bytes_that_do_not_decode(settings: Settings, topics: Topics) -> None:
