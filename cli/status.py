@@ -5,9 +5,10 @@ ledger) and the broker (high watermarks, dead-letter topics), never a worker: it
 same with every worker stopped. Lag is the high watermark minus the offset stored in
 PostgreSQL, the one that counts.
 
-A partition is red (``stale`` in JSON) when it has records to apply and its stored offset has
-not moved for ``--stale-after`` seconds: its worker is down, stalled or failing. The outbox
-is red when its oldest pending row is older than that bound. Exit code 1 when anything is
+A partition is red (``stale`` in JSON) when it has records to apply and either its stored
+offset has not moved for ``--stale-after`` seconds (its worker is down, stalled or failing) or
+its group has no live member at the broker (no worker heartbeats for it). The outbox is red
+when its oldest pending row is older than that bound. Exit code 1 when anything is
 red (without ``--watch``), so a script can alert on it.
 """
 
@@ -23,6 +24,7 @@ import psycopg
 import typer
 
 from cli.shared import EXIT_FAILURE, emit_json, state
+from consumers import group as kafka_group
 from consumers import read_progress
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, first_line
@@ -90,6 +92,14 @@ class _Broker:
             total += high - low
         return total
 
+    def members(self, settings: Settings, group: str) -> int | None:
+        """Live members of ``group`` at the broker (workers heartbeating); None if unknown."""
+        try:
+            return len(kafka_group.active_members(settings, group, timeout=self.timeout))
+        except Exception as exc:  # noqa: BLE001 - reported in the snapshot
+            self.error = self.error or first_line(exc)
+            return None
+
     def close(self) -> None:
         self._client.close()
 
@@ -108,11 +118,15 @@ def snapshot(
             replayed = {row[0]: (row[1], row[2]) for row in conn.execute(_REPLAYED)}
         dlq_topics = {dlq_topic_for(p.topic) for p in progress} | set(replayed)
         dead = broker.dead_letter_counts(dlq_topics, every=group is None)
+        members = {
+            name: broker.members(settings, name) for name in sorted({p.group for p in progress})
+        }
     finally:
         broker.close()
     partitions = []
     for p in progress:
         idle_s = (now - p.committed_at).total_seconds()
+        unattended = members[p.group] == 0
         partitions.append(
             {
                 "group": p.group,
@@ -125,13 +139,21 @@ def snapshot(
                 "last_commit_age_s": round(idle_s, 1),
                 "owner": p.owner,
                 "owner_since": p.owner_since.isoformat() if p.owner_since else None,
-                "stale": (p.lag is None or p.lag > 0) and idle_s > stale_after_s,
+                "stale": (p.lag is None or p.lag > 0) and (idle_s > stale_after_s or unattended),
             }
         )
     return {
         "at": now.isoformat(),
         "stale_after_s": stale_after_s,
         "broker_error": broker.error,
+        "groups": [
+            {
+                "group": name,
+                "members": count,
+                "lag": sum(p["lag"] or 0 for p in partitions if p["group"] == name),
+            }
+            for name, count in members.items()
+        ],
         "partitions": partitions,
         "held_partitions": [
             {
@@ -171,6 +193,10 @@ def render(data: dict[str, Any], *, color: bool) -> str:
     lines = [f"oncepipe status at {data['at']}"]
     if data["broker_error"]:
         lines.append(_red(f"broker unreachable: {data['broker_error']}", color))
+    for g in data["groups"]:
+        count = "?" if g["members"] is None else g["members"]
+        line = f"group {g['group']}: {count} live member(s), lag {g['lag']}"
+        lines.append(_red(line, color) if g["members"] == 0 and g["lag"] else line)
     lines.append("GROUP\tTOPIC\tPARTITION\tSTORED\tHIGH\tLAG\tLAST COMMIT (s ago)\tOWNER")
     for p in data["partitions"]:
         unknown = "?"

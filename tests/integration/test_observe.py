@@ -180,6 +180,7 @@ def test_status_shows_lag_reaching_zero_then_growing_while_the_worker_is_stopped
     code, caught = status(worker_pool.group, env)
     assert code == 0, caught
     assert lag(caught) == 0
+    assert caught["groups"] == [{"group": worker_pool.group, "members": 1, "lag": 0}]
     assert {p["partition"] for p in caught["partitions"]} == {r.partition for r in first}
     assert all(p["owner"] for p in caught["partitions"])
     assert worker.terminate() == 0
@@ -187,11 +188,19 @@ def test_status_shows_lag_reaching_zero_then_growing_while_the_worker_is_stopped
     more = produce_records(
         settings, worker_pool.topic, [good_record(e) for e in make_clicks(60, seed=6)]
     )
-    code, behind = status(worker_pool.group, env, "--stale-after", "0")
+    wait_until(
+        lambda: status(worker_pool.group, env)[1]["groups"][0]["members"] == 0,
+        60,
+        "the broker to see the group empty",
+    )
+    code, behind = status(worker_pool.group, env)
     assert lag(behind) == len(more)
-    assert code == 1  # partitions with lag and no commit since: red
+    # No live member at the broker and records waiting: red at once, whatever --stale-after.
+    assert behind["groups"] == [{"group": worker_pool.group, "members": 0, "lag": len(more)}]
+    assert code == 1
     stale = {p["partition"] for p in behind["partitions"] if p["stale"]}
-    assert stale == {r.partition for r in more} & {p["partition"] for p in behind["partitions"]}
+    assert stale == {p["partition"] for p in behind["partitions"] if p["lag"]}
+    assert stale == {r.partition for r in more}
 
 
 def test_livez_fails_while_the_consume_loop_hangs_and_the_endpoint_still_answers(
