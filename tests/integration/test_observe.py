@@ -210,13 +210,13 @@ def test_livez_fails_while_the_consume_loop_hangs_and_the_endpoint_still_answers
     worker_pool.extra_env.update(
         {
             "ONCEPIPE_METRICS_PORT": str(port),
-            "ONCEPIPE_METRICS_LIVENESS_S": "3",
+            "ONCEPIPE_METRICS_LIVENESS_S": "5",
             "ONCEPIPE_CONSUMER_HANG_POINTS": "consumer.before_transaction",
         }
     )
     worker_pool.start()
     wait_until(lambda: answers(port, "/readyz", 200), 60, "the worker to be ready")
-    assert answers(port, "/livez", 200)
+    wait_until(lambda: answers(port, "/livez", 200), 60, "/livez to pass for the running loop")
     produce_records(
         worker_pool.settings, worker_pool.topic, [good_record(e) for e in make_clicks(5, seed=8)]
     )
