@@ -24,7 +24,7 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security",
+    "security", "observe",
 )  # fmt: skip
 
 
@@ -35,6 +35,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.dlq import run_dlq  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.machine import run_machine  # noqa: PLC0415
+    from bench.observe import run_observe  # noqa: PLC0415
     from bench.outbox import run_outbox  # noqa: PLC0415
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
@@ -50,6 +51,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "consume": lambda: run_consume(env, quick=quick, runs=runs).write(),
         "dlq": lambda: run_dlq(env, quick=quick, runs=runs).write(),
         "peer": lambda: run_peer(env, quick=quick, runs=runs).write(),
+        "observe": lambda: run_observe(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
         "security": lambda: run_security(env, quick=quick, runs=runs).write(),
     }

@@ -16,6 +16,7 @@ from cli import dlq as dlq_cli
 from cli import inbox as inbox_cli
 from cli import offsets as offsets_cli
 from cli import schema as schema_cli
+from cli import status as status_cli
 from cli.failures import OncepipeGroup
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe import __version__
@@ -70,6 +71,7 @@ app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.schema_app, name="schema")
+app.command("status")(status_cli.status)
 
 
 def run() -> None:

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.fixtures.poison",
     "tests.fixtures.user_types",
     "tests.fixtures.secured",
+    "tests.fixtures.observe",
 ]
