@@ -5,7 +5,12 @@ from __future__ import annotations
 import typer
 
 from cli.observe import observe_consumer
-from cli.preflight import check_broker_login, check_database, check_topic_names
+from cli.preflight import (
+    check_broker_login,
+    check_consumer_acls,
+    check_database,
+    check_topic_names,
+)
 from cli.shared import state
 from consumers import (
     ConsumerRuntime,
@@ -118,6 +123,7 @@ def consume(
         codec = _codec(settings, consumer_settings, observed.metrics)
         check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
         check_broker_login(settings)
+        check_consumer_acls(settings, consumer_settings.group, consumer_settings.topics)
         runtime = ConsumerRuntime(
             settings,
             consumer_settings,
