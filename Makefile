@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP) ## virtualenv, Python deps, Kafka jars, PostgreSQL server binaries
+install: $(STAMP) ## virtualenv, Python deps, Kafka jars, PostgreSQL server binaries, promtool
 	$(INFRA) install
+	@$(INFRA) tool promtool >/dev/null
 
 up: install ## start Kafka and PostgreSQL (a no-op for what already runs)
 	$(INFRA) up

@@ -22,7 +22,10 @@ from bench.report import write_report
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
 
-SUITES = ("machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile")
+SUITES = (
+    "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
+    "security", "observe",
+)  # fmt: skip
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
@@ -32,10 +35,12 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.dlq import run_dlq  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.machine import run_machine  # noqa: PLC0415
+    from bench.observe import run_observe  # noqa: PLC0415
     from bench.outbox import run_outbox  # noqa: PLC0415
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
+    from bench.security import run_security  # noqa: PLC0415
 
     return {
         "machine": lambda: run_machine(env, quick=quick),
@@ -46,7 +51,9 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "consume": lambda: run_consume(env, quick=quick, runs=runs).write(),
         "dlq": lambda: run_dlq(env, quick=quick, runs=runs).write(),
         "peer": lambda: run_peer(env, quick=quick, runs=runs).write(),
+        "observe": lambda: run_observe(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
+        "security": lambda: run_security(env, quick=quick, runs=runs).write(),
     }
 
 

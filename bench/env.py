@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from bench.services import ServiceCpu
 from oncepipe.db import connect
 from oncepipe.kafka import create_admin, create_topics
 from oncepipe.migrations import apply_migrations
@@ -38,7 +39,8 @@ def _bench_url(url: str) -> tuple[str, str]:
 class BenchEnv:
     """Settings pointing at the bench database, plus topic and connection helpers."""
 
-    def __init__(self) -> None:
+    def __init__(self, kafka: Mapping[str, Any] | None = None) -> None:
+        """``kafka``: Settings fields that replace the environment's Kafka ones (a secured run)."""
         base = load_settings()
         url, self.database = _bench_url(base.database_url.get_secret_value())
         with connect(base, "oncepipe-bench", autocommit=True) as conn:
@@ -47,9 +49,13 @@ class BenchEnv:
             ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.database)))
-        self.settings: Settings = load_settings(database_url=url)
+        self.settings: Settings = load_settings(database_url=url, **(kafka or {}))
         apply_migrations(url)
         self._admin = create_admin(self.settings)
+
+    def service_cpu(self) -> ServiceCpu:
+        """A CPU and memory sampler of the services these benchmarks talk to."""
+        return ServiceCpu()
 
     @property
     def database_url(self) -> str:

@@ -28,7 +28,6 @@ from bench.events import EVENT_KINDS, EventSet
 from bench.measure import Sample, Stopwatch
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
-from bench.services import ServiceCpu
 from producers.outbox import event_headers
 from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.settings import ProducerSettings
@@ -59,7 +58,7 @@ class _Failures:
 
 
 def _variants(env: BenchEnv, topic: str, data: EventSet, codec: Codec) -> list[Variant]:
-    cpu = ServiceCpu()
+    cpu = env.service_cpu()
     warm = data.encoded[0]
 
     def raw(idempotent: bool) -> Callable[[], Sample]:

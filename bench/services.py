@@ -77,9 +77,12 @@ def _children(parent: int) -> list[int]:
 class ServiceCpu:
     """Snapshots of the services' CPU seconds (subtract two to charge a run); peak memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, kafka_pid: int | None = None) -> None:
+        """``kafka_pid``: charge that broker instead of ``python -m infra``'s (a secured run)."""
         services = all_services()
         self._pids = {name: service.pid() for name, service in services.items()}
+        if kafka_pid is not None:
+            self._pids["kafka"] = kafka_pid
         self._reset: set[str] = set()
 
     def snapshot(self) -> dict[str, float]:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from cli.preflight import check_broker_login, check_database, check_topic_names
+from cli.observe import observe_consumer
+from cli.preflight import (
+    check_broker_login,
+    check_consumer_acls,
+    check_database,
+    check_topic_names,
+)
 from cli.shared import state
 from consumers import (
     ConsumerRuntime,
@@ -15,6 +21,7 @@ from consumers import (
 )
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
+from oncepipe.metrics import WorkerMetrics, load_metrics_settings
 from oncepipe.settings import Settings
 from oncepipe.signals import install_stop_handlers
 from schemas import CatalogError, Codec, SchemaStore, register_schema_path
@@ -38,12 +45,15 @@ def _require(settings: ConsumerSettings) -> None:
         raise ConfigError(f"oncepipe consume needs {names}")
 
 
-def _codec(settings: Settings, consumer_settings: ConsumerSettings) -> Codec:
+def _codec(
+    settings: Settings, consumer_settings: ConsumerSettings, metrics: WorkerMetrics | None
+) -> Codec:
     """The codec of every known type; a refused type is a configuration to fix (exit 2)."""
+    lookup = SchemaStore(settings.database_url.get_secret_value()).lookup
     try:
         register_schema_path(settings.schema_path)
         return Codec.load(
-            lookup=SchemaStore(settings.database_url.get_secret_value()).lookup,
+            lookup=lookup if metrics is None else metrics.counting_lookup(lookup),
             max_payload_bytes=consumer_settings.max_payload_bytes,
         )
     except CatalogError as exc:
@@ -83,6 +93,12 @@ def consume(
         help="earliest|latest, for partitions without a stored offset "
         "[env ONCEPIPE_CONSUMER_AUTO_OFFSET_RESET]",
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        help="serve /metrics (Prometheus), /livez and /readyz on this port; off when unset "
+        "[env ONCEPIPE_METRICS_PORT]",
+    ),
 ) -> None:
     """Apply events to PostgreSQL exactly once per group; SIGTERM finishes the batch, exits 0."""
     settings = state(ctx).settings
@@ -99,16 +115,24 @@ def consume(
     check_topic_names(consumer_settings.topics)
     # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
-    codec = _codec(settings, consumer_settings)
-    check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
-    check_broker_login(settings)
-    runtime = ConsumerRuntime(
-        settings,
-        consumer_settings,
-        decoder=codec,
-        handler=handler_fn,
-        sink=outbox_sink(codec),
-        hooks=hooks_from_environment(),
+    metrics_settings = load_metrics_settings(port=metrics_port)
+    observed = observe_consumer(
+        settings, metrics_settings, hooks_from_environment(), consumer_settings.group
     )
-    install_stop_handlers(runtime.stop)
-    runtime.run()
+    try:
+        codec = _codec(settings, consumer_settings, observed.metrics)
+        check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
+        check_broker_login(settings)
+        check_consumer_acls(settings, consumer_settings.group, consumer_settings.topics)
+        runtime = ConsumerRuntime(
+            settings,
+            consumer_settings,
+            decoder=codec,
+            handler=handler_fn,
+            sink=outbox_sink(codec),
+            hooks=observed.hooks,
+        )
+        install_stop_handlers(runtime.stop)
+        runtime.run()
+    finally:
+        observed.close()

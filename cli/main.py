@@ -17,6 +17,7 @@ from cli import inbox as inbox_cli
 from cli import ingest as ingest_cli
 from cli import offsets as offsets_cli
 from cli import schema as schema_cli
+from cli import status as status_cli
 from cli.failures import OncepipeGroup
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe import __version__
@@ -72,6 +73,7 @@ app.add_typer(dlq_cli.dlq_app, name="dlq")
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.schema_app, name="schema")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
+app.command("status")(status_cli.status)
 
 
 def run() -> None:

@@ -7,19 +7,19 @@ invalid topic name). These checks tell the two apart before the worker starts.
 A Kafka login works the same way: a refused password or an unknown CA can never work and is
 refused at start; brokers that do not answer are waited for.
 
-Public names: ``check_broker``, ``check_broker_login``, ``check_database``,
+Public names: ``check_broker``, ``check_broker_login``, ``check_consumer_acls``, ``check_database``,
 ``check_topic_names``, ``login_failure``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import psycopg
 
 from oncepipe.conninfo import connection_problem, redact
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
-from oncepipe.kafka import probe_brokers, refused_login
+from oncepipe.kafka import missing_consumer_acls, probe_brokers, refused_login
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from schemas import topic_name_problem
@@ -27,6 +27,7 @@ from schemas import topic_name_problem
 __all__ = [
     "check_broker",
     "check_broker_login",
+    "check_consumer_acls",
     "check_database",
     "check_topic_names",
     "login_failure",
@@ -127,3 +128,21 @@ def check_broker_login(settings: Settings) -> None:
         raise refused
     log = get_logger("preflight")
     log.warning("Kafka is unreachable; waiting for it", reason=str(error))
+
+
+def check_consumer_acls(settings: Settings, group: str, topics: Sequence[str]) -> None:
+    """For ``consume`` on a secured cluster: refuse a principal the brokers will never let read.
+
+    Without READ on its topics and group a consumer would retry for ever; missing ACLs are an
+    administrator's fix, so the worker stops at start with one line (exit 2) naming them.
+    """
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return
+    missing = missing_consumer_acls(settings, group, topics, _BROKER_TIMEOUT_S)
+    if missing:
+        user = settings.kafka_sasl_username or "this client's principal"
+        raise ConfigError(
+            f"Kafka user {user} may not consume: it lacks {', '.join(missing)}; ask the cluster's "
+            "administrator for them (the local broker: python -m infra acls --topic T "
+            "--group-prefix P) or run with the consumer's own credentials"
+        )

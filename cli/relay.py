@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 
+from cli.observe import observe_relay
 from cli.options import build_settings
 from cli.preflight import check_broker_login, check_database
 from cli.shared import state
 from oncepipe.hooks import hooks_from_environment
+from oncepipe.metrics import load_metrics_settings
 from oncepipe.signals import install_stop_handlers
 from producers import ProducerSettings, Relay, RelaySettings
 
@@ -34,6 +36,12 @@ def relay(
         help="seconds to wait for a batch's acks before holding the unanswered partitions"
         " [env ONCEPIPE_RELAY_PASS_TIMEOUT_S, default 10]",
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        help="serve /metrics (Prometheus), /livez and /readyz on this port; off when unset "
+        "[env ONCEPIPE_METRICS_PORT]",
+    ),
 ) -> None:
     """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight)."""
     settings = state(ctx).settings
@@ -45,13 +53,15 @@ def relay(
         retention_s=retention,
         pass_timeout_s=pass_timeout,
     )
+    metrics_settings = load_metrics_settings(port=metrics_port)
     check_database(settings, "oncepipe-relay")
     check_broker_login(settings)
-    worker = Relay(
-        settings,
-        relay_settings,
-        build_settings(ProducerSettings),
-        hooks=hooks_from_environment(),
-    )
-    install_stop_handlers(worker.request_stop)
-    worker.run()
+    observed = observe_relay(settings, metrics_settings, hooks_from_environment())
+    try:
+        worker = Relay(
+            settings, relay_settings, build_settings(ProducerSettings), hooks=observed.hooks
+        )
+        install_stop_handlers(worker.request_stop)
+        worker.run()
+    finally:
+        observed.close()

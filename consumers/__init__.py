@@ -14,6 +14,8 @@
 - Stored state for tools: ``offsets`` (offsets per group, in PostgreSQL), ``group`` (the
   group and its partitions as Kafka sees them), ``out_of_range`` (a stored offset against
   the log's bounds), ``list_partitions``/``maintain`` (the inbox's daily partitions).
+- Progress for observers: ``read_progress`` (each group's stored offsets against the high
+  watermarks, with owners: ``PartitionProgress``).
 - Places: ``Coordinates`` (topic, partition), ``Key`` (topic, partition, offset).
 
 Handlers shipped with oncepipe are in ``consumers.handlers``; the dead-letter tool (read,
@@ -31,6 +33,7 @@ from consumers.decoding import decode_records
 from consumers.dispatch import EventHandlers, TypedHandler, UnhandledEventTypeError
 from consumers.events import Coordinates, InboundEvent, Key
 from consumers.inbox_partitions import list_partitions, maintain
+from consumers.progress import PartitionProgress, read_progress
 from consumers.registry import Handler, register, resolve
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
@@ -48,6 +51,7 @@ __all__ = [
     "InboundEvent",
     "Key",
     "OutboxSink",
+    "PartitionProgress",
     "Stage",
     "TypedHandler",
     "UnhandledEventTypeError",
@@ -61,6 +65,7 @@ __all__ = [
     "offsets",
     "out_of_range",
     "outbox_sink",
+    "read_progress",
     "register",
     "resolve",
 ]

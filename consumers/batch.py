@@ -5,9 +5,11 @@ Public names: ``BatchResult``, ``apply_batch``, ``plan_moves``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,12 +22,20 @@ from consumers.decoding import Rejected
 from consumers.events import Coordinates, InboundEvent
 from consumers.failures import forget_below
 from consumers.isolate import isolate
+from consumers.logcontext import handler_scope
 from consumers.offsets import OffsetMove
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import RetriableError, first_line
-from oncepipe.hooks import NO_HOOKS, BatchCommitted, BatchStarted, Hooks, RecordDeadLettered
+from oncepipe.hooks import (
+    NO_HOOKS,
+    BatchCommitted,
+    BatchStarted,
+    Hooks,
+    PartitionFreshness,
+    RecordDeadLettered,
+)
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
@@ -171,7 +181,7 @@ def apply_batch(
         dead_letters=len(to_dead_letter),
         held=dict(verdicts.held),
     )
-    _tell(hooks, group, result, passed, to_dead_letter)
+    _tell(hooks, group, result, passed=passed, dead_letters=to_dead_letter, applied=applied)
     return result
 
 
@@ -179,24 +189,68 @@ def _tell(
     hooks: Hooks,
     group: str,
     result: BatchResult,
+    *,
     passed: Sequence[InboundEvent],
     dead_letters: Sequence[DeadLetterCandidate],
+    applied: Sequence[InboundEvent],
 ) -> None:
-    """After COMMIT: each dead letter, then the batch."""
+    """After COMMIT: a DEBUG line per record, each dead letter's hook, then the batch's."""
+    log = _log(group)
+    if log.is_enabled_for(logging.DEBUG):
+        # By place, not by id: a batch may hold an event and its duplicate.
+        new = {(e.topic, e.partition, e.offset) for e in applied}
+        dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in dead_letters}
+        for event in passed:
+            if (event.topic, event.partition, event.offset) in dead:
+                continue  # logged as dead_lettered below
+            outcome = (
+                "applied" if (event.topic, event.partition, event.offset) in new else "duplicate"
+            )
+            log.debug("record " + outcome, **event.log_fields())
     for candidate in dead_letters:
         record = candidate.rejected
+        log.debug(
+            "record dead_lettered", topic=record.topic, partition=record.partition,
+            offset=record.offset, event_id=record.event_id, stage=record.stage,
+        )  # fmt: skip
         hooks.record_dead_lettered(
             RecordDeadLettered(
                 group, record.topic, record.partition, record.offset, candidate.attempts,
-                type(record.error).__name__,
+                type(record.error).__name__, record.stage,
             )
         )  # fmt: skip
     hooks.batch_committed(
         BatchCommitted(
             group, result.events, result.applied, result.duplicates, result.emitted,
             result.dead_letters, len(result.held), tuple(e.event_id for e in passed),
+            () if hooks is NO_HOOKS else _freshness(applied),
         )
     )  # fmt: skip
+
+
+def _freshness(applied: Sequence[InboundEvent]) -> tuple[PartitionFreshness, ...]:
+    """The newest applied event of each partition and when it was produced."""
+    last: dict[Coordinates, InboundEvent] = {}
+    for event in applied:
+        last[event.coordinates] = event
+    out = []
+    for (topic, partition), event in last.items():
+        produced = _produced_at(event)
+        if produced is not None:
+            out.append(PartitionFreshness(topic, partition, produced))
+    return tuple(out)
+
+
+def _produced_at(event: InboundEvent) -> float | None:
+    """Unix seconds from the ``produced_at`` header, else the record's Kafka timestamp."""
+    for name, value in event.headers:
+        if name == "produced_at" and value is not None:
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            try:
+                return datetime.fromisoformat(text).timestamp()
+            except ValueError:
+                break
+    return event.timestamp_ms / 1000 if event.timestamp_ms is not None else None
 
 
 def _log(group: str) -> Any:
@@ -221,7 +275,8 @@ def _apply(
         context = HandlerContext(conn, cursor, group, sink)
         try:
             if new:
-                handler(new, context)
+                with handler_scope(group, new) as scoped:
+                    handler(scoped, context)
             return new, context.flush_emitted()
         except Exception as exc:
             if classify(exc) in {Kind.TRANSIENT, Kind.FATAL} or conn.broken:

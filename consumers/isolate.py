@@ -24,6 +24,7 @@ from consumers.classify import is_transient
 from consumers.context import HandlerContext, OutboxSink
 from consumers.decoding import Rejected
 from consumers.events import InboundEvent
+from consumers.logcontext import handler_scope
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts
 
@@ -62,7 +63,8 @@ class _Run:
             new = inbox.claim_new(self.cursor, self.group, events)
             context = HandlerContext(self.conn, self.cursor, self.group, self.sink)
             if new:
-                self.handler(new, context)
+                with handler_scope(self.group, new) as scoped:
+                    self.handler(scoped, context)
             emitted = context.flush_emitted()
         except Exception as exc:
             if is_transient(exc) or self.conn.broken:

@@ -30,7 +30,7 @@ from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
-from oncepipe.hooks import NO_HOOKS, Hooks
+from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
 from oncepipe.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
@@ -178,6 +178,7 @@ class ConsumerRuntime:
 
     def _step(self) -> None:
         """Read one batch, apply it, and keep the positions in step with PostgreSQL."""
+        self._hooks.heartbeat()
         self._holds.resume_due()
         self._bounds.recheck()
         records = self._kafka().consume(self._config.batch_size, self._config.batch_timeout_s)
@@ -230,6 +231,7 @@ class ConsumerRuntime:
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
+            self._hooks.batch_failed(BatchFailed(self._group, "fenced", len(decoded.events)))
             # Not the owner any more: wait for the revoke rather than retry in a hot loop.
             self._rewind(wait=isinstance(exc, NotOwnerError))
             return None
@@ -244,6 +246,7 @@ class ConsumerRuntime:
                 error_class=type(exc).__name__,
                 events=len(decoded.events),
             )
+            self._hooks.batch_failed(BatchFailed(self._group, "transient", len(decoded.events)))
             self._drop_sessions()
             self._rewind(wait=True)
             return None
@@ -316,7 +319,9 @@ class ConsumerRuntime:
     def _pause(self, reason: str) -> None:
         delay = self._backoff.next_delay()
         self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
+        self._hooks.heartbeat()  # waiting by design is not a stalled loop
         self._stopping.wait(delay)
+        self._hooks.heartbeat()
 
     def _load_positions(
         self, partitions: Sequence[Coordinates], *, claiming: bool = False

@@ -11,7 +11,7 @@ python -m infra env                    export lines for ONCEPIPE_* variables (se
 python -m infra logs SERVICE [-n N]
 python -m infra acls --topic T... --group-prefix P [--print]
                                        the pipeline's ACL set on the secured broker
-python -m infra tool COMMAND          install a Debian tool when missing (stress-ng)
+python -m infra tool COMMAND          install a Debian tool when missing (stress-ng, promtool)
 python -m infra run -- CMD...          start what is not running, run CMD with the
                                        ONCEPIPE_* variables set, stop what it started
 """
@@ -38,7 +38,7 @@ from oncepipe.errors import BrokerError
 from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls
 
 # Tools the Makefile installs on demand (Debian package names).
-TOOLS = {"stress-ng"}
+TOOLS = {"stress-ng", "promtool"}
 
 
 def _pick(names: list[str]) -> list[Service]:

@@ -17,8 +17,11 @@ heavy loads. The plumbing itself is in public modules, imported by name:
 - ``oncepipe.logging``: ``configure_logging``, ``get_logger`` (structlog, secrets masked);
 - ``oncepipe.conninfo``: connection strings checked, masked and explained;
 - ``oncepipe.migrations``: ``apply_migrations``, ``pending_migrations`` (``oncepipe/sql/``);
-- ``oncepipe.hooks``: ``Hooks`` (crash/stall points, batch/dead-letter/publish callbacks),
-  ``NO_HOOKS``, ``hooks_from_environment``;
+- ``oncepipe.hooks``: ``Hooks`` (crash/stall/hang points, batch/dead-letter/publish
+  callbacks, the loop's heartbeat), ``NO_HOOKS``, ``FanOut``, ``hooks_from_environment``;
+- ``oncepipe.metrics``: ``WorkerMetrics`` (Prometheus, fed by the hooks), ``MetricsSettings``
+  (``ONCEPIPE_METRICS_*``), ``ScrapeCollector``;
+- ``oncepipe.health``: ``serve`` (``/metrics``, ``/livez``, ``/readyz`` on their own threads);
 - ``oncepipe.signals``: how a worker process stops (SIGTERM/SIGINT), standard library only.
 
 It never imports the workers (``producers``, ``consumers``) or the command line (``cli``).

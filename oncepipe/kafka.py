@@ -36,13 +36,19 @@ from confluent_kafka import (
     KafkaException,
     Message,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
-# The package re-exports these without __all__: mypy --strict needs their defining modules.
-from confluent_kafka.admin._acl import AclBinding, AclOperation, AclPermissionType
-from confluent_kafka.admin._resource import ResourcePatternType, ResourceType
+# The ACL and resource names are public but re-exported without an __all__ (hence the note).
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from oncepipe.errors import BrokerError, ConfigError, OncepipeError
@@ -638,7 +644,8 @@ def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30
 
     Needs a principal allowed to ALTER the cluster (a super user of the local broker).
     """
-    bindings = [_acl_binding(rule) for rule in rules]
+    # One binding per distinct rule: the client refuses a request that repeats one.
+    bindings = [_acl_binding(rule) for rule in dict.fromkeys(rules)]
     if not bindings:
         return 0
     for binding, future in admin.create_acls(bindings, request_timeout=timeout).items():
@@ -647,3 +654,52 @@ def apply_acls(admin: AdminClient, rules: Iterable[AclRule], timeout: float = 30
         except KafkaException as exc:
             raise broker_error(exc, f"creating ACL {binding}") from exc
     return len(bindings)
+
+
+# -- what a consumer's principal may do --------------------------------------------------------
+
+
+def _allows_read(operations: Sequence[AclOperation] | None) -> bool:
+    # None: the broker did not say (no authorizer answers with every operation).
+    return operations is None or bool({AclOperation.READ, AclOperation.ALL} & set(operations))
+
+
+def _denied(exc: KafkaException, code: int) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() == code
+
+
+def missing_consumer_acls(
+    settings: Settings, group: str, topics: Sequence[str], timeout: float = 10.0
+) -> list[str]:
+    """What this principal may not do of a consumer's work: READ on each topic and the group.
+
+    Only the brokers' explicit answer counts: a topic not created yet, or brokers that do not
+    answer in ``timeout``, add nothing (a worker waits for those).
+    """
+    admin = AdminClient({**admin_config(settings), "log_level": 0})
+    missing: list[str] = []
+    described = admin.describe_topics(
+        TopicCollection(list(topics)), include_authorized_operations=True, request_timeout=timeout
+    )
+    for name, future in described.items():
+        try:
+            allowed = _allows_read(future.result(timeout=timeout).authorized_operations)
+        except KafkaException as exc:
+            allowed = not _denied(exc, KafkaError.TOPIC_AUTHORIZATION_FAILED)
+        except TimeoutError:
+            allowed = True
+        if not allowed:
+            missing.append(f"READ on topic {name}")
+    (group_future,) = admin.describe_consumer_groups(
+        [group], include_authorized_operations=True, request_timeout=timeout
+    ).values()
+    try:
+        allowed = _allows_read(group_future.result(timeout=timeout).authorized_operations)
+    except KafkaException as exc:
+        allowed = not _denied(exc, KafkaError.GROUP_AUTHORIZATION_FAILED)
+    except TimeoutError:
+        allowed = True
+    if not allowed:
+        missing.append(f"READ on group {group}")
+    return missing

@@ -3,7 +3,13 @@
 Every line, structlog's and the standard library's (librdkafka's own lines come through the
 ``oncepipe.librdkafka`` logger), is rendered the same way and has the settings' secrets masked.
 
-Public names: ``configure_logging``, ``get_logger``, ``LIBRDKAFKA_LOGGER``.
+Lines logged while a record is current (``current_record``: the consumer sets it while a
+handler iterates over its events) carry that record's coordinates, whoever logs them: the
+handler's own structlog or ``logging`` lines included. One context variable set per record
+keeps that cheap; the fields are only computed for lines actually written.
+
+Public names: ``configure_logging``, ``get_logger``, ``LIBRDKAFKA_LOGGER``, ``current_record``,
+``LogFields``.
 """
 
 from __future__ import annotations
@@ -12,16 +18,36 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import structlog
 
 from oncepipe.conninfo import redact
 from oncepipe.settings import Settings
 
-__all__ = ["LIBRDKAFKA_LOGGER", "configure_logging", "get_logger"]
+__all__ = ["LIBRDKAFKA_LOGGER", "LogFields", "configure_logging", "current_record", "get_logger"]
 
 LIBRDKAFKA_LOGGER = "oncepipe.librdkafka"
+
+
+class LogFields(Protocol):
+    """Something a log line can name: a record with its coordinates."""
+
+    def log_fields(self) -> dict[str, object]:
+        """The fields to add to the line."""
+
+
+current_record: ContextVar[LogFields | None] = ContextVar("oncepipe_current_record", default=None)
+"""The record being handled now, if any: its ``log_fields()`` go on every line logged."""
+
+
+def _add_record(_logger: Any, _method: str, event_dict: Any) -> Any:
+    record = current_record.get()
+    if record is not None:
+        for key, value in record.log_fields().items():
+            event_dict.setdefault(key, value)
+    return event_dict
 
 
 class _Redactor:
@@ -52,6 +78,7 @@ def configure_logging(settings: Settings, *, client_logs: bool = True) -> None:
     level = logging.getLevelNamesMapping()[settings.log_level]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_record,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

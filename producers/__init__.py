@@ -2,7 +2,8 @@
 
 - Upstream code: ``enqueue`` an event (or ``enqueue_record`` encoded bytes) in its own
   database transaction; ``event_headers`` are the headers every event carries;
-  ``pending_count`` says how many rows wait.
+  ``pending_count`` says how many rows wait; ``read_backlog`` (a ``Backlog``) also the oldest
+  row and the partitions held.
 - The relay (``oncepipe relay``): ``Relay`` publishes outbox rows in order per key, with
   ``RelaySettings``.
 - Publishing: ``EventProducer`` (idempotent, acks=all) sends each ``OutgoingRecord`` and
@@ -16,6 +17,7 @@ Imports the plumbing (``oncepipe``) and the contract (``schemas``), never ``cons
 
 from __future__ import annotations
 
+from producers.backlog import Backlog, read_backlog
 from producers.outbox import enqueue, enqueue_record, event_headers, pending_count
 from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.relay import Relay
@@ -29,6 +31,7 @@ from producers.topics import (
 )
 
 __all__ = [
+    "Backlog",
     "Delivery",
     "EventProducer",
     "OutgoingRecord",
@@ -44,5 +47,6 @@ __all__ = [
     "enqueue_record",
     "event_headers",
     "pending_count",
+    "read_backlog",
     "topic_plan",
 ]

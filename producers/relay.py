@@ -134,6 +134,7 @@ class Relay:
             lambda exc: f"relay lost its database session: {exc}", cleanup=self._close_connections
         ):
             while not self._stop.is_set():
+                self._hooks.heartbeat()
                 if not self._ensure_leader():
                     self._stop.wait(self._relay.poll_interval_s)
                     continue
@@ -149,16 +150,18 @@ class Relay:
         if not rows:
             return 0
         batch = self._plan(conn, rows, held)
+        started = time.monotonic()
         deliveries = self._producer.send_all(
             [item.record for item in batch], timeout=self._relay.pass_timeout_s
         )
+        seconds = time.monotonic() - started
         self._hooks.point("relay.after_ack")
         acked, holds = self._sort_deliveries(conn, batch, deliveries)
         outbox.mark_published(conn, acked)
         self._hooks.point("relay.after_mark")
         outbox.hold(conn, holds)
         self.published += len(acked)
-        self._hooks.rows_published(RowsPublished(len(acked), len(holds)))
+        self._hooks.rows_published(RowsPublished(len(acked), len(holds), seconds))
         log.debug("published batch", rows=len(rows), acked=len(acked), held=len(holds))
         return len(acked)
 

@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.user_types",
     "tests.fixtures.secured",
     "tests.fixtures.ingest",
+    "tests.fixtures.observe",
 ]

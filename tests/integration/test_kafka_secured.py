@@ -36,7 +36,7 @@ from oncepipe.kafka import (
 from schemas import ClickEvent
 from tests.fixtures.handlers import CATALOG_TABLE
 from tests.fixtures.poison import good_record, produce_records
-from tests.fixtures.relay import ONCEPIPE
+from tests.fixtures.relay import ONCEPIPE, pending_rows
 from tests.fixtures.secured import SecuredKafka
 from tests.fixtures.workers import caught_up, expected_totals, make_clicks, read_totals, wait_until
 
@@ -121,6 +121,11 @@ def assert_counted_once(url: str, group: str, applied: list[ClickEvent], records
     assert sum(totals.stored_offsets.values()) == records
 
 
+def dead_letter_count(secured: SecuredKafka, dlq: str) -> int:
+    """Records on the dead-letter topic."""
+    return sum(secured.end_offsets(dlq).values())
+
+
 def one_line_refusal(result: subprocess.CompletedProcess[str], says: str) -> None:
     """The command was refused with one line that ``says`` what, and no traceback."""
     assert result.returncode != 0, result.stdout
@@ -145,9 +150,11 @@ def test_the_pipeline_applies_each_click_once_with_every_component_on_its_own_pr
             "INSERT INTO public.test_catalog SELECT unnest(%s::text[])",
             (sorted({e.item_id for e in events}),),
         )
-    refused = events[250].model_copy(update={"item_id": "new-item"})
-    clicks = [*events[:250], refused, *events[251:]]
+    # Two clicks on an item the catalog does not list yet: one dead letter in each half.
+    refused = [events[n].model_copy(update={"item_id": "new-item"}) for n in (100, 250)]
+    clicks = [*events[:100], refused[0], *events[101:250], refused[1], *events[251:]]
     producer = secured_kafka.settings("producer", database_url)
+    relay_settings = secured_kafka.settings("relay", database_url)
 
     relay = d.start("relay", "relay", "relay")
     handler = "tests.fixtures.handlers:catalog_clicks"
@@ -157,22 +164,25 @@ def test_the_pipeline_applies_each_click_once_with_every_component_on_its_own_pr
     first = [good_record(e) for e in clicks[:150] + clicks[:30]]
     records = len(produce_records(producer, d.topic, first))
     wait_until(caught_up(database_url, d.group, records), 120, "the first half applied")
+    wait_until(lambda: dead_letter_count(secured_kafka, d.dlq) == 1, 60, "the first dead letter")
+    wait_until(lambda: pending_rows(relay_settings) == 0, 60, "the relay to mark it published")
 
-    # Faults: SIGKILL one consumer and the relay; the second half (with the refused click, whose
-    # dead letter leaves through the outbox) is applied by the other worker, a new relay
-    # publishes the dead letter.
+    # Faults: SIGKILL one consumer and the relay; the other worker applies the second half, a
+    # new relay publishes its dead letter (written to the outbox by the consumer).
     workers[1].kill()
     relay.kill()
     records += len(produce_records(producer, d.topic, [good_record(e) for e in clicks[150:]]))
     d.start("relay-2", "relay", "relay")
     wait_until(caught_up(database_url, d.group, records), 120, "the second half applied")
-    wait_until(lambda: sum(secured_kafka.end_offsets(d.dlq).values()) == 1, 60, "a dead letter")
-    assert_counted_once(database_url, d.group, [e for e in clicks if e != refused], records)
+    wait_until(lambda: dead_letter_count(secured_kafka, d.dlq) == 2, 60, "the second dead letter")
+    assert_counted_once(database_url, d.group, [e for e in clicks if e not in refused], records)
 
     listed = d.oncepipe("replay", "dlq", "list", "--topic", d.dlq, "--json")
     assert listed.returncode == 0, listed.stderr
-    (letter,) = json.loads(listed.stdout)["dead_letters"]
-    assert letter["event_id"] == str(refused.event_id)
+    letters = json.loads(listed.stdout)["dead_letters"]
+    assert sorted(letter["event_id"] for letter in letters) == sorted(
+        str(e.event_id) for e in refused
+    )
 
     # The replay principal may not write anywhere but the source topics (nor see others): the
     # replay is refused before anything is sent.
@@ -180,14 +190,14 @@ def test_the_pipeline_applies_each_click_once_with_every_component_on_its_own_pr
     one_line_refusal(wrong, f"destination topic(s) {unrelated}")
     assert secured_kafka.end_offsets(unrelated) == {0: 0}
 
-    # The fix (the item exists now), then the replay: the click is applied, once.
+    # The fix (the item exists now), then the replay: each click is applied, once.
     with psycopg.connect(database_url) as conn:
         conn.execute("INSERT INTO public.test_catalog VALUES ('new-item')")
     replayed = d.oncepipe("replay", "dlq", "replay", "--topic", d.dlq, "--yes", "--json")
     assert replayed.returncode == 0, replayed.stderr
-    assert json.loads(replayed.stdout)["counts"] == {"sent": 1}
-    wait_until(caught_up(database_url, d.group, records + 1), 60, "the replay applied")
-    assert_counted_once(database_url, d.group, clicks, records + 1)
+    assert json.loads(replayed.stdout)["counts"] == {"sent": 2}
+    wait_until(caught_up(database_url, d.group, records + 2), 60, "the replays applied")
+    assert_counted_once(database_url, d.group, clicks, records + 2)
     assert workers[0].alive()
 
 

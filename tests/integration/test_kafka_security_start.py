@@ -98,3 +98,36 @@ def test_the_right_password_and_ca_log_in(secured_kafka: SecuredKafka, services:
     assert outcome.code == 0, outcome
     for secret in secured_kafka.passwords():
         assert secret not in outcome.stdout + outcome.stderr
+
+
+def test_consume_without_the_acls_to_read_stops_at_start_naming_what_is_missing(
+    secured_kafka: SecuredKafka, services: Services
+) -> None:
+    secured_kafka.grant(["sec.acl"], "sec-acl")
+    database = {"ONCEPIPE_DATABASE_URL": services.database_url}
+    admin = {**secured_kafka.env("admin"), **database}
+    (created,) = run_all([(["topics", "create", "--topic", "sec.acl"], admin)])
+    assert created.code == 0, created
+    consume = ["consume", "--handler", "clicks", "--group"]
+    runs = [
+        # The relay's principal may write events, never read them nor join a group.
+        ([*consume, "sec-acl-1", "--topic", "sec.acl"], {**secured_kafka.env("relay"), **database}),
+        # The consumer's own principal, on a topic it was not granted.
+        (
+            [*consume, "sec-acl-2", "--topic", "sec.acl", "--topic", "sec.other"],
+            {**secured_kafka.env("consumer"), **database},
+        ),
+    ]
+    as_relay, off_grant = run_all(runs)
+    for outcome in (as_relay, off_grant):
+        assert outcome.code == 2, outcome
+        assert len(outcome.stderr.strip().splitlines()) == 1, outcome.stderr
+        for secret in secured_kafka.passwords():
+            assert secret not in outcome.stdout + outcome.stderr
+    assert as_relay.first_line.startswith(
+        "oncepipe: Kafka user relay may not consume: it lacks READ on topic sec.acl, "
+        "READ on group sec-acl-1; ask the cluster's administrator"
+    ), as_relay.first_line
+    assert "Kafka user consumer may not consume: it lacks READ on topic sec.other;" in (
+        off_grant.first_line
+    ), off_grant.first_line

@@ -40,6 +40,7 @@ FACES = frozenset(
     | {"consumers.handlers"}
     | {f"oncepipe.{name}" for name in ("settings", "db", "kafka", "logging", "conninfo")}
     | {f"oncepipe.{name}" for name in ("migrations", "hooks", "signals", "errors")}
+    | {f"oncepipe.{name}" for name in ("metrics", "health")}
 )
 # Third-party packages with exactly one importer in the product.
 SOLE_IMPORTERS = {"confluent_kafka": "oncepipe/kafka.py"}

@@ -140,3 +140,23 @@ def test_the_acl_set_gives_each_component_only_what_it_needs() -> None:
     }
     assert {r[0] for r in rules_of(rules, "admin")} == {"topic"}
     assert all(not r.prefixed for r in rules if r.resource == "topic")
+
+
+def test_three_secured_nodes_share_one_ca_and_talk_to_each_other_over_sasl_ssl(
+    tmp_path: Path,
+) -> None:
+    kafka = Kafka(replace(secured_layout(tmp_path), kafka_brokers=3))
+    assert kafka.home == tmp_path / "kafka-3-scram-tls"
+    assert kafka.security is not None
+    kafka.security.ensure()
+    assert {node.security for node in kafka.nodes} == {kafka.security}
+    for node in kafka.nodes:
+        node.write_config("1@127.0.0.1:1,2@127.0.0.1:3,3@127.0.0.1:5")
+        lines = node.config_file.read_text().splitlines()
+        config = dict(line.split("=", 1) for line in lines)
+        assert config["inter.broker.listener.name"] == "SASL_SSL"
+        assert config["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+        assert config["listeners"].startswith(f"SASL_SSL://127.0.0.1:{node.port},CONTROLLER://")
+        assert (
+            'username="broker"' in config["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+        )
