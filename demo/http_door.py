@@ -25,16 +25,24 @@ class IngestDoor:
 
 
 def start_ingest(
-    workers: Workers, name: str, folder: Path, topic: str, *, naive: bool = False
+    workers: Workers, name: str, folder: Path, topic: str, *, run_id: str, naive: bool = False
 ) -> IngestDoor:
-    """Start an ingest server routing ClickEvent to ``topic``; wait until it listens."""
+    """Start an ingest server routing ClickEvent to ``topic``; wait until it listens.
+
+    Its client is named after the run: the client is the dedupe namespace, and the simulator's
+    seeded keys repeat from run to run, so a client of another run would get its stored answers.
+    """
     key = new_key()
     key_file = folder / f"{name}.key"
     key_file.unlink(missing_ok=True)
     key_file.touch(mode=0o600)  # a secret: readable by this user only
     key_file.write_text(key)
     clients = folder / f"{name}-clients.json"
-    entry = {"name": "upstream", "key_sha256": hash_key(key), "event_types": ["ClickEvent"]}
+    entry = {
+        "name": f"upstream-{run_id}",
+        "key_sha256": hash_key(key),
+        "event_types": ["ClickEvent"],
+    }
     clients.write_text(json.dumps({"clients": [entry]}))
     port_file = folder / f"{name}.port"
     port_file.unlink(missing_ok=True)

@@ -130,7 +130,8 @@ def run_ingest_chaos(settings: Settings, plan: ChaosPlan) -> list[DoorFigures]:
     try:
         workers.start("relay", "relay", "--poll-interval", "0.5")
         for door, naive in doors.items():
-            server = start_ingest(workers, f"ingest-{door}", plan.output, topics[door], naive=naive)
+            server = start_ingest(workers, f"ingest-{door}", plan.output, topics[door],
+                                  run_id=plan.run_id, naive=naive)  # fmt: skip
             workers.start(f"consume-{door}", "consume", "--group", groups[door], "--topic",
                           topics[door], "--handler", "clicks", "--batch-size", "500")  # fmt: skip
             workers.start(

@@ -109,7 +109,7 @@ def _oncepipe_counts(conn: Any, group: str) -> dict[str, int]:
 
 def _start_http_upstream(workers: Workers, plan: DemoPlan, topic: str) -> Path:
     """A third upstream posting to ``oncepipe ingest`` through a proxy losing answers."""
-    door = start_ingest(workers, "ingest", plan.output, topic)
+    door = start_ingest(workers, "ingest", plan.output, topic, run_id=plan.run_id)
     manifest = plan.output / "http-upstream.jsonl"
     workers.start("upstream-http", "simulate", "--mode", "http", "--url", door.url,
                   "--api-key-file", str(door.key_file), "--drop-rate", str(HTTP_DROP_RATE),

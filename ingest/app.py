@@ -18,10 +18,11 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
+from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import ConnectionPool, PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ingest.bodies import BadBodyError, parse_events
 from ingest.clients import Client, Clients
+from ingest.metrics import IngestMetrics
 from ingest.openapi import KEY_PATTERN, openapi_document
 from ingest.ratelimit import RateLimiter
 from ingest.settings import IngestSettings
@@ -96,6 +98,7 @@ class IngestApp:
     pool: ConnectionPool[psycopg.Connection[Any]]
     models: dict[str, type[Event]]
     limiter: RateLimiter
+    metrics: IngestMetrics = field(default_factory=IngestMetrics)
 
     # -- routes -------------------------------------------------------------------------------
     async def post_one(self, request: Request) -> Response:
@@ -110,6 +113,10 @@ class IngestApp:
         """The OpenAPI document of the registered types."""
         document = openapi_document(self.models, self.settings.max_batch)
         return Response(_dumps(document), media_type=_JSON)
+
+    async def metrics_page(self, _request: Request) -> Response:
+        """Prometheus metrics (text format)."""
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, _request: Request) -> Response:
         """Liveness: the process answers."""
@@ -306,11 +313,12 @@ def _idempotency_key(raw: str | None) -> str:
 
 
 class AccessLog:
-    """ASGI middleware: one structured line per request, without payloads or secrets."""
+    """ASGI middleware: one structured line per request, without payloads or secrets; metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: IngestMetrics) -> None:
         self.app = app
         self.log = get_logger("ingest.access")
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -328,15 +336,22 @@ class AccessLog:
         try:
             await self.app(scope, receive, record)
         finally:
+            seconds = time.perf_counter() - started
             fields = scope.get("state", {}).get("log", {})
             self.log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
+                ms=round(seconds * 1000, 2),
                 **fields,
             )
+            if scope["method"] == "POST":
+                self.metrics.observe(
+                    status, seconds, client=fields.get("client", ""),
+                    event_type=fields.get("event_type", ""), events=fields.get("events", 0),
+                    replay=bool(fields.get("replay")),
+                )  # fmt: skip
 
 
 def create_app(handlers: IngestApp) -> Starlette:
@@ -361,8 +376,9 @@ def create_app(handlers: IngestApp) -> Starlette:
             Route("/v1/events/{event_type}/batch", handlers.post_batch, methods=["POST"]),
             Route("/openapi.json", handlers.openapi, methods=["GET"]),
             Route("/healthz", handlers.healthz, methods=["GET"]),
+            Route("/metrics", handlers.metrics_page, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(AccessLog)
+    app.add_middleware(AccessLog, metrics=handlers.metrics)
     return app

@@ -274,3 +274,24 @@ def test_types_of_a_user_module_are_served_and_published(
     answer = server.post("/v1/events/OrderPlaced", order, key="order-1")
     assert answer.status_code == 202, answer.text
     assert server.outbox()[0][0] == "events.order_placed"
+
+
+def test_metrics_count_requests_replays_and_events(
+    ingest_server: Callable[..., IngestServer],
+) -> None:
+    server = ingest_server()
+    assert server.post(BATCH, {"events": [click(), click()]}, key="m").status_code == 202
+    assert server.post(BATCH, {"events": [click(), click()]}, key="m").status_code == 202
+    assert server.post(ONE, click(user_id=""), key="bad").status_code == 422
+    page = httpx.get(server.url + "/metrics")
+    assert page.status_code == 200
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in page.text.splitlines()
+        if line.startswith("oncepipe_ingest_")
+    }
+    assert samples['oncepipe_ingest_requests_total{client="web",status="202"}'] == 2
+    assert samples['oncepipe_ingest_requests_total{client="web",status="422"}'] == 1
+    assert samples['oncepipe_ingest_replays_total{client="web"}'] == 1
+    assert samples['oncepipe_ingest_events_total{client="web",event_type="ClickEvent"}'] == 2
+    assert samples["oncepipe_ingest_request_duration_seconds_count"] == 3
