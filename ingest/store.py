@@ -55,8 +55,13 @@ def derive_event_id(client: str, key: str, index: int) -> uuid.UUID:
 
 
 def request_hash(event_type: str, batch: bool, body: Any) -> bytes:
-    """What makes two requests the same: endpoint and the parsed body, canonically encoded."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """What makes two requests the same: endpoint and the parsed body, canonically encoded.
+
+    Raises ``UnicodeEncodeError`` for text that is not valid Unicode (a lone surrogate).
+    """
+    # UTF-8 without escapes: a lone surrogate ("\ud800" in the JSON) raises UnicodeEncodeError
+    # here, before it could fail the Avro encoding inside the transaction.
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     kind = "batch" if batch else "one"
     return hashlib.sha256(f"{event_type}\n{kind}\n{canonical}".encode()).digest()
 

@@ -234,6 +234,12 @@ def test_other_media_types_and_broken_json_are_refused(
         server.url + ONE, content=b"{", headers={**auth, "Content-Type": "application/json"}
     )
     assert broken.status_code == 400
+    surrogate = httpx.post(  # valid JSON ("\ud800" escaped), not valid Unicode
+        server.url + ONE,
+        content=json.dumps(click(user_id="\ud800")).encode(),
+        headers={**auth, "Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 400
     assert server.outbox() == []
 
 
