@@ -126,11 +126,15 @@ def accept(
     (``PoolTimeout``, ``QueryCanceled``) and nothing is committed.
     """
     with pool.connection(timeout=timeout_s) as conn, conn.transaction():
-        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
-        locked = conn.execute(_LOCK, (LOCK_CLASS, f"{client}\n{key}")).fetchone()
+        # Pipelined, one round trip: the lookup runs after the lock statement in the same
+        # session, with a snapshot taken after the lock was granted.
+        with conn.pipeline():
+            conn.execute(_timeout(timeout_s))
+            lock = conn.execute(_LOCK, (LOCK_CLASS, f"{client}\n{key}"))
+            find = conn.execute(_FIND, (key_ttl_s, client, key))
+            locked, found = lock.fetchone(), find.fetchone()
         if not locked or not locked[0]:
             return InFlight()
-        found = conn.execute(_FIND, (key_ttl_s, client, key)).fetchone()
         if found is not None:
             stored_hash, status, response, live = found
             if live:
@@ -139,11 +143,16 @@ def accept(
                 return Replayed(int(status), bytes(response))
             conn.execute(_FORGET, (client, key))  # expired: this request starts afresh
         events = build()
-        for event in events:
-            enqueue(conn, event, codec=codec, topic=topic)  # False: already queued (expired key)
         body = respond(events)
-        conn.execute(_STORE, (client, key, digest, 202, body))
+        with conn.pipeline():  # the record travels with the first row
+            conn.execute(_STORE, (client, key, digest, 202, body))
+            for event in events:
+                enqueue(conn, event, codec=codec, topic=topic)  # False: queued (expired key)
         return Accepted(202, body)
+
+
+def _timeout(seconds: float) -> str:
+    return f"SET LOCAL statement_timeout = {int(seconds * 1000)}"
 
 
 def enqueue_only(
@@ -155,8 +164,8 @@ def enqueue_only(
     topic: str | None = None,
 ) -> None:
     """The naive endpoint's transaction: the outbox rows alone, no idempotency record."""
-    with pool.connection(timeout=timeout_s) as conn, conn.transaction():
-        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+    with pool.connection(timeout=timeout_s) as conn, conn.transaction(), conn.pipeline():
+        conn.execute(_timeout(timeout_s))
         for event in events:
             enqueue(conn, event, codec=codec, topic=topic)
 
