@@ -69,7 +69,7 @@ def serve(settings: Settings, ingest: IngestSettings, *, port_file: Path | None 
     get_logger("ingest").info("listening", host=ingest.host, port=port)
     config = uvicorn.Config(
         app,
-        loop="uvloop",
+        loop="auto",  # uvloop where installed (every platform but Windows), else asyncio's
         http="httptools",
         lifespan="on",
         access_log=False,  # ingest.access logs each request, structured
