@@ -46,8 +46,11 @@ def demo(
     ),
     seed: int = typer.Option(7, help="random seed of the upstream simulators"),
     output: Path = typer.Option(Path("demo-output"), help="folder for the report and logs"),
-    http_clicks: int = typer.Option(
-        300, min=0, help="clicks of the HTTP upstream (oncepipe ingest behind a lossy proxy)"
+    http_clicks: int | None = typer.Option(
+        None,
+        min=0,
+        help="clicks of the HTTP upstream (oncepipe ingest behind a lossy proxy); default"
+        " 3 per 40 events (300 of 4000)",
     ),
 ) -> None:
     """Run the story; exit 0 only if oncepipe's counters equal the truth exactly."""
@@ -63,7 +66,7 @@ def demo(
         poison=poison,
         new_item_clicks=new_item_clicks,
         seed=seed,
-        http_clicks=http_clicks,
+        http_clicks=round(events * 0.075) if http_clicks is None else http_clicks,
         output=output,
     )
     figures = run_story(state(ctx).settings, plan)
