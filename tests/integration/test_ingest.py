@@ -6,16 +6,20 @@ Each test starts the real server process on a fresh database and talks HTTP to i
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
 from ingest import REPLAY_HEADER, derive_event_id
+from oncepipe.settings import Settings
 from tests.fixtures.ingest import IngestServer, click
+from tests.fixtures.relay import ONCEPIPE, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -301,3 +305,32 @@ def test_metrics_count_requests_replays_and_events(
     assert samples['oncepipe_ingest_replays_total{client="web"}'] == 1
     assert samples['oncepipe_ingest_events_total{client="web",event_type="ClickEvent"}'] == 2
     assert samples["oncepipe_ingest_request_duration_seconds_count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({}, "no clients: set ONCEPIPE_INGEST_CLIENTS_FILE"),
+        ({"ONCEPIPE_INGEST_CLIENTS_FILE": "/nonexistent/clients.json"}, "cannot read it"),
+        ({"ONCEPIPE_INGEST_TOPICS": '{"ClickEvent": "bad topic!"}'}, "ONCEPIPE_INGEST_TOPICS"),
+    ],
+)
+def test_a_bad_configuration_is_one_line_and_exit_2(
+    settings: Settings, tmp_path: Path, env: dict[str, str], says: str
+) -> None:
+    clients = tmp_path / "clients.json"
+    clients.write_text('{"clients": []}')
+    base = {k: v for k, v in worker_env(settings).items() if not k.startswith("ONCEPIPE_INGEST")}
+    if "ONCEPIPE_INGEST_TOPICS" in env:
+        base["ONCEPIPE_INGEST_CLIENTS_FILE"] = str(clients)
+    run = subprocess.run(
+        [ONCEPIPE, "ingest", "--port", "0"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert says in line
