@@ -122,3 +122,38 @@ def test_a_wrong_password_fails_at_start_with_one_line(
     assert len(lines) == 1, result.stderr
     assert "password authentication failed" in lines[0]
     assert wrong not in result.stderr
+
+
+def test_the_migrator_migrates_and_maintains_as_the_owner(
+    secured_postgres: SecuredPostgres,
+) -> None:
+    name = secured_postgres.fresh_database()
+    env = {"PATH": "/usr/bin:/bin", "ONCEPIPE_DATABASE_URL": secured_postgres.url("migrator", name)}
+    for command in (("migrate", "--json"), ("maintain", "--ahead-days", "9", "--json")):
+        result = subprocess.run(
+            [ONCEPIPE, *command], env=env, capture_output=True, text=True, timeout=120,
+            check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(secured_postgres.url("admin", name)) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class"
+            " WHERE relnamespace = 'oncepipe'::regnamespace"
+        ).fetchall()
+        days = conn.execute(
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'oncepipe.inbox'::regclass"
+        ).fetchone()
+    assert owners == [("oncepipe_owner",)]
+    assert days is not None
+    assert days[0] >= 10
+
+
+def test_a_worker_role_cannot_run_maintenance(secured_postgres: SecuredPostgres) -> None:
+    name = secured_postgres.fresh_database()
+    env = {"PATH": "/usr/bin:/bin", "ONCEPIPE_DATABASE_URL": secured_postgres.url("consumer", name)}
+    result = subprocess.run(
+        [ONCEPIPE, "maintain", "--ahead-days", "12"], env=env, capture_output=True, text=True,
+        timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "permission denied" in result.stderr
