@@ -157,3 +157,24 @@ def test_a_worker_role_cannot_run_maintenance(secured_postgres: SecuredPostgres)
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "permission denied" in result.stderr
+
+
+def test_the_consumer_may_lock_every_inbox_partition_in_share_mode(
+    secured_postgres: SecuredPostgres,
+) -> None:
+    # What inbox_claim does to yesterday's partition in the first hour of a UTC day, on every
+    # partition: those of the migration and one created later by maintenance, as the owner.
+    with secured_postgres.connect("migrator", autocommit=True) as conn:
+        conn.execute("SET ROLE oncepipe_owner")
+        conn.execute("SELECT oncepipe.inbox_create_partition(current_date + 40)")
+    with secured_postgres.connect("consumer") as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT inhrelid::regclass::text FROM pg_inherits"
+                " WHERE inhparent = 'oncepipe.inbox'::regclass"
+            ).fetchall()
+        ]
+        assert len(names) >= 5
+        for name in names:
+            conn.execute(f"LOCK TABLE {name} IN SHARE MODE")
