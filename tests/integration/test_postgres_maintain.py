@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -190,3 +191,58 @@ def test_migrate_upgrades_an_existing_database_keeping_its_rows(old_database: st
     assert rows == (5,)
     # A second run applies nothing and grants again without error.
     assert apply_migrations(url) == []
+
+
+def test_workers_of_the_old_version_keep_working_through_the_upgrade(old_database: str) -> None:
+    url = old_database
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO oncepipe.consumer_offsets VALUES ('old', 't', 0, 0)")
+    applied = 0
+    failures: list[BaseException] = []
+    progressed = threading.Condition()
+    stopping = threading.Event()
+
+    def old_worker() -> None:
+        # A batch as the previous version writes it, logged in with its all-powerful role.
+        nonlocal applied
+        with psycopg.connect(url) as conn:
+            while not stopping.is_set():
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            "SELECT * FROM oncepipe.inbox_claim('old', ARRAY[gen_random_uuid()],"
+                            " ARRAY['t'], ARRAY[0], ARRAY[%s::bigint])",
+                            (applied,),
+                        )
+                        conn.execute(
+                            "UPDATE oncepipe.consumer_offsets SET next_offset = next_offset + 1"
+                            " WHERE consumer_group = 'old'"
+                        )
+                except psycopg.errors.DeadlockDetected:
+                    continue  # a session failure: the batch is retried
+                except BaseException as exc:  # noqa: BLE001 - reported by the test
+                    failures.append(exc)
+                    return
+                with progressed:
+                    applied += 1
+                    progressed.notify_all()
+
+    thread = threading.Thread(target=old_worker, daemon=True)
+    thread.start()
+    try:
+        with progressed:
+            assert progressed.wait_for(lambda: applied >= 5 or bool(failures), timeout=60)
+        assert "0014_roles" in apply_migrations(url)
+        with progressed:
+            after = applied
+            assert progressed.wait_for(lambda: applied >= after + 5 or bool(failures), 60)
+    finally:
+        stopping.set()
+        thread.join(timeout=60)
+    assert failures == []
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM oncepipe.inbox WHERE consumer_group = 'old'),"
+            " (SELECT next_offset FROM oncepipe.consumer_offsets WHERE consumer_group = 'old')"
+        ).fetchone()
+    assert row == (applied, applied)
