@@ -32,6 +32,8 @@ from infra.kafka.broker import Kafka
 from infra.kafka.node import KafkaNode
 from infra.kafka.security import COMPONENT_PRINCIPALS
 from infra.paths import layout
+from infra.postgres.security import COMPONENT_ROLES
+from infra.postgres.server import Postgres
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
 from oncepipe.errors import BrokerError
@@ -161,6 +163,11 @@ def _cmd_env(_: argparse.Namespace) -> int:
               "with `make env PRINCIPAL=<name>` (ONCEPIPE_INFRA_KAFKA_PRINCIPAL):")  # fmt: skip
         for name, what in COMPONENT_PRINCIPALS.items():
             print(f"#   {name}: {what}")
+    postgres = all_services()["postgres"]
+    if isinstance(postgres, Postgres) and postgres.secured:
+        print(f"# postgres role of {postgres.component()}; password in PGPASSFILE; others with "
+              f"`make env PG_SECURITY=scram-tls PRINCIPAL=<name>`: admin (superuser), "
+              f"{', '.join(COMPONENT_ROLES)}")  # fmt: skip
     return 0
 
 

@@ -12,5 +12,6 @@ pytest_plugins = [
     "tests.fixtures.poison",
     "tests.fixtures.user_types",
     "tests.fixtures.secured",
+    "tests.fixtures.secured_postgres",
     "tests.fixtures.observe",
 ]

@@ -109,11 +109,15 @@ class BrokerSecurity:
         """Every SCRAM principal: the broker's own and each component's."""
         return [BROKER_PRINCIPAL, *COMPONENT_PRINCIPALS]
 
-    def ensure(self) -> None:
-        """Generate what is missing: the CA and certificate, then one password per principal."""
+    def ensure_certificates(self) -> None:
+        """Generate the CA and the certificate (``localhost``, ``127.0.0.1``) when missing."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not (self.ca_file.exists() and self.keystore_file.exists()):
             self._generate_certificates()
+
+    def ensure(self) -> None:
+        """Generate what is missing: the CA and certificate, then one password per principal."""
+        self.ensure_certificates()
         for principal in self.principals:
             path = self.password_file(principal)
             if not path.exists():
