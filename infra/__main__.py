@@ -36,8 +36,6 @@ from infra.postgres.security import COMPONENT_ROLES
 from infra.postgres.server import Postgres
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
-from oncepipe.errors import BrokerError
-from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls
 
 # Tools the Makefile installs on demand (Debian package names).
 TOOLS = {"stress-ng", "promtool"}
@@ -177,6 +175,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_acls(args: argparse.Namespace) -> int:
+    # The product is imported here only: the services start on a Python without it.
+    from oncepipe.errors import BrokerError  # noqa: PLC0415
+    from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls  # noqa: PLC0415
+
     rules = pipeline_acls(args.topic, args.group_prefix)
     for rule in rules:
         print(rule)
@@ -184,7 +186,11 @@ def _cmd_acls(args: argparse.Namespace) -> int:
         return 0
     kafka = Kafka(layout())
     admin = AdminClient(kafka.super_admin_config())
-    print(f"kafka: {apply_acls(admin, rules)} ACLs applied", file=sys.stderr)
+    try:
+        print(f"kafka: {apply_acls(admin, rules)} ACLs applied", file=sys.stderr)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ServiceError, BrokerError) as exc:
+    except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

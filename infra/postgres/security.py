@@ -22,12 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.kafka.security import BrokerSecurity
+from infra.kafka.security import BrokerSecurity, write_private
 
 __all__ = [
     "COMPONENT_ROLES",
@@ -62,14 +61,6 @@ def scram_verifier(password: str, salt: bytes, iterations: int = ITERATIONS) -> 
         return base64.b64encode(data).decode()
 
     return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    path.chmod(0o600)
 
 
 @dataclass(frozen=True)
@@ -133,16 +124,16 @@ class PostgresSecurity:
             blocks = broker.keystore_file.read_text()
             end = "-----END PRIVATE KEY-----\n"
             key, _, chain = blocks.partition(end)
-            _write_private(self.key_file, (key + end).encode())
-            _write_private(self.cert_file, chain.encode())
+            write_private(self.key_file, (key + end).encode())
+            write_private(self.cert_file, chain.encode())
         for role in self.roles:
             path = self.password_file(role)
             if not path.exists():
-                _write_private(path, secrets.token_urlsafe(24).encode())
+                write_private(path, secrets.token_urlsafe(24).encode())
             if not self.passfile(role).exists():
                 secret = self.password(role)
                 lines = f"127.0.0.1:*:*:{role}:{secret}\nlocalhost:*:*:{role}:{secret}\n"
-                _write_private(self.passfile(role), lines.encode())
+                write_private(self.passfile(role), lines.encode())
 
     def roles_sql(self) -> str:
         """SQL creating each login role when missing and setting its password (a verifier).
