@@ -18,6 +18,11 @@ endif
 ifdef PRINCIPAL
 export ONCEPIPE_INFRA_KAFKA_PRINCIPAL := $(PRINCIPAL)
 endif
+# `make up PG_SECURITY=scram-tls`: PostgreSQL over TLS only (hostssl), scram-sha-256 passwords;
+# `make env PG_SECURITY=scram-tls PRINCIPAL=consumer` prints one component's role and passfile.
+ifdef PG_SECURITY
+export ONCEPIPE_INFRA_POSTGRES_SECURITY := $(PG_SECURITY)
+endif
 
 .PHONY: help install up down env status test test-unit test-integration test-faults-loaded lint format demo bench chaos fuzz clean
 

@@ -19,6 +19,7 @@ from cli import offsets as offsets_cli
 from cli import schema as schema_cli
 from cli import status as status_cli
 from cli.failures import OncepipeGroup
+from cli.maintain import maintain_command
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, AppState
 from oncepipe import __version__
 from oncepipe.errors import ConfigError, OncepipeError
@@ -65,6 +66,7 @@ def _root(
 
 app.command("migrate")(admin.migrate)
 app.command("config")(admin.config)
+app.command("maintain")(maintain_command)
 app.command("relay")(relay.relay)
 app.add_typer(topics.topics_app, name="topics")
 app.command("consume")(consume_cli.consume)

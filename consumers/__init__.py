@@ -32,7 +32,7 @@ from consumers.deadletter_headers import STAGES, Failure, Stage, dead_letter_hea
 from consumers.decoding import decode_records
 from consumers.dispatch import EventHandlers, TypedHandler, UnhandledEventTypeError
 from consumers.events import Coordinates, InboundEvent, Key
-from consumers.inbox_partitions import list_partitions, maintain
+from consumers.inbox_partitions import covered_until, list_partitions, maintain
 from consumers.progress import PartitionProgress, read_progress
 from consumers.registry import Handler, register, resolve
 from consumers.runtime import ConsumerRuntime
@@ -56,6 +56,7 @@ __all__ = [
     "TypedHandler",
     "UnhandledEventTypeError",
     "apply_batch",
+    "covered_until",
     "dead_letter_headers",
     "decode_records",
     "group",

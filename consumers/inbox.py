@@ -28,8 +28,8 @@ _CLAIM = (
     " %(partitions)b::int[], %(offsets)b::bigint[])"
 )
 _NO_PARTITION = (
-    "oncepipe.inbox has no partition for today; retrying (consumers create them every hour, or "
-    "run oncepipe inbox maintain)"
+    "oncepipe.inbox has no partition for today; retrying (run oncepipe maintain, and schedule "
+    "it daily)"
 )
 
 

@@ -1,6 +1,8 @@
 """Inbox partitions: create the coming days' ahead, drop those past the retention.
 
-Neither blocks running consumers:
+This is DDL, run by ``oncepipe maintain`` (scheduled by the deployment) as the schema's owner,
+never by a worker: a consumer only watches how far ahead the partitions reach and warns
+(``Maintainer``). Neither step blocks running consumers:
 
 1. a new day is created as a standalone table, then attached (``oncepipe.inbox_create_
    partition``): ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, which inserts (ROW
@@ -16,12 +18,17 @@ existing range is created; while a DEFAULT partition exists (it forbids ``CONCUR
 detach is a plain one under a short ``lock_timeout``. A step that fails is reported and the
 others still run.
 
+No DEFAULT partition is created: it would forbid ``CONCURRENTLY``, and a day's rows landing in it
+would make that day's partition impossible to attach later. A missed run therefore stops
+nothing until the pre-created days run out; then every consumer batch fails its inbox insert
+(no partition takes the row), is rolled back and retried, and resumes once maintenance ran.
+
 Only one maintainer runs at a time (a session advisory lock; the others skip). Retention must
 exceed the topics' retention plus the longest replay window: an event redelivered after its
 inbox row was dropped would be applied again.
 
 Public names: ``LEGACY``, ``UNBOUNDED``, ``Partition``, ``MaintenanceReport``, ``Maintainer``,
-``maintain``, ``list_partitions``.
+``maintain``, ``list_partitions``, ``covered_until``.
 """
 
 from __future__ import annotations
@@ -36,12 +43,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from oncepipe.migrations import act_as_owner
+
 __all__ = [
     "LEGACY",
     "UNBOUNDED",
     "Maintainer",
     "MaintenanceReport",
     "Partition",
+    "covered_until",
     "list_partitions",
     "maintain",
 ]
@@ -51,6 +61,8 @@ LEGACY = "inbox_legacy"
 _LOCK_KEY = 0x6F6E_6365_6962  # "onceib": one inbox maintainer at a time
 _DROP_LOCK_TIMEOUT = "2s"
 _DROP_TRIES = 5
+WARN_AHEAD = timedelta(days=2)
+"""A worker warns once the partitions reach less than this far ahead."""
 
 _PARTITIONS = """
 SELECT c.relname,
@@ -117,6 +129,18 @@ def list_partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
         )
         for name, lower, upper, default, pending, n in rows
     ]
+
+
+def covered_until(partitions: list[Partition]) -> datetime | None:
+    """The end of the range partitions' coverage (``UNBOUNDED`` for MAXVALUE or a DEFAULT).
+
+    None when there is no partition at all.
+    """
+    if not partitions:
+        return None
+    if any(p.is_default for p in partitions):
+        return UNBOUNDED
+    return max(p.upper for p in partitions)
 
 
 def _name(day: date) -> str:
@@ -194,6 +218,9 @@ def maintain(
     """
     today = today or datetime.now(UTC).date()
     report = MaintenanceReport()
+    # Partitions belong to the schema's owner (the role layout of migration 0014), whatever
+    # login runs this: SET ROLE to it when this database has that layout.
+    act_as_owner(conn)
     locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
     if not locked or not locked[0]:
         report.skipped = True
@@ -228,10 +255,12 @@ def maintain(
 
 
 class Maintainer:
-    """Runs ``maintain`` now and every ``interval_s`` in a daemon thread of a consumer.
+    """Watches how far ahead the inbox's partitions reach, from a consumer's daemon thread.
 
-    A thread, because DETACH ... CONCURRENTLY waits for other sessions' transactions and the
-    batch loop must not wait with it. Failures are logged and retried at the next interval.
+    It looks every ``interval_s`` and creates and drops nothing (workers run no DDL).
+    It logs a warning once less than ``WARN_AHEAD`` is left (``oncepipe maintain`` has not run
+    for days), and an error when no partition covers now: batches are then rolled back and
+    retried until maintenance runs. ``retention_days`` is kept for the caller's signature.
     """
 
     def __init__(
@@ -247,30 +276,40 @@ class Maintainer:
         self._interval_s = interval_s
         self._log = log
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inbox-maintainer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="inbox-watcher", daemon=True)
 
     def start(self) -> None:
         """Start the thread (once)."""
         self._thread.start()
 
     def stop(self) -> None:
-        """Ask the thread to stop after the run in progress; does not wait for it."""
+        """Ask the thread to stop; does not wait for it."""
         self._stopping.set()
+
+    def check(self, now: datetime | None = None) -> datetime | None:
+        """Look once, log what is wrong; returns the end of the coverage (None: no partition)."""
+        now = now or datetime.now(UTC)
+        with self._connect() as conn:
+            until = covered_until(list_partitions(conn))
+        if until is None or until <= now:
+            self._log.error(
+                "no inbox partition covers now: batches are retried until oncepipe maintain runs",
+                covered_until=until.isoformat() if until else None,
+            )
+        elif until - now < WARN_AHEAD:
+            self._log.warning(
+                "inbox partitions run out soon: run oncepipe maintain (schedule it daily)",
+                covered_until=until.isoformat(),
+                hours_left=round((until - now).total_seconds() / 3600, 1),
+            )
+        return until
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                with self._connect() as conn:
-                    conn.autocommit = True
-                    report = maintain(conn, retention_days=self._retention_days)
-                if report.created or report.dropped:
-                    self._log.info(
-                        "inbox maintained", created=report.created, dropped=report.dropped
-                    )
-                if report.failed:
-                    self._log.warning("inbox maintenance incomplete", failed=report.failed)
-            except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - logged; the next look tries again
                 self._log.warning(
-                    "inbox maintenance failed", error_class=type(exc).__name__, reason=str(exc)
+                    "inbox check failed", error_class=type(exc).__name__, reason=str(exc)
                 )
             self._stopping.wait(self._interval_s)

@@ -73,7 +73,7 @@ class ConsumerSettings(BaseSettings):
         "plus the longest replay window",
     )
     inbox_maintenance_interval_s: float = Field(
-        3600.0, ge=0, description="create and drop inbox partitions this often (0: never)"
+        3600.0, ge=0, description="check inbox partitions coverage this often (0: never)"
     )
     commit_kafka_offsets: bool = Field(
         True, description="also commit offsets to Kafka (for lag tools only; PG is the truth)"

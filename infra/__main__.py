@@ -32,10 +32,10 @@ from infra.kafka.broker import Kafka
 from infra.kafka.node import KafkaNode
 from infra.kafka.security import COMPONENT_PRINCIPALS
 from infra.paths import layout
+from infra.postgres.security import COMPONENT_ROLES
+from infra.postgres.server import Postgres
 from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
-from oncepipe.errors import BrokerError
-from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls
 
 # Tools the Makefile installs on demand (Debian package names).
 TOOLS = {"stress-ng", "promtool"}
@@ -161,6 +161,11 @@ def _cmd_env(_: argparse.Namespace) -> int:
               "with `make env PRINCIPAL=<name>` (ONCEPIPE_INFRA_KAFKA_PRINCIPAL):")  # fmt: skip
         for name, what in COMPONENT_PRINCIPALS.items():
             print(f"#   {name}: {what}")
+    postgres = all_services()["postgres"]
+    if isinstance(postgres, Postgres) and postgres.secured:
+        print(f"# postgres role of {postgres.component()}; password in PGPASSFILE; others with "
+              f"`make env PG_SECURITY=scram-tls PRINCIPAL=<name>`: admin (superuser), "
+              f"{', '.join(COMPONENT_ROLES)}")  # fmt: skip
     return 0
 
 
@@ -170,6 +175,10 @@ def _cmd_logs(args: argparse.Namespace) -> int:
 
 
 def _cmd_acls(args: argparse.Namespace) -> int:
+    # The product is imported here only: the services start on a Python without it.
+    from oncepipe.errors import BrokerError  # noqa: PLC0415
+    from oncepipe.kafka import AdminClient, apply_acls, pipeline_acls  # noqa: PLC0415
+
     rules = pipeline_acls(args.topic, args.group_prefix)
     for rule in rules:
         print(rule)
@@ -177,7 +186,11 @@ def _cmd_acls(args: argparse.Namespace) -> int:
         return 0
     kafka = Kafka(layout())
     admin = AdminClient(kafka.super_admin_config())
-    print(f"kafka: {apply_acls(admin, rules)} ACLs applied", file=sys.stderr)
+    try:
+        print(f"kafka: {apply_acls(admin, rules)} ACLs applied", file=sys.stderr)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -231,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (ServiceError, BrokerError) as exc:
+    except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -27,6 +27,7 @@ class InfraLayout:
     postgres_port: int
     kafka_brokers: int = 1
     kafka_security: str = "plaintext"
+    postgres_security: str = "plaintext"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -55,6 +56,15 @@ def _kafka_security() -> str:
     return mode
 
 
+def _postgres_security() -> str:
+    mode = os.environ.get("ONCEPIPE_INFRA_POSTGRES_SECURITY") or "plaintext"
+    if mode not in {"plaintext", "scram-tls"}:
+        raise SystemExit(
+            f"ONCEPIPE_INFRA_POSTGRES_SECURITY={mode!r}: choose plaintext or scram-tls"
+        )
+    return mode
+
+
 def layout() -> InfraLayout:
     """Read the layout from the environment, with defaults under the clone and ~/.cache."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -68,4 +78,5 @@ def layout() -> InfraLayout:
         postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 35432),
         kafka_brokers=_kafka_brokers(),
         kafka_security=_kafka_security(),
+        postgres_security=_postgres_security(),
     )

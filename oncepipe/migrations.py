@@ -3,7 +3,14 @@
 Applied migrations are recorded in the database (yoyo's ``_yoyo_migration`` table), and a
 database lock keeps two workers starting at once from applying the same file twice.
 
-Public names: ``MIGRATIONS_DIR``, ``pending_migrations``, ``apply_migrations``.
+Once the role layout exists (migration 0014), migrations run as the schema's NOLOGIN owner
+(``SET ROLE oncepipe_owner``), whatever login the command used: every object they create
+belongs to the owner, and ``oncepipe.apply_grants()`` then grants each component role its
+rows of ``oncepipe.role_grants``. The login must be a member of the owner (the migrator role,
+or the superuser that ran 0014).
+
+Public names: ``MIGRATIONS_DIR``, ``OWNER_ROLE``, ``pending_migrations``, ``apply_migrations``,
+``act_as_owner``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -21,10 +29,26 @@ from yoyo.backends import DatabaseBackend
 
 from oncepipe.conninfo import check_dsn, connection_problem, dsn_secrets
 
-__all__ = ["MIGRATIONS_DIR", "apply_migrations", "pending_migrations"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "OWNER_ROLE",
+    "act_as_owner",
+    "apply_migrations",
+    "pending_migrations",
+]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql"
 _URL_PARTS = ("user", "password", "host", "port", "dbname")
+OWNER_ROLE = "oncepipe_owner"
+# The role exists cluster-wide once any database ran 0014: act as it only where it owns the
+# schema (this database has the role layout) and the login is one of its members.
+_CAN_ACT_AS_OWNER = """
+SELECT EXISTS (
+    SELECT FROM pg_catalog.pg_namespace AS n
+    WHERE n.nspname = 'oncepipe' AND n.nspowner = to_regrole(%(owner)s)
+) AND pg_has_role(current_user, %(owner)s, 'MEMBER')
+"""
+_HAS_GRANTS = "SELECT to_regprocedure('oncepipe.apply_grants()') IS NOT NULL"
 
 
 def _yoyo_url(database_url: str) -> str:
@@ -69,6 +93,30 @@ def _quiet() -> Iterator[None]:
         logging.getLogger(__name__).debug("migration output: %s", printed.getvalue())
 
 
+def act_as_owner(conn: Any) -> bool:
+    """``SET ROLE`` the session to the schema's owner when it exists and the login may; True if so.
+
+    ``conn`` is a DB-API connection (psycopg's, or the one yoyo holds); the change is committed.
+    """
+    cursor = conn.cursor()
+    cursor.execute(_CAN_ACT_AS_OWNER, {"owner": OWNER_ROLE})
+    row = cursor.fetchone()
+    able = bool(row and row[0])
+    if able:
+        cursor.execute(f'SET ROLE "{OWNER_ROLE}"')
+    conn.commit()
+    return able
+
+
+def _apply_grants(conn: Any) -> None:
+    cursor = conn.cursor()
+    cursor.execute(_HAS_GRANTS)
+    row = cursor.fetchone()
+    if row and row[0]:
+        cursor.execute("SELECT oncepipe.apply_grants()")
+    conn.commit()
+
+
 def pending_migrations(database_url: str, source: Path = MIGRATIONS_DIR) -> list[str]:
     """Ids of the migrations not yet applied, in order."""
     backend = _backend(database_url)
@@ -85,9 +133,14 @@ def apply_migrations(database_url: str, source: Path = MIGRATIONS_DIR) -> list[s
     try:
         with _quiet():
             backend.ensure_internal_schema_updated()
+            act_as_owner(backend.connection)
             with backend.lock():
                 todo = backend.to_apply(yoyo.read_migrations(str(source)))
                 backend.apply_migrations(todo)
+                # Whatever ran (0014 itself, or a table of a later migration), grant the
+                # rows of oncepipe.role_grants whose objects exist now.
+                act_as_owner(backend.connection)
+                _apply_grants(backend.connection)
         return [m.id for m in todo]
     finally:
         backend.connection.close()

@@ -13,5 +13,6 @@ pytest_plugins = [
     "tests.fixtures.user_types",
     "tests.fixtures.secured",
     "tests.fixtures.ingest",
+    "tests.fixtures.secured_postgres",
     "tests.fixtures.observe",
 ]

@@ -22,20 +22,19 @@ Public names: ``SECURITY_MODES``, ``BROKER_PRINCIPAL``, ``COMPONENT_PRINCIPALS``
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
-import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-__all__ = ["BROKER_PRINCIPAL", "COMPONENT_PRINCIPALS", "SECURITY_MODES", "BrokerSecurity"]
+__all__ = [
+    "BROKER_PRINCIPAL",
+    "COMPONENT_PRINCIPALS",
+    "SECURITY_MODES",
+    "BrokerSecurity",
+    "write_private",
+]
 
 SECURITY_MODES = ("plaintext", "scram-tls")
 BROKER_PRINCIPAL = "broker"
@@ -53,25 +52,13 @@ ITERATIONS = 8192
 CERT_DAYS = 825
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to a file only its owner can read, never readable in between."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     path.chmod(0o600)
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,  # Kafka's PEM key store reads PKCS#8 only
-        serialization.NoEncryption(),
-    )
 
 
 def scram_salted(password: str, salt: bytes, iterations: int = ITERATIONS) -> bytes:
@@ -109,84 +96,28 @@ class BrokerSecurity:
         """Every SCRAM principal: the broker's own and each component's."""
         return [BROKER_PRINCIPAL, *COMPONENT_PRINCIPALS]
 
-    def ensure(self) -> None:
-        """Generate what is missing: the CA and certificate, then one password per principal."""
+    def ensure_certificates(self) -> None:
+        """Generate the CA and the certificate (``localhost``, ``127.0.0.1``) when missing."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not (self.ca_file.exists() and self.keystore_file.exists()):
-            self._generate_certificates()
+            # cryptography is imported only here: plaintext services run on a bare Python.
+            from infra.kafka.certificates import write_certificates  # noqa: PLC0415
+
+            write_certificates(
+                ca_file=self.ca_file, ca_key_file=self.ca_key_file, keystore_file=self.keystore_file
+            )
+
+    def ensure(self) -> None:
+        """Generate what is missing: the CA and certificate, then one password per principal."""
+        self.ensure_certificates()
         for principal in self.principals:
             path = self.password_file(principal)
             if not path.exists():
-                _write_private(path, secrets.token_urlsafe(24).encode())
+                write_private(path, secrets.token_urlsafe(24).encode())
 
     def password(self, principal: str) -> str:
         """``principal``'s password, read from its file."""
         return self.password_file(principal).read_text().strip()
-
-    def _generate_certificates(self) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("oncepipe local Kafka CA"))
-            .issuer_name(_name("oncepipe local Kafka CA"))
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("localhost"))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-            .add_extension(
-                # Every node listens on loopback: these names keep hostname verification on.
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        pem = serialization.Encoding.PEM
-        _write_private(self.ca_key_file, _pem_key(ca_key))
-        _write_private(
-            self.keystore_file, _pem_key(key) + cert.public_bytes(pem) + ca_cert.public_bytes(pem)
-        )
-        self.ca_file.write_bytes(ca_cert.public_bytes(pem))
-        self.ca_file.chmod(0o644)
 
     def scram_arguments(self) -> list[str]:
         """``--add-scram`` arguments for every principal, in the salted form.
@@ -209,7 +140,7 @@ class BrokerSecurity:
     def write_argfile(self, path: Path, arguments: list[str]) -> None:
         """A java ``@argfile`` holding ``arguments`` (0600): the launcher reads them, no argv."""
         quoted = "".join(f"'{argument}'\n" for argument in arguments)
-        _write_private(path, quoted.encode())
+        write_private(path, quoted.encode())
 
     def server_settings(self, listener_names: list[str]) -> dict[str, str]:
         """Broker settings for SASL_SSL listeners ``listener_names`` and the authorizer.

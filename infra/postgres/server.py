@@ -5,6 +5,11 @@ unprivileged ``postgres`` system user and every server command runs as that user
 cannot enter a clone under a private (0700) folder such as /root: then the cluster lives in a
 folder of its own under that user's home, one per state folder (see ``cluster_home``).
 
+``ONCEPIPE_INFRA_POSTGRES_SECURITY=scram-tls`` serves TCP only over TLS with scram-sha-256
+passwords, one login role per component (``infra.postgres.security``); the mode is chosen at
+each start (pg_hba.conf and the TLS settings are rewritten), and a server running in the other
+mode is refused until it is stopped.
+
 The port comes from the layout at every start (``-p`` overrides the configuration written by
 initdb), so ``ONCEPIPE_INFRA_POSTGRES_PORT`` moves an existing cluster.
 
@@ -24,6 +29,13 @@ from typing import Any
 from infra.apt import apt_install
 from infra.paths import InfraLayout
 from infra.postgres.home import SERVICE_USER, cluster_home, service_account
+from infra.postgres.security import (
+    COMPONENT_ROLES,
+    HBA_PLAINTEXT,
+    HBA_SECURED,
+    SUPERUSER_COMPONENT,
+    PostgresSecurity,
+)
 from infra.process import (
     ServiceError,
     child_pids,
@@ -83,6 +95,21 @@ class Postgres:
     def home(self) -> Path:
         """The folder holding data, socket and log (see ``infra.postgres.home``)."""
         return cluster_home(self.layout.state_dir)
+
+    @property
+    def secured(self) -> bool:
+        """True in the scram-tls mode."""
+        return self.layout.postgres_security != "plaintext"
+
+    @functools.cached_property
+    def security(self) -> PostgresSecurity | None:
+        """The secured mode's CA, certificate and passwords; None in plaintext mode."""
+        return PostgresSecurity(self.home, SUPERUSER) if self.secured else None
+
+    @property
+    def mode_file(self) -> Path:
+        """The security mode the running server was started in."""
+        return self.home / "security.mode"
 
     @property
     def data_dir(self) -> Path:
@@ -172,7 +199,9 @@ class Postgres:
     # -- lifecycle ----------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """The connection URL of the service's database."""
+        """The connection URL of the service's database (secured: the superuser's, over TLS)."""
+        if self.security is not None:
+            return self.security.client_url(SUPERUSER, self.port, DATABASE)
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
 
     def pid(self) -> int | None:
@@ -192,6 +221,33 @@ class Postgres:
         except (OSError, ValueError, IndexError):
             return None
 
+    def _refuse_other_mode(self) -> None:
+        recorded = self.mode_file.read_text().strip() if self.mode_file.exists() else "plaintext"
+        if recorded != self.layout.postgres_security:
+            raise ServiceError(
+                f"postgres runs in {recorded} mode, not {self.layout.postgres_security}: stop "
+                "it with `make down`, then start it in the new mode (make up PG_SECURITY=...)"
+            )
+
+    def _configure_security(self) -> list[str]:
+        """Write pg_hba.conf for the mode; return the server's extra ``-c`` settings."""
+        hba = HBA_PLAINTEXT
+        options: list[str] = []
+        if self.security is not None:
+            self.security.ensure()
+            hba = HBA_SECURED.format(superuser=SUPERUSER)
+            options = self.security.server_options()
+            owner = service_account()
+            if owner is not None:  # the server's account must own (and alone read) its key
+                for path in (self.security.tls_folder, *self.security.tls_folder.iterdir()):
+                    os.chown(path, owner.pw_uid, owner.pw_gid)
+        (self.data_dir / "pg_hba.conf").write_text(hba)
+        owner = service_account()
+        if owner is not None:
+            os.chown(self.data_dir / "pg_hba.conf", owner.pw_uid, owner.pw_gid)
+        self.mode_file.write_text(self.layout.postgres_security + "\n")
+        return options
+
     def _refuse_other_port(self) -> None:
         running_port = self.running_port()
         if running_port is not None and running_port != self.port:
@@ -209,6 +265,7 @@ class Postgres:
         bin_dir = self.install()
         if self.running():
             self._refuse_other_port()
+            self._refuse_other_mode()
             self.wait_ready(timeout)
             return False
         if port_open(self.port):
@@ -218,12 +275,13 @@ class Postgres:
             )
         self._prepare_home()
         self._initdb(bin_dir)
+        settings = "".join(f" -c {option}" for option in self._configure_security())
         # pg_ctl's own -w waits for the postmaster; readiness below also needs the database.
         # -p overrides the port initdb wrote into postgresql.conf: the layout's port wins.
         result = self._run(
             str(bin_dir / "pg_ctl"), "start", "--wait", f"--timeout={int(timeout)}",
             "--pgdata", str(self.data_dir), "--log", str(self.log_path),
-            "-o", f"-p {self.port}",
+            "-o", f"-p {self.port}{settings}",
         )  # fmt: skip
         try:
             if result.returncode != 0:
@@ -232,6 +290,9 @@ class Postgres:
                     f"--- last lines of {self.log_path} ---\n{tail(self.log_path)}"
                 )
             self._create_database(bin_dir)
+            if self.security is not None:
+                # Passwords (as SCRAM verifiers) go through psql's standard input, not argv.
+                self._psql(bin_dir, "", stdin=self.security.roles_sql())
             self.wait_ready(timeout)
         except ServiceError:
             # pg_ctl gives up waiting without stopping what it started.
@@ -239,15 +300,20 @@ class Postgres:
             raise
         return True
 
-    def _psql(self, bin_dir: Path, sql: str, database: str = "postgres") -> str:
+    def _psql(
+        self, bin_dir: Path, sql: str, database: str = "postgres", stdin: str | None = None
+    ) -> str:
+        """Run ``sql`` (or, with ``stdin``, the statements read from it) as the superuser."""
         psql = bin_dir / "psql" if (bin_dir / "psql").exists() else Path("psql")
+        command = ["-f", "-"] if stdin is not None else ["-c", sql]
         result = subprocess.run(
             [str(psql), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-             "-p", str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql],
-            capture_output=True, text=True, check=False,
+             "-p", str(self.port), "-U", SUPERUSER, "-d", database, *command],
+            capture_output=True, text=True, check=False, input=stdin,
         )  # fmt: skip
         if result.returncode != 0:
-            raise ServiceError(f"psql {sql!r} failed: {result.stderr.strip()}")
+            shown = sql if stdin is None else "(statements on stdin)"
+            raise ServiceError(f"psql {shown!r} failed: {result.stderr.strip()}")
         return result.stdout.strip()
 
     def _create_database(self, bin_dir: Path) -> None:
@@ -308,6 +374,31 @@ class Postgres:
         """Delete the cluster's folder (stop it first), wherever it lives."""
         shutil.rmtree(self.home, ignore_errors=True)
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point oncepipe at this database."""
-        return {"ONCEPIPE_DATABASE_URL": self.url}
+    def env(self, component: str | None = None) -> dict[str, str]:
+        """Environment variables that point oncepipe at this database.
+
+        Secured: the URL of ``component``'s role (default ``ONCEPIPE_INFRA_POSTGRES_PRINCIPAL``
+        or ``ONCEPIPE_INFRA_KAFKA_PRINCIPAL``, else ``admin``: the superuser) and its passfile
+        (``PGPASSFILE``); never a password.
+        """
+        if self.security is None:
+            return {"ONCEPIPE_DATABASE_URL": self.url}
+        role = self.security.role(component or self.component())
+        return {
+            "ONCEPIPE_DATABASE_URL": self.security.client_url(role, self.port, DATABASE),
+            "PGPASSFILE": str(self.security.passfile(role)),
+        }
+
+    def component(self) -> str:
+        """The component whose role ``env`` names (``make env PRINCIPAL=...``)."""
+        chosen = (
+            os.environ.get("ONCEPIPE_INFRA_POSTGRES_PRINCIPAL")
+            or os.environ.get("ONCEPIPE_INFRA_KAFKA_PRINCIPAL")
+            or SUPERUSER_COMPONENT
+        )
+        if chosen != SUPERUSER_COMPONENT and chosen not in COMPONENT_ROLES:
+            raise ServiceError(
+                f"PRINCIPAL={chosen!r}: choose one of "
+                f"{', '.join([SUPERUSER_COMPONENT, *COMPONENT_ROLES])}"
+            )
+        return chosen
