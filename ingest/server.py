@@ -17,6 +17,7 @@ import socket
 from pathlib import Path
 from types import FrameType
 
+import psycopg
 import uvicorn
 from starlette.applications import Starlette
 
@@ -53,7 +54,14 @@ def build(settings: Settings, ingest: IngestSettings) -> Starlette:
             raise ConfigError(f"ONCEPIPE_INGEST_TOPICS: {event_type} -> {topic!r}: {problem}")
     url = settings.database_url.get_secret_value()
     codec = Codec.load(lookup=SchemaStore(url).lookup)
-    SchemaStore(url).register(codec)  # consumers can decode whatever this server writes
+    try:
+        SchemaStore(url).register(codec)  # consumers can decode whatever this server writes
+    except psycopg.errors.InsufficientPrivilege:
+        # On its own role (oncepipe_ingest) the server may only read the schema store.
+        get_logger("ingest").warning(
+            "cannot register the writer schemas on this role; run `oncepipe schema register`"
+            " (with the same --import) as the producer or migrator role"
+        )
     models = {name: entry.model for name, entry in known_types().items()}
     pool = create_pool(settings, "oncepipe-ingest", min_size=1, max_size=ingest.pool_size)
     return create_app(IngestApp(ingest, clients, codec, pool, models, RateLimiter()))
