@@ -102,6 +102,13 @@ ORDERS ?= 10000
 example-orders: install ## the orders example, v2 rollout mid-run, checked exactly (ORDERS=10000)
 	PYTHONPATH=examples/orders $(INFRA) run -- $(PY) -m tests.fixtures.orders_rollout --orders $(ORDERS)
 
+# `make ingest-chaos CLICKS=20000`: HTTP upstreams through a proxy losing 10% of the answers after
+# the server committed; keyed retries through `oncepipe ingest` vs a keyless endpoint (table).
+CLICKS ?= 20000
+.PHONY: ingest-chaos
+ingest-chaos: install ## lost HTTP answers: Idempotency-Key retries vs keyless (CLICKS=20000)
+	$(INFRA) run -- $(PY) -m demo ingest-chaos --clicks $(CLICKS)
+
 # `make fuzz FUZZ_EXAMPLES=5000`: the parsers (codec, decoding step, dead-letter readers) under
 # hypothesis' long profile, niced; no services. `make test` runs the same targets briefly.
 FUZZ_EXAMPLES ?= 5000

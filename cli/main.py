@@ -14,6 +14,7 @@ from cli import admin, relay, topics
 from cli import consume as consume_cli
 from cli import dlq as dlq_cli
 from cli import inbox as inbox_cli
+from cli import ingest as ingest_cli
 from cli import offsets as offsets_cli
 from cli import schema as schema_cli
 from cli import status as status_cli
@@ -73,6 +74,7 @@ app.add_typer(offsets_cli.app, name="offsets")
 app.add_typer(dlq_cli.dlq_app, name="dlq")
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.schema_app, name="schema")
+app.add_typer(ingest_cli.ingest_app, name="ingest")
 app.command("status")(status_cli.status)
 
 

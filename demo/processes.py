@@ -12,6 +12,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from infra.workers import Child, Supervisor
@@ -47,13 +48,19 @@ class Workers:
         self._processes = Supervisor(self._env)
         self.kills: list[str] = []
 
-    def start(self, name: str, *args: str, program: list[str] = ONCEPIPE) -> Child:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        program: list[str] = ONCEPIPE,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
         """Start ``oncepipe ARGS`` (or ``program ARGS``) as a named process, logging to a file.
 
-        A name started again (a restart) appends to the same log.
+        ``env`` adds to the demo's environment. A name started again appends to the same log.
         """
         return self._processes.start(
-            name, [*program, *args], log=self._logs / f"{name}.log", append=True
+            name, [*program, *args], env=env, log=self._logs / f"{name}.log", append=True
         )
 
     def run(self, *args: str, timeout: float = 120) -> str:

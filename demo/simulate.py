@@ -19,7 +19,9 @@ __all__ = ["simulate"]
 def simulate(
     ctx: typer.Context,
     mode: str = typer.Option(
-        "outbox", help="outbox: through the transactional outbox; direct: straight to Kafka"
+        "outbox",
+        help="outbox: through the transactional outbox; direct: straight to Kafka; http: POST to"
+        " oncepipe ingest",
     ),
     topic: str = typer.Option("events.click", help="destination topic"),
     count: int = typer.Option(1000, min=0, help="distinct events to submit"),
@@ -40,13 +42,32 @@ def simulate(
         None, help="write every submission as a JSON line to this file"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    url: str = typer.Option("", help="http mode: the ingest server, e.g. http://127.0.0.1:8080"),
+    api_key_file: Path | None = typer.Option(
+        None, help="http mode: file holding the API key (keys never travel in argv)"
+    ),
+    drop_rate: float = typer.Option(
+        0.0, min=0.0, max=0.9, help="http mode: share of answers a proxy loses after the server"
+    ),
+    naive: bool = typer.Option(
+        False, help="http mode: no Idempotency-Key, to the server's /naive endpoint"
+    ),
+    concurrency: int = typer.Option(8, min=1, max=256, help="http mode: requests at once"),
 ) -> None:
     """Submit simulated click signals, with upstream retries and poison if asked."""
-    if mode not in {"outbox", "direct"}:
-        raise typer.BadParameter("choose outbox or direct", param_hint="--mode")
+    if mode not in {"outbox", "direct", "http"}:
+        raise typer.BadParameter("choose outbox, direct or http", param_hint="--mode")
+    if mode == "http" and (not url or api_key_file is None):
+        raise typer.BadParameter("http mode needs --url and --api-key-file", param_hint="--mode")
     check_topic_names([topic])
+    api_key = api_key_file.read_text().strip() if api_key_file is not None else ""
     plan = SimulationPlan(
-        mode="outbox" if mode == "outbox" else "direct",
+        mode="outbox" if mode == "outbox" else "direct" if mode == "direct" else "http",
+        url=url,
+        api_key=api_key,
+        drop_rate=drop_rate,
+        naive=naive,
+        concurrency=concurrency,
         topic=topic,
         count=count,
         keys=keys,

@@ -1,11 +1,16 @@
 """The upstream simulator: click signals at a rate, with duplicates and known poison.
 
-Two upstream styles:
+Three upstream styles:
 - ``outbox``: each request writes its event through ``enqueue`` in its own transaction; a
   duplicate is the same request retried with the same idempotency key (event_id), so the
   outbox absorbs it;
 - ``direct``: an upstream publishing straight to Kafka that re-sends after a timeout; a
-  duplicate is a new Kafka record with the same event_id, left for the consumer's inbox.
+  duplicate is a new Kafka record with the same event_id, left for the consumer's inbox;
+- ``http``: a service posting to ``oncepipe ingest`` (``demo.http_upstream``), optionally
+  through a proxy losing ``drop_rate`` of the responses after the server answered; it retries
+  with the same Idempotency-Key (``naive``: without a key, to the server's naive endpoint). A
+  duplicate is the same request sent again. Poison is posted as a body the server refuses. The
+  manifest's ``event_id`` is then the request's Idempotency-Key (the server derives the ids).
 
 Within one key (user) events are submitted one after another, so the expected per-key order is
 the submission order. A manifest (JSON lines) records every submission for checks.
@@ -20,15 +25,21 @@ Public names: ``SimulationPlan``, ``SimulationReport``, ``Simulator``, ``POISON_
 from __future__ import annotations
 
 import json
+import queue
 import random
+import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Literal
+from urllib.parse import urlsplit
 
+from demo.http_upstream import HttpUpstream
+from demo.lossy_proxy import LossyProxy
 from oncepipe.db import connect
 from oncepipe.settings import Settings
 from producers import EventProducer, OutgoingRecord, ProducerSettings, enqueue_record, event_headers
@@ -50,7 +61,7 @@ DIRECT_BATCH = 500
 class SimulationPlan:
     """What to submit."""
 
-    mode: Literal["outbox", "direct"] = "outbox"
+    mode: Literal["outbox", "direct", "http"] = "outbox"
     topic: str = "events.click"
     count: int = 1000
     keys: int = 100
@@ -60,6 +71,11 @@ class SimulationPlan:
     new_item_rate: float = 0.0
     rate: float = 0.0  # events per second; 0 = as fast as possible
     seed: int = 0
+    url: str = ""  # http mode: the ingest server
+    api_key: str = field(default="", repr=False)  # http mode: read from a file, never argv
+    drop_rate: float = 0.0  # http mode: share of responses the proxy loses
+    naive: bool = False  # http mode: no Idempotency-Key, the server's naive endpoint
+    concurrency: int = 8  # http mode: clients posting at once (one key's events stay in order)
 
 
 @dataclass
@@ -73,6 +89,14 @@ class SimulationReport:
     outbox_rows: int = 0
     seconds: float = 0.0
     poison_kinds: dict[str, int] = field(default_factory=dict)
+    http_requests: int = 0
+    """http mode: requests sent, retries included."""
+    http_lost_answers: int = 0
+    """http mode: answers the proxy lost after the server had answered."""
+    http_replays: int = 0
+    """http mode: stored responses the server replayed to a retry."""
+    http_refused: int = 0
+    """http mode: requests refused for good (4xx: the poison)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,24 @@ class Submission:
 Submit = Callable[[Submission, "Encoded | bytes", SimulationReport], None]
 
 
+class _HttpTally:
+    """What the http mode's lanes counted (their threads add under a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.replays = 0
+        self.refused = 0
+        self.lost = 0
+        self.error: Exception | None = None
+
+    def add(self, attempts: int, replayed: bool, *, refused: bool) -> None:
+        with self._lock:
+            self.requests += attempts
+            self.replays += int(replayed)
+            self.refused += int(refused)
+
+
 class Simulator:
     """Generate and submit click signals according to a plan."""
 
@@ -107,6 +149,7 @@ class Simulator:
         self._producer_settings = producer_settings or ProducerSettings()
         # Reproducible test data, not secrets: the seed must replay the same submissions.
         self._random = random.Random(plan.seed)  # noqa: S311
+        self._http_tally: _HttpTally | None = None
 
     def submissions(self) -> Iterator[tuple[Submission, Encoded | bytes]]:
         """The plan as (submission, payload) pairs: an Encoded event or raw poison bytes."""
@@ -168,7 +211,8 @@ class Simulator:
         # An upstream registers its writer schemas before its first event (DESIGN.md §3).
         SchemaStore(self._settings.database_url.get_secret_value()).register(self._codec)
         started = time.monotonic()
-        sink = self._outbox_sink() if self._plan.mode == "outbox" else self._direct_sink()
+        sinks = {"outbox": self._outbox_sink, "direct": self._direct_sink, "http": self._http_sink}
+        sink = sinks[self._plan.mode]()
         with sink as submit:
             for index, (submission, payload) in enumerate(self.submissions()):
                 self._pace(index, started)
@@ -184,6 +228,10 @@ class Simulator:
                 if manifest is not None:
                     manifest.write(json.dumps(asdict(submission)) + "\n")
         report.seconds = round(time.monotonic() - started, 3)
+        tally = self._http_tally
+        if tally is not None:
+            report.http_requests, report.http_replays = tally.requests, tally.replays
+            report.http_refused, report.http_lost_answers = tally.refused, tally.lost
         return report
 
     def _pace(self, index: int, started: float) -> None:
@@ -244,3 +292,69 @@ class Simulator:
             send_pending()
         finally:
             producer.close()
+
+    @contextmanager
+    def _http_sink(self) -> Iterator[Submit]:
+        plan = self._plan
+        target = urlsplit(plan.url)
+        proxy = None
+        url = plan.url
+        if plan.drop_rate > 0:
+            proxy = LossyProxy(target.hostname or "127.0.0.1", target.port or 80, plan.drop_rate,
+                               seed=plan.seed)  # fmt: skip
+            url = f"http://127.0.0.1:{proxy.port}"
+        upstream = HttpUpstream(url, plan.api_key, naive=plan.naive)
+        lanes: list[queue.Queue[tuple[Submission, Encoded | bytes] | None]] = [
+            queue.Queue(1000) for _ in range(plan.concurrency)
+        ]
+        tally = _HttpTally()
+        threads = [
+            threading.Thread(target=self._http_lane, args=(upstream, lane, tally), daemon=True)
+            for lane in lanes
+        ]
+        for thread in threads:
+            thread.start()
+
+        def submit(
+            submission: Submission, payload: Encoded | bytes, _report: SimulationReport
+        ) -> None:
+            if tally.error is not None:
+                raise tally.error
+            # One key, one lane: a key's requests are posted one after another, in order.
+            lanes[zlib.crc32(submission.key.encode()) % len(lanes)].put((submission, payload))
+
+        try:
+            yield submit
+        finally:
+            for lane in lanes:
+                lane.put(None)
+            for thread in threads:
+                thread.join()
+            if proxy is not None:
+                tally.lost = proxy.dropped
+                proxy.close()
+        if tally.error is not None:
+            raise tally.error
+        self._http_tally = tally
+
+    def _http_lane(
+        self,
+        upstream: HttpUpstream,
+        lane: queue.Queue[tuple[Submission, Encoded | bytes] | None],
+        tally: _HttpTally,
+    ) -> None:
+        while (item := lane.get()) is not None:
+            if tally.error is not None:
+                continue  # drain: the run has failed
+            submission, payload = item
+            try:
+                if isinstance(payload, Encoded):
+                    event = self._codec.to_model(self._codec.decode(payload.value))
+                    body = event.model_dump(mode="json", exclude={"event_id"})
+                else:  # poison: bytes that are not a valid body
+                    body = {"user_id": "", "raw": payload.hex()}
+                result = upstream.post("ClickEvent", body, key=submission.event_id)
+            except Exception as exc:  # noqa: BLE001 - reported by the submitting thread
+                tally.error = exc
+                continue
+            tally.add(result.attempts, result.replayed, refused=result.status >= 400)

@@ -5,8 +5,10 @@
    the naive consumer in its own group.
 3. Two upstream simulators submit click signals: one through the outbox (its retries carry the
    same idempotency key), one straight to Kafka (its re-sends after timeouts become duplicate
-   records on the topic). Both also submit a few poison records (corrupt bodies, an invalid
-   field) and a few clicks on items launched during the run, which the catalog does not list.
+   records on the topic); a third posts to ``oncepipe ingest`` through a proxy that loses a
+   tenth of the answers, retrying with the same Idempotency-Key. The first two also submit a
+   few poison records (corrupt bodies, an invalid field) and a few clicks on items launched
+   during the run, which the catalog does not list.
 4. Mid-run, SIGKILL one oncepipe worker and the naive consumer, and restart both.
 5. Wait until everything is consumed and the dead letters are published; read the naive
    consumer's counters and stop it (replays are oncepipe's own; it would count them again).
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.deadletters import DlqListing, ReplayResult, list_dead_letters, replay_fixed
+from demo.http_door import start_ingest
 from demo.items import HANDLER, add_items, create_catalog
 from demo.naive import create_naive_tables, naive_tally
 from demo.processes import DEMO, Workers, say
@@ -39,6 +42,8 @@ from oncepipe.settings import Settings
 
 __all__ = ["DemoPlan", "run_story"]
 
+HTTP_DROP_RATE = 0.1
+"""Share of the HTTP upstream's answers the proxy loses after the server committed."""
 ITEMS = 50
 """Items the upstreams click on, all in the catalog before the run (``item-0`` ...)."""
 
@@ -55,6 +60,8 @@ class DemoPlan:
     new_item_clicks: float = 3.0
     """Clicks on items launched during the run, per upstream, on average."""
     seed: int = 7
+    http_clicks: int = 300
+    """Clicks of the HTTP upstream (``oncepipe ingest`` behind a lossy proxy); 0: none."""
     output: Path = Path("demo-output")
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -100,6 +107,20 @@ def _oncepipe_counts(conn: Any, group: str) -> dict[str, int]:
     return {item: int(n) for item, n in rows}
 
 
+def _start_http_upstream(workers: Workers, plan: DemoPlan, topic: str) -> Path:
+    """A third upstream posting to ``oncepipe ingest`` through a proxy losing answers."""
+    door = start_ingest(workers, "ingest", plan.output, topic, run_id=plan.run_id)
+    manifest = plan.output / "http-upstream.jsonl"
+    workers.start("upstream-http", "simulate", "--mode", "http", "--url", door.url,
+                  "--api-key-file", str(door.key_file), "--drop-rate", str(HTTP_DROP_RATE),
+                  "--count", str(plan.http_clicks), "--items", str(ITEMS),
+                  "--seed", str(plan.seed + 2), "--concurrency", "4",
+                  "--manifest", str(manifest), program=DEMO)  # fmt: skip
+    say(f"an HTTP upstream posts {plan.http_clicks} clicks to oncepipe ingest through a proxy "
+        f"losing {HTTP_DROP_RATE:.0%} of the answers; it retries with the same key")  # fmt: skip
+    return manifest
+
+
 def _start_upstreams(workers: Workers, plan: DemoPlan, topic: str) -> list[Path]:
     half = plan.events // 2
     manifests = [plan.output / "outbox-upstream.jsonl", plan.output / "direct-upstream.jsonl"]
@@ -116,6 +137,8 @@ def _start_upstreams(workers: Workers, plan: DemoPlan, topic: str) -> list[Path]
     say(f"two upstream services submit {2 * half} click signals, re-sending "
         f"{plan.duplicate_rate:.0%} after timeouts, with a few poison records and clicks on "
         "items launched during the run")  # fmt: skip
+    if plan.http_clicks:
+        manifests.append(_start_http_upstream(workers, plan, topic))
     return manifests
 
 
@@ -191,6 +214,8 @@ def _submit_with_a_crash(workers: Workers, plan: DemoPlan, names: _Names) -> Sub
 
     workers.wait("upstream-outbox", timeout=600)
     workers.wait("upstream-direct", timeout=600)
+    if plan.http_clicks:
+        workers.wait("upstream-http", timeout=600)
     submitted = _submitted(manifests)
     say(f"upstreams done: {submitted.distinct} distinct events and "
         f"{sum(submitted.poison.values())} poison records submitted")  # fmt: skip

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.poison",
     "tests.fixtures.user_types",
     "tests.fixtures.secured",
+    "tests.fixtures.ingest",
     "tests.fixtures.secured_postgres",
     "tests.fixtures.observe",
 ]

@@ -1,8 +1,8 @@
 """The built wheel is the product alone, and it works installed in a fresh virtualenv.
 
-It ships ``schemas``, ``oncepipe`` (its SQL migrations included), ``producers``, ``consumers``
-and ``cli``: no demo, benchmark, dev-services or test code. Installed outside this checkout,
-``oncepipe migrate`` migrates an empty database and the workers' ``--help`` works.
+It ships ``schemas``, ``oncepipe`` (its SQL migrations included), ``producers``, ``ingest``,
+``consumers`` and ``cli``: no demo, benchmark, dev-services or test code. Installed outside this
+checkout, ``oncepipe migrate`` migrates an empty database and the workers' ``--help`` works.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.fixtures.services import Services
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = {"schemas", "oncepipe", "producers", "consumers", "cli"}
+PRODUCT = {"schemas", "oncepipe", "producers", "ingest", "consumers", "cli"}
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
 """The import graph runs one way: contract <- plumbing <- producers <- consumers <- command line.
 
 ``schemas`` (the contract) imports nothing of ours; the plumbing (``oncepipe``) imports only the
-contract; ``producers`` never imports ``consumers``; nothing in the product imports the command
-line, the demo, the dev services, the tests or the benchmarks; and only ``oncepipe/kafka.py``
-imports confluent-kafka. Another package is used through its face (the names its
-``__init__`` exports) or, for the plumbing, its public modules: the product and the demo never
-import another package's internal modules, and the consumer core never imports the DLQ tool.
+contract; ``producers`` never imports ``consumers``; the HTTP ``ingest`` sits beside
+``consumers`` on top of ``producers`` (it enqueues) and neither imports the other; nothing in
+the product imports the command line, the demo, the dev services, the tests or the benchmarks;
+and only ``oncepipe/kafka.py`` imports confluent-kafka. Another package is used through its
+face (the names its ``__init__`` exports) or, for the plumbing, its public modules: the product
+and the demo never import another package's internal modules, and the consumer core never
+imports the DLQ tool.
 Every import counts, the lazy ones inside functions too.
 """
 
@@ -25,15 +27,17 @@ ALLOWED: dict[str, frozenset[str]] = {
     "schemas": frozenset(),
     "oncepipe": frozenset({"schemas"}),
     "producers": frozenset({"schemas", "oncepipe"}),
+    "ingest": frozenset({"schemas", "oncepipe", "producers"}),
     "consumers": frozenset({"schemas", "oncepipe", "producers"}),
-    "cli": frozenset({"schemas", "oncepipe", "producers", "consumers"}),
-    "demo": frozenset({"schemas", "oncepipe", "producers", "consumers", "cli", "infra"}),
+    "cli": frozenset({"schemas", "oncepipe", "producers", "ingest", "consumers"}),
+    "demo": frozenset({"schemas", "oncepipe", "producers", "ingest", "consumers", "cli", "infra"}),
 }
-PRODUCT = ("schemas", "oncepipe", "producers", "consumers", "cli")
+PRODUCT = ("schemas", "oncepipe", "producers", "ingest", "consumers", "cli")
 OURS = frozenset({*ALLOWED, "infra", "tests", "bench"})
 # What another package may import: a face, or one of the plumbing's public modules.
 FACES = frozenset(
-    {"schemas", "oncepipe", "producers", "consumers", "consumers.dlq", "consumers.handlers", "cli"}
+    {"schemas", "oncepipe", "producers", "ingest", "consumers", "consumers.dlq", "cli"}
+    | {"consumers.handlers"}
     | {f"oncepipe.{name}" for name in ("settings", "db", "kafka", "logging", "conninfo")}
     | {f"oncepipe.{name}" for name in ("migrations", "hooks", "signals", "errors")}
     | {f"oncepipe.{name}" for name in ("metrics", "health")}
@@ -110,6 +114,9 @@ def test_every_product_package_is_checked() -> None:
         ("cli", "from consumers.runtime import ConsumerRuntime\n", "through its package's face"),
         ("demo", "from producers.outbox import enqueue\n", "through its package's face"),
         ("consumers", "from consumers.dlq import DeadLetter\n", "does not import the DLQ tool"),
+        ("ingest", "from consumers import EventHandlers\n", "may import only"),
+        ("producers", "import ingest\n", "may import only"),
+        ("cli", "from ingest.store import accept\n", "through its package's face"),
     ],
 )
 def test_a_forbidden_edge_is_found(tmp_path: Path, package: str, source: str, why: str) -> None:
