@@ -185,7 +185,21 @@ def pending_count(conn: psycopg.Connection[Any]) -> int:
 # not_before; while any row of a (topic, partition) is held, that partition's rows are skipped,
 # so one key's rows never overtake each other and every other partition keeps flowing.
 
-_READY = """
+_READY_ALL = """
+WITH held AS (
+    SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
+    WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+)
+SELECT o.id, o.topic, o.key, o.value, o.header_names, o.header_values, o.attempts,
+       o.kafka_partition, o.shard
+FROM oncepipe.outbox o
+WHERE o.published_at IS NULL AND o.failed_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM held h WHERE h.topic = o.topic AND h.kafka_partition = o.kafka_partition)
+ORDER BY o.id LIMIT %(limit)s
+"""
+
+_READY_SHARDS = """
 WITH held AS MATERIALIZED (
     SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
     WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
@@ -225,16 +239,20 @@ def fetch_ready(
 
     The rows are unpublished ones of ``shards`` (None: every shard) in id order, minus those of
     held partitions, each with the partition stored when it was held before (None for a row
-    never held). Each shard gives at most ``ceil(limit / len(shards))`` rows; a shard that gave
-    that many may have more.
+    never held). With every shard, the ``limit`` oldest rows; with some, each shard gives at
+    most ``ceil(limit / len(shards))`` rows (one index scan each), and a shard that gave that
+    many may have more.
     """
-    owned = sorted(range(SHARDS) if shards is None else shards)
+    owned = sorted(range(SHARDS) if shards is None else set(shards))
     if not owned:
         return [], {}
-    per_shard = -(-limit // len(owned))
+    query: str = _READY_ALL
+    params: dict[str, Any] = {"limit": limit}
+    if len(owned) < SHARDS:
+        query, params = _READY_SHARDS, {"shards": owned, "per_shard": -(-limit // len(owned))}
     with conn.pipeline():
         held_cursor = conn.execute(_HELD)
-        rows_cursor = conn.execute(_READY, {"shards": owned, "per_shard": per_shard})
+        rows_cursor = conn.execute(query, params)
     held = {(str(r[0]), int(r[1])): float(r[2]) for r in held_cursor.fetchall()}
     rows = [
         (

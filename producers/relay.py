@@ -179,8 +179,7 @@ class Relay:
         rows, held = outbox.fetch_ready(conn, self._relay.batch_size, sorted(self._leases.owned))
         if not rows:
             return 0
-        per_shard = -(-self._relay.batch_size // len(self._leases.owned))
-        self._more = max(Counter(row.shard for row, _ in rows).values()) >= per_shard
+        self._more = self._maybe_more(rows)
         batch = self._plan(conn, rows, held)
         started = time.monotonic()
         deliveries = self._producer.send_all(
@@ -196,6 +195,14 @@ class Relay:
         self._hooks.rows_published(RowsPublished(len(acked), len(holds), seconds))
         log.debug("published batch", rows=len(rows), acked=len(acked), held=len(holds))
         return len(acked)
+
+    def _maybe_more(self, rows: list[tuple[outbox.OutboxRow, int | None]]) -> bool:
+        """Whether the outbox may have more rows for this relay now (see outbox.fetch_ready)."""
+        owned = len(self._leases.owned)
+        if len(rows) >= self._relay.batch_size or owned >= outbox.SHARDS:
+            return len(rows) >= self._relay.batch_size
+        per_shard = -(-self._relay.batch_size // owned)
+        return max(Counter(row.shard for row, _ in rows).values()) >= per_shard
 
     # -- one pass: where each row goes, and what its answer means -------------------------
     def _plan(
