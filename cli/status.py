@@ -137,6 +137,8 @@ def _render_shards(shards: list[dict[str, Any]]) -> list[str]:
         else:
             late = f" (lease of {s['owner']} ran out)" if s["owner"] else ""
             orphans.append(f"{s['shard']}{late}")
+    if not held and all(s["owner"] is None for s in shards):
+        return [f"relays: none holds a shard ({len(shards)} free)"] if shards else []
     lines = [
         f"relay {owner}: shards {','.join(map(str, ids))}" for owner, ids in sorted(held.items())
     ]
