@@ -24,7 +24,7 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security", "observe", "ingest",
+    "security", "observe", "ingest", "relays",
 )  # fmt: skip
 
 
@@ -41,6 +41,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
+    from bench.relays import run_relays  # noqa: PLC0415
     from bench.security import run_security  # noqa: PLC0415
 
     return {
@@ -56,6 +57,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "ingest": lambda: run_ingest(env, quick=quick, runs=runs).write(),
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
         "security": lambda: run_security(env, quick=quick, runs=runs).write(),
+        "relays": lambda: run_relays(env, quick=quick, runs=runs).write(),
     }
 
 

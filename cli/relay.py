@@ -36,6 +36,12 @@ def relay(
         help="seconds to wait for a batch's acks before holding the unanswered partitions"
         " [env ONCEPIPE_RELAY_PASS_TIMEOUT_S, default 10]",
     ),
+    lease: float | None = typer.Option(
+        None,
+        "--lease",
+        help="seconds a relay holds its outbox shards without renewing them; a relay dead or "
+        "stalled this long loses them to the others [env ONCEPIPE_RELAY_LEASE_S, default 10]",
+    ),
     metrics_port: int | None = typer.Option(
         None,
         "--metrics-port",
@@ -43,7 +49,11 @@ def relay(
         "[env ONCEPIPE_METRICS_PORT]",
     ),
 ) -> None:
-    """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight)."""
+    """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight).
+
+    Run several to publish in parallel: the outbox's 16 shards (by key hash) are spread over
+    the live relays, each shard leased by one of them; `oncepipe status` shows who holds which.
+    """
     settings = state(ctx).settings
     relay_settings = build_settings(
         RelaySettings,
@@ -52,6 +62,7 @@ def relay(
         listen=listen,
         retention_s=retention,
         pass_timeout_s=pass_timeout,
+        lease_s=lease,
     )
     metrics_settings = load_metrics_settings(port=metrics_port)
     check_database(settings, "oncepipe-relay")

@@ -8,8 +8,9 @@ PostgreSQL, the one that counts.
 A partition is red (``stale`` in JSON) when it has records to apply and either its stored
 offset has not moved for ``--stale-after`` seconds (its worker is down, stalled or failing) or
 its group has no live member at the broker (no worker heartbeats for it). The outbox is red
-when its oldest pending row is older than that bound. Exit code 1 when anything is
-red (without ``--watch``), so a script can alert on it.
+when its oldest pending row is older than that bound. Exit code 1 when anything is red (without
+``--watch``), so a script can alert on it. The relays' shards show which relay holds each
+outbox shard (a lease past its term: that relay died or stalled, another takes the shard).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from oncepipe.db import connect
 from oncepipe.errors import ConfigError, first_line
 from oncepipe.kafka import KafkaConsumer
 from oncepipe.settings import Settings
-from producers import read_backlog
+from producers import ShardOwner, read_backlog, read_owners
 from schemas import dlq_topic_for
 
 __all__ = ["status"]
@@ -104,6 +105,48 @@ class _Broker:
         self._client.close()
 
 
+def _owners(conn: psycopg.Connection[Any]) -> list[ShardOwner]:
+    """The shard leases; none before migration 0013 (a relay of an older release)."""
+    try:
+        with conn.transaction():
+            return read_owners(conn)
+    except psycopg.errors.UndefinedTable:
+        return []
+
+
+def _relay_shards(owners: list[ShardOwner]) -> list[dict[str, Any]]:
+    return [
+        {
+            "shard": o.shard,
+            "owner": o.owner,
+            "epoch": o.epoch,
+            "lease_until": o.lease_until.isoformat() if o.lease_until else None,
+            "live": o.live,
+        }
+        for o in owners
+    ]
+
+
+def _render_shards(shards: list[dict[str, Any]]) -> list[str]:
+    """One line per relay with its shards, then shards with no current lease."""
+    held: dict[str, list[int]] = {}
+    orphans: list[str] = []
+    for s in shards:
+        if s["owner"] is not None and s["live"]:
+            held.setdefault(s["owner"], []).append(s["shard"])
+        else:
+            late = f" (lease of {s['owner']} ran out)" if s["owner"] else ""
+            orphans.append(f"{s['shard']}{late}")
+    if not held and all(s["owner"] is None for s in shards):
+        return [f"relays: none holds a shard ({len(shards)} free)"] if shards else []
+    lines = [
+        f"relay {owner}: shards {','.join(map(str, ids))}" for owner, ids in sorted(held.items())
+    ]
+    if orphans:
+        lines.append(f"relay shards without a live owner: {', '.join(orphans)}")
+    return lines
+
+
 def snapshot(
     settings: Settings, group: str | None, stale_after_s: float, timeout: float
 ) -> dict[str, Any]:
@@ -114,6 +157,7 @@ def snapshot(
         with connect(settings, "oncepipe-status", autocommit=True) as conn:
             progress = read_progress(conn, broker.high_watermark, group)
             backlog = read_backlog(conn)
+            owners = _owners(conn)
             failures = conn.execute(_FAILURES, {"group": group}).fetchall()
             replayed = {row[0]: (row[1], row[2]) for row in conn.execute(_REPLAYED)}
         dlq_topics = {dlq_topic_for(p.topic) for p in progress} | set(replayed)
@@ -177,6 +221,7 @@ def snapshot(
             ],
             "stale": backlog.oldest_age_s > stale_after_s,
         },
+        "relay_shards": _relay_shards(owners),
         "dead_letters": [
             {"topic": topic, "records": count, "replayed": replayed.get(topic, (0, 0))[0]}
             for topic, count in sorted(dead.items())
@@ -219,6 +264,7 @@ def render(data: dict[str, Any], *, color: bool) -> str:
     if box["held_partitions"]:
         outbox += f", {len(box['held_partitions'])} partition(s) held"
     lines.append(_red(outbox + " STALE", color) if box["stale"] else outbox)
+    lines += _render_shards(data["relay_shards"])
     for d in data["dead_letters"]:
         records = "?" if d["records"] is None else d["records"]
         lines.append(f"dead letters: {d['topic']}: {records} record(s), {d['replayed']} replayed")

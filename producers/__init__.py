@@ -5,7 +5,8 @@
   ``pending_count`` says how many rows wait; ``read_backlog`` (a ``Backlog``) also the oldest
   row and the partitions held.
 - The relay (``oncepipe relay``): ``Relay`` publishes outbox rows in order per key, with
-  ``RelaySettings``.
+  ``RelaySettings``; several relays share the outbox's shards, ``read_owners`` (each a
+  ``ShardOwner``) says which relay holds which.
 - Publishing: ``EventProducer`` (idempotent, acks=all) sends each ``OutgoingRecord`` and
   reports its ``Delivery``; ``ProducerSettings`` tune it.
 - Topics: ``create_event_topics`` makes each event topic and its dead-letter topic
@@ -22,6 +23,7 @@ from producers.outbox import enqueue, enqueue_record, event_headers, pending_cou
 from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings, TopicSettings
+from producers.shards import ShardOwner, read_owners
 from producers.topics import (
     TopicSpec,
     check_topic_name,
@@ -38,6 +40,7 @@ __all__ = [
     "ProducerSettings",
     "Relay",
     "RelaySettings",
+    "ShardOwner",
     "TopicSettings",
     "TopicSpec",
     "check_topic_name",
@@ -48,5 +51,6 @@ __all__ = [
     "event_headers",
     "pending_count",
     "read_backlog",
+    "read_owners",
     "topic_plan",
 ]

@@ -58,6 +58,7 @@ class OutboxRow:
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
     attempts: int
+    shard: int = 0
 
 
 def event_headers(
@@ -184,19 +185,40 @@ def pending_count(conn: psycopg.Connection[Any]) -> int:
 # not_before; while any row of a (topic, partition) is held, that partition's rows are skipped,
 # so one key's rows never overtake each other and every other partition keeps flowing.
 
-_READY = """
+_READY_ALL = """
 WITH held AS (
     SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
     WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
 )
 SELECT o.id, o.topic, o.key, o.value, o.header_names, o.header_values, o.attempts,
-       o.kafka_partition
+       o.kafka_partition, o.shard
 FROM oncepipe.outbox o
 WHERE o.published_at IS NULL AND o.failed_at IS NULL
   AND NOT EXISTS (
       SELECT 1 FROM held h WHERE h.topic = o.topic AND h.kafka_partition = o.kafka_partition)
-ORDER BY o.id LIMIT %s
+ORDER BY o.id LIMIT %(limit)s
 """
+
+_READY_SHARDS = """
+WITH held AS MATERIALIZED (
+    SELECT DISTINCT topic, kafka_partition FROM oncepipe.outbox
+    WHERE published_at IS NULL AND failed_at IS NULL AND not_before > now()
+)
+SELECT o.id, o.topic, o.key, o.value, o.header_names, o.header_values, o.attempts,
+       o.kafka_partition, o.shard
+FROM unnest(%(shards)s::smallint[]) AS s(shard)
+CROSS JOIN LATERAL (
+    SELECT * FROM oncepipe.outbox o
+    WHERE o.shard = s.shard AND o.published_at IS NULL AND o.failed_at IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM held h WHERE h.topic = o.topic AND h.kafka_partition = o.kafka_partition)
+    ORDER BY o.id LIMIT %(per_shard)s
+) o
+ORDER BY o.id
+"""
+# The relays' shards (migration 0013): a row's shard is a hash of its key, so one relay reads
+# all of a key's rows. Each owned shard gives at most its share of the batch, in id order.
+SHARDS = 16
 
 
 _HELD = """
@@ -211,16 +233,26 @@ Held = dict[tuple[str, int], float]
 
 
 def fetch_ready(
-    conn: psycopg.Connection[Any], limit: int
+    conn: psycopg.Connection[Any], limit: int, shards: Sequence[int] | None = None
 ) -> tuple[list[tuple[OutboxRow, int | None]], Held]:
     """Rows to publish and the held partitions, in one round trip.
 
-    The rows are unpublished ones in id order, minus those of held partitions, each with the
-    partition stored when it was held before (None for a row never held).
+    The rows are unpublished ones of ``shards`` (None: every shard) in id order, minus those of
+    held partitions, each with the partition stored when it was held before (None for a row
+    never held). With every shard, the ``limit`` oldest rows; with some, each shard gives at
+    most ``ceil(limit / len(shards))`` rows (one index scan each), and a shard that gave that
+    many may have more.
     """
+    owned = sorted(range(SHARDS) if shards is None else set(shards))
+    if not owned:
+        return [], {}
+    query: str = _READY_ALL
+    params: dict[str, Any] = {"limit": limit}
+    if len(owned) < SHARDS:
+        query, params = _READY_SHARDS, {"shards": owned, "per_shard": -(-limit // len(owned))}
     with conn.pipeline():
         held_cursor = conn.execute(_HELD)
-        rows_cursor = conn.execute(_READY, (limit,))
+        rows_cursor = conn.execute(query, params)
     held = {(str(r[0]), int(r[1])): float(r[2]) for r in held_cursor.fetchall()}
     rows = [
         (
@@ -231,6 +263,7 @@ def fetch_ready(
                 value=bytes(row[3]) if row[3] is not None else None,
                 headers=_headers(row[4], row[5]),
                 attempts=row[6],
+                shard=row[8],
             ),
             row[7],
         )

@@ -1,9 +1,13 @@
 """The relay worker: publishes the outbox to Kafka, in order, and marks rows after the ack.
 
-1. Take the leader lock (a session advisory lock): only one relay per database publishes, so
-   one key's rows leave in id order even when several relays run; the others stand by.
-2. Read unpublished rows in id order, minus the rows of held partitions. Never "id > last
-   seen": ids commit out of order, and a row committed late (a gap) is read on the next pass.
+1. Renew this relay's shard leases (``producers.shards``): the outbox is split into 16 shards
+   by a hash of the key, each leased by one relay at a time, so several relays publish at once
+   and one key's rows still leave from one relay in id order. A relay takes its fair share of
+   shards, gives back the excess when another joins, and takes over the shards of a relay
+   whose lease ran out (dead or stalled).
+2. Read unpublished rows of the owned shards in id order, minus the rows of held partitions.
+   Never "id > last seen": ids commit out of order, and a row committed late (a gap) is read
+   on the next pass.
 3. Choose each row's partition (the key's, as librdkafka would; a keyless row avoids held
    partitions). A row for a held partition is held too: it must not overtake the rows before
    it. A record over its topic's limit is parked (a dead letter first loses failure context).
@@ -13,11 +17,14 @@
 5. Mark the acknowledged rows published, per partition only up to its first unacknowledged
    row; that row and every later row of its partition are held with a growing backoff. A
    crash between 4 and 5 re-sends those rows on restart: the producer's idempotence does not
-   span restarts, the consumer's inbox absorbs them.
-6. Sleep until NOTIFY (sent at the outbox transaction's COMMIT) or the poll interval.
+   span restarts, the consumer's inbox absorbs them. So does a relay stalled in a pass past
+   its lease: the shard's next owner re-reads every row that pass did not mark.
+6. Sleep until NOTIFY (sent at the outbox transaction's COMMIT) or the poll interval (at most
+   a third of the lease, so leases are renewed in time).
 
 Published rows older than the retention are deleted in small chunks. ``request_stop`` (wired to
-SIGTERM) ends the loop after the batch in flight is published and marked.
+SIGTERM) ends the loop after the batch in flight is published and marked, and releases the
+shards at once.
 
 Public names: ``Relay``.
 """
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +51,7 @@ from producers.partitioner import choose_partition
 from producers.producer import Delivery, EventProducer, OutgoingRecord
 from producers.recordsize import HeaderValue, fit_dead_letter, record_size, surely_fits
 from producers.settings import ProducerSettings, RelaySettings
+from producers.shards import ShardLeases, new_relay_id
 from schemas import dlq_topic_for
 
 __all__ = ["Relay"]
@@ -95,9 +103,20 @@ class Relay:
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._listener: psycopg.Connection[Any] | None = None
-        self._leader = False
+        self._leases = ShardLeases(new_relay_id(), relay_settings.lease_s)
+        self._more = False
         self._next_cleanup = 0.0
         self.published = 0
+
+    @property
+    def relay_id(self) -> str:
+        """The relay's name in ``oncepipe.relay_shards`` (host:pid:random)."""
+        return self._leases.relay_id
+
+    @property
+    def shards(self) -> frozenset[int]:
+        """The shards this relay held at its last renewal."""
+        return self._leases.owned
 
     def request_stop(self) -> None:
         """Finish the batch in flight, then return from ``run``."""
@@ -106,7 +125,13 @@ class Relay:
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
         """Publish until ``request_stop``; database outages are retried with backoff."""
-        log.info("relay starting", listen=self._relay.listen, batch_size=self._relay.batch_size)
+        log.info(
+            "relay starting",
+            relay_id=self.relay_id,
+            listen=self._relay.listen,
+            batch_size=self._relay.batch_size,
+            lease_s=self._relay.lease_s,
+        )
         try:
             for attempt in Retrying(
                 retry=retry_if_exception_type(DatabaseUnavailableError),
@@ -124,6 +149,7 @@ class Relay:
             if not self._stop.is_set():
                 raise
         finally:
+            self._leave()
             self._close_connections()
             undelivered = self._producer.close()
             log.info("relay stopped", published=self.published, undelivered=undelivered)
@@ -135,20 +161,25 @@ class Relay:
         ):
             while not self._stop.is_set():
                 self._hooks.heartbeat()
-                if not self._ensure_leader():
-                    self._stop.wait(self._relay.poll_interval_s)
-                    continue
-                published = self.run_once()
+                self.run_once()
                 self._maybe_cleanup()
-                if published < self._relay.batch_size:
+                if not self._more:
                     self._wait_for_work()
 
     def run_once(self) -> int:
-        """Publish one batch of pending rows; return how many were acknowledged."""
+        """Publish one batch of the owned shards' pending rows; return how many were acked.
+
+        Renews the shard leases first (claiming a fair share on the first call).
+        """
         conn = self._connection()
-        rows, held = outbox.fetch_ready(conn, self._relay.batch_size)
+        self._renew(conn)
+        self._more = False
+        if not self._leases.owned:
+            return 0
+        rows, held = outbox.fetch_ready(conn, self._relay.batch_size, sorted(self._leases.owned))
         if not rows:
             return 0
+        self._more = self._maybe_more(rows)
         batch = self._plan(conn, rows, held)
         started = time.monotonic()
         deliveries = self._producer.send_all(
@@ -164,6 +195,14 @@ class Relay:
         self._hooks.rows_published(RowsPublished(len(acked), len(holds), seconds))
         log.debug("published batch", rows=len(rows), acked=len(acked), held=len(holds))
         return len(acked)
+
+    def _maybe_more(self, rows: list[tuple[outbox.OutboxRow, int | None]]) -> bool:
+        """Whether the outbox may have more rows for this relay now (see outbox.fetch_ready)."""
+        owned = len(self._leases.owned)
+        if len(rows) >= self._relay.batch_size or owned >= outbox.SHARDS:
+            return len(rows) >= self._relay.batch_size
+        per_shard = -(-self._relay.batch_size // owned)
+        return max(Counter(row.shard for row, _ in rows).values()) >= per_shard
 
     # -- one pass: where each row goes, and what its answer means -------------------------
     def _plan(
@@ -302,30 +341,40 @@ class Relay:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = connect(self._settings, "oncepipe-relay", autocommit=True)
-            self._leader = False
         return self._conn
 
-    def _ensure_leader(self) -> bool:
-        if self._leader:
-            return True
-        row = (
-            self._connection()
-            .execute("SELECT pg_try_advisory_lock(%s)", (self._relay.leader_lock_id,))
-            .fetchone()
-        )
-        self._leader = bool(row and row[0])
-        if self._leader:
-            log.info("relay is the leader; publishing")
-        return self._leader
+    def _renew(self, conn: psycopg.Connection[Any]) -> None:
+        """Renew the leases; log every shard claimed, given back or lost to another relay."""
+        change = self._leases.renew(conn)
+        if change.claimed or change.released or change.lost:
+            log.info(
+                "relay shards changed",
+                relay_id=self.relay_id,
+                owned=sorted(self._leases.owned),
+                claimed=sorted(change.claimed),
+                released=sorted(change.released),
+                lost=sorted(change.lost),
+            )
+
+    def _leave(self) -> None:
+        """Give the shards back on a clean stop, so the others need not wait for the lease."""
+        if self._conn is None or self._conn.closed or not self._leases.owned:
+            return
+        try:
+            self._leases.leave(self._conn)
+            log.info("relay released its shards", relay_id=self.relay_id)
+        except psycopg.Error as exc:
+            log.warning("could not release shards; they expire with the lease", error=str(exc))
 
     def _wait_for_work(self) -> None:
         if not self._relay.listen:
-            self._stop.wait(self._relay.poll_interval_s)
+            self._stop.wait(min(self._relay.poll_interval_s, self._relay.lease_s / 3))
             return
         if self._listener is None or self._listener.closed:
             self._listener = connect(self._settings, "oncepipe-relay-listen", autocommit=True)
             self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        for _ in self._listener.notifies(timeout=self._relay.poll_interval_s, stop_after=1):
+        timeout = min(self._relay.poll_interval_s, self._relay.lease_s / 3)
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             break
 
     def _maybe_cleanup(self) -> None:
@@ -349,4 +398,3 @@ class Relay:
             if conn is not None and not conn.closed:
                 conn.close()
         self._conn = self._listener = None
-        self._leader = False

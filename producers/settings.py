@@ -78,8 +78,11 @@ class RelaySettings(BaseSettings):
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="longest hold of a partition (doubles per failed pass up to this)"
     )
-    # Every relay of one database competes for this advisory lock; the holder publishes.
-    leader_lock_id: int = 0x6F6E6365  # "once"
+    lease_s: float = Field(
+        10.0,
+        gt=0,
+        description="a relay's hold on its outbox shards; a relay silent this long loses them",
+    )
 
 
 class TopicSettings(BaseSettings):

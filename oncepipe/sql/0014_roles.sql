@@ -103,6 +103,10 @@ INSERT INTO oncepipe.role_grants (role, object, privileges) VALUES
     -- relay: reads what to publish, marks it, deletes published rows past their retention.
     ('oncepipe_relay', 'SCHEMA oncepipe', 'USAGE'),
     ('oncepipe_relay', 'TABLE oncepipe.outbox', 'SELECT, UPDATE, DELETE'),
+    -- its shard leases and heartbeat (0013); the claim log is written by a SECURITY DEFINER
+    -- trigger, so no relay can write a claim of its own.
+    ('oncepipe_relay', 'TABLE oncepipe.relay_shards', 'SELECT, UPDATE'),
+    ('oncepipe_relay', 'TABLE oncepipe.relay_members', 'SELECT, INSERT, UPDATE, DELETE'),
     -- producers and upstream services: enqueue events, register their writer schemas.
     ('oncepipe_producer', 'SCHEMA oncepipe', 'USAGE'),
     ('oncepipe_producer', 'TABLE oncepipe.outbox', 'INSERT, SELECT (id, topic, dedupe_id)'),

@@ -32,6 +32,7 @@ from tests.faults.chaos.config import (
 from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow, tally_dead_letters
 from tests.faults.chaos.hostile import HOSTILE_HEADERS, HostileRecord, exact_line
 from tests.faults.chaos.scheduler import plan_faults
+from tests.faults.chaos.shard_checks import ShardClaim
 from tests.faults.chaos.topic import TopicRecord, value_digest
 from tests.fixtures.witness import WitnessRow
 
@@ -78,6 +79,7 @@ def healthy() -> Evidence:
     ev.manifests[T] = [line(0, "a"), line(1, "a", "duplicate"), line(2, "b")]
     ev.offset_history = [(T, 0, None, 2, "w"), (T, 0, 2, 3, "w")]
     ev.outbox = [(T, "b", True, False)]
+    ev.shard_claims = [ShardClaim(0, "relay-a", START, None, None)]
     return ev
 
 

@@ -85,6 +85,10 @@ ROUNDS = {
         frozenset({"outbox_rows_all_published", "each_event_applied_exactly_once"}),
         drain_timeout_s=15.0,
     ),
+    # A relay claims shards under another relay's live lease: two relays publish one shard.
+    "relay_shared_shards": DefectRound(
+        (), frozenset({"each_shard_one_live_relay"}), duration_s=12.0
+    ),
     # Dead letters published before the batch commits: a crash in between rolls the batch
     # back, the records come again and are dead-lettered a second time.
     "dead_letter_outside_txn": DefectRound(

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--network", action="store_true", help="workers behind TCP proxies; network faults"
     )
+    parser.add_argument("--relays", type=int, default=3, help="relay processes sharing the outbox")
     parser.add_argument("--workdir", type=Path, default=None, help="logs, manifests, result")
     parser.add_argument("--json", type=Path, default=None, help="result file (default: workdir)")
     args = parser.parse_args(argv)
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         events=args.events,
         mean_gap_s=args.mean_gap,
         network=args.network,
+        relays=args.relays,
         brokers=services.brokers,
         kinds=kinds,
     )

@@ -24,6 +24,7 @@ from typing import Any
 
 from tests.faults.chaos.evidence import Evidence
 from tests.faults.chaos.letter_checks import check_dead_letters_byte_exact, check_outbox_published
+from tests.faults.chaos.shard_checks import check_shard_leases_exclusive
 from tests.faults.chaos.verdict import CheckResult, Observations
 
 __all__ = [
@@ -304,10 +305,16 @@ CHECKS: list[Check] = [
     check_clean_stops,
     check_workers_wait_out_outages,
     check_dead_letters_byte_exact,
+    check_shard_leases_exclusive,
 ]
 # Checks of the whole run, not of one group: run once, with the first group's evidence.
 GLOBAL_CHECKS: frozenset[Check] = frozenset(
-    {check_outbox_published, check_clean_stops, check_workers_wait_out_outages}
+    {
+        check_outbox_published,
+        check_clean_stops,
+        check_workers_wait_out_outages,
+        check_shard_leases_exclusive,
+    }
 )
 
 

@@ -46,6 +46,7 @@ FaultKind = Literal[
     "second_group",
     "read_only_database",
     "partition_unavailable",
+    "relay_stall",
 ]
 
 # Relative weights of the seeded random schedule: cheap worker faults often, the ones that
@@ -80,6 +81,7 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "second_group": 1,  # the first one starts a second group's consumer; later ones kill it
     "read_only_database": 2,
     "partition_unavailable": 2,  # three brokers only (outages.py says why)
+    "relay_stall": 3,  # a relay SIGSTOPped past its shard leases (relay_faults.py)
 }
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}

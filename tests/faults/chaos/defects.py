@@ -15,6 +15,8 @@ in defect rounds.
                               moves an offset backwards
 ``double_count``              handler bug: some events add to the counters twice
 ``relay_high_water``          relay selects ``id > last seen``: a row committed late is skipped
+``relay_shared_shards``       a relay claims shards whether or not another relay's lease on
+                              them still runs: two relays publish one shard at once
 ``dead_letter_outside_txn``   dead letters produced straight to ``<topic>.dlq`` while the batch
                               transaction is still open, instead of through the outbox in it
 ``reversed_batch``            handler bug: each batch's new events applied last to first
@@ -57,6 +59,7 @@ DEFECTS = (
     "no_cas",
     "double_count",
     "relay_high_water",
+    "relay_shared_shards",
     "dead_letter_outside_txn",
     "dead_letter_id_without_group",
     "reversed_batch",
@@ -151,15 +154,23 @@ def _relay_high_water() -> None:
     seen = [0]
 
     def after_last_seen(
-        conn: psycopg.Connection[Any], limit: int
+        conn: psycopg.Connection[Any], limit: int, shards: Sequence[int] | None = None
     ) -> tuple[list[tuple[outbox.OutboxRow, int | None]], outbox.Held]:
-        ready, held = real(conn, limit)
+        ready, held = real(conn, limit, shards)
         rows = [(row, partition) for row, partition in ready if row.id > seen[0]]
         if rows:
             seen[0] = max(seen[0], *(row.id for row, _ in rows))
         return rows, held
 
     outbox.fetch_ready = after_last_seen
+
+
+def _relay_shared_shards() -> None:
+    from producers import shards
+
+    free = "WHERE owner IS NULL OR lease_until < now()"
+    assert free in shards._CLAIM, "the relay's claim changed; update this defect"
+    shards._CLAIM = shards._CLAIM.replace(free, "WHERE true")
 
 
 def _dead_letter_outside_txn() -> None:
@@ -205,6 +216,7 @@ PATCHES = {
     "double_count": lambda: None,  # the handler is the defect
     "reversed_batch": lambda: None,  # the handler is the defect
     "relay_high_water": _relay_high_water,
+    "relay_shared_shards": _relay_shared_shards,
     "dead_letter_outside_txn": _dead_letter_outside_txn,
     "dead_letter_id_without_group": _dead_letter_id_without_group,
 }

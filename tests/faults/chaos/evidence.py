@@ -25,6 +25,7 @@ from consumers.deadletter_headers import (
     ORIGINAL_PARTITION,
     ORIGINAL_TOPIC,
 )
+from tests.faults.chaos.shard_checks import ShardClaim, read_shard_claims
 from tests.faults.chaos.topic import TopicRecord, end_offsets, read_all
 from tests.fixtures.witness import WitnessRow, load_witness
 
@@ -94,6 +95,7 @@ class Evidence:
     poison_coordinates: list[Coordinates] = field(default_factory=list)
     # poison manifest lines whose dead letter must carry the record's bytes (hostile.py)
     exact: list[dict[str, Any]] = field(default_factory=list)
+    shard_claims: list[ShardClaim] = field(default_factory=list)  # the relays' (shard_checks.py)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -191,6 +193,7 @@ def load_group(shared: Evidence, url: str, group: str) -> Evidence:
     group_only = {"group": group}
     with psycopg.connect(url, application_name="oncepipe-chaos-checks") as conn:
         evidence.witness = load_witness(conn, group)
+        evidence.shard_claims = read_shard_claims(conn)
         for event_id, topic, partition, offset, applied_at in conn.execute(
             'SELECT event_id::text, topic, partition, "offset", applied_at FROM oncepipe.inbox'
             " WHERE consumer_group = %(group)s",

@@ -26,6 +26,7 @@ from tests.faults.chaos.config import FaultKind
 from tests.faults.chaos.hostile_faults import RecordFaults
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline
+from tests.faults.chaos.relay_faults import RelayFaults
 from tests.faults.chaos.workers import Proc, Role
 from tests.faults.leaders import await_in_sync, leader_of
 from tests.faults.netproxy import TcpProxy
@@ -60,7 +61,7 @@ class FaultRecord:
 
 
 @dataclass
-class Injector(RecordFaults):
+class Injector(RecordFaults, RelayFaults):
     """Injects faults into ``pipeline``; ``rng`` picks targets and options (the record and
     refusal faults are in hostile_faults.py)."""
 
@@ -128,8 +129,8 @@ class Injector(RecordFaults):
         for proc in relays:
             proc.held = True
             self.pipeline.workers.kill(proc)
-        # The armed relay starts first and takes the leader lock, so it publishes (and dies at
-        # the point) as soon as rows are pending; the others come back as standbys.
+        # The armed relay starts first and takes every shard, so it publishes (and dies at the
+        # point) as soon as rows are pending; the others take its shards when its lease ends.
         self.pipeline.workers.start(armed, crash_point=point)
         armed.held = False
         time.sleep(2.0)

@@ -34,6 +34,7 @@ from producers.topics import create_event_topics
 from schemas import dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
+from tests.faults.chaos.relay_faults import RELAY_LEASE_S
 from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
 from tests.fixtures.witness import WITNESS_DDL
 
@@ -70,6 +71,7 @@ DEFECT_ROLES = {
     "no_cas": "consumer",
     "double_count": "consumer",
     "relay_high_water": "relay",
+    "relay_shared_shards": "relay",
     "dead_letter_outside_txn": "consumer",
     "dead_letter_id_without_group": "consumer",
     "reversed_batch": "consumer",
@@ -220,10 +222,14 @@ class Pipeline:
         return self.workers.add(name, role, self.consumer_argv(group), env)
 
     def add_relay(self) -> Proc:
-        """Start one more relay (only the advisory-lock holder publishes)."""
+        """Start one more relay (the relays share the outbox's shards, each leased by one)."""
         name = f"relay-{len([p for p in self.workers.procs.values() if p.role == 'relay'])}"
         argv = [*self._command("relay"), "relay", "--poll-interval", "0.5", "--batch-size", "500"]
-        env = {"ONCEPIPE_PRODUCER_LINGER_MS": "5", **self._paths(database=False)}
+        env = {
+            "ONCEPIPE_PRODUCER_LINGER_MS": "5",
+            "ONCEPIPE_RELAY_LEASE_S": str(RELAY_LEASE_S),
+            **self._paths(database=False),
+        }
         return self.workers.add(name, "relay", argv, env)
 
     def simulator_argv(self, mode: str, rate: float) -> list[str]:
