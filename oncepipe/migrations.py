@@ -25,9 +25,17 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 import yoyo
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 from yoyo.backends import DatabaseBackend
 
 from oncepipe.conninfo import check_dsn, connection_problem, dsn_secrets
+from oncepipe.logging import get_logger
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -48,6 +56,7 @@ SELECT EXISTS (
     WHERE n.nspname = 'oncepipe' AND n.nspowner = to_regrole(%(owner)s)
 ) AND pg_has_role(current_user, %(owner)s, 'MEMBER')
 """
+_DEADLOCK_ATTEMPTS = 5
 _HAS_GRANTS = "SELECT to_regprocedure('oncepipe.apply_grants()') IS NOT NULL"
 
 
@@ -127,7 +136,35 @@ def pending_migrations(database_url: str, source: Path = MIGRATIONS_DIR) -> list
 
 
 def apply_migrations(database_url: str, source: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every pending migration under a lock; return the ids applied."""
+    """Apply every pending migration under a lock; return the ids applied.
+
+    Workers may run meanwhile: a migration that takes their tables' locks in another order than
+    a batch does can deadlock with it. PostgreSQL then rolls one transaction back; when it is
+    the migration's, it is applied again (a batch the server rolls back is retried by its
+    worker), so the upgrade neither fails nor waits for the workers to stop.
+    """
+    pending = pending_migrations(database_url, source)
+    for attempt in Retrying(
+        retry=retry_if_exception_type(psycopg.errors.DeadlockDetected),
+        stop=stop_after_attempt(_DEADLOCK_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.2, max=2.0),
+        before_sleep=_log_deadlock,
+        reraise=True,
+    ):
+        with attempt:
+            _apply_pending(database_url, source)
+    left = set(pending_migrations(database_url, source))
+    return [migration for migration in pending if migration not in left]
+
+
+def _log_deadlock(state: RetryCallState) -> None:
+    get_logger("migrations").warning(
+        "a migration deadlocked with a running worker and was rolled back; applying it again",
+        attempt=state.attempt_number,
+    )
+
+
+def _apply_pending(database_url: str, source: Path) -> None:
     backend = _backend(database_url)
     # yoyo upgrades its own bookkeeping tables under the same lock; do it before we take it.
     try:
@@ -141,6 +178,5 @@ def apply_migrations(database_url: str, source: Path = MIGRATIONS_DIR) -> list[s
                 # rows of oncepipe.role_grants whose objects exist now.
                 act_as_owner(backend.connection)
                 _apply_grants(backend.connection)
-        return [m.id for m in todo]
     finally:
         backend.connection.close()
