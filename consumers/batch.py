@@ -6,7 +6,7 @@ Public names: ``BatchResult``, ``apply_batch``, ``plan_moves``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +24,7 @@ from consumers.failures import forget_below
 from consumers.isolate import isolate
 from consumers.logcontext import handler_scope
 from consumers.offsets import OffsetMove
+from consumers.parking import Parking
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.db import wrap_as_unavailable
@@ -54,6 +55,10 @@ class BatchResult:
     dead_letters: int = 0
     held: Mapping[Coordinates, int] = field(default_factory=dict)
     """Partitions stopped at a record that may still succeed: offset to retry from."""
+    parked: int = 0
+    """Events parked behind a dead-lettered event of their key (park-key)."""
+    released: int = 0
+    """Parked events applied in this batch, their blocker replayed or discarded."""
 
 
 def plan_moves(
@@ -125,6 +130,7 @@ def apply_batch(
     rejected: Sequence[Rejected] = (),
     sink: OutboxSink | None = None,
     hooks: Hooks = NO_HOOKS,
+    parking: Parking | None = None,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
@@ -148,28 +154,53 @@ def apply_batch(
     default policy is made (its failure-log connection opens only if something fails).
     ``hooks`` hear of the batch before it starts and after it committed, and carry the crash
     points ``consumer.before_handler``, ``after_handler`` and ``after_dead_letter``.
+
+    With ``parking`` (``--on-poison park-key``), events of a key whose earlier event was
+    dead-lettered are parked instead of applied, and released ones applied in their place
+    (``consumers.parking``).
     """
     hooks.batch_started(BatchStarted(group, len(events)))
     policy = policy or default_retry_policy(settings, group, hooks)
     last = _last_offsets(events, rejected)
     with _transaction(conn):
         verdicts = policy.decide(rejected)
-        todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
-        applied, emitted = _apply(
-            conn, group=group, events=todo, handler=handler, sink=sink, policy=policy,
-            verdicts=verdicts, hooks=hooks,
+        ready = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
+        plan: list[Any] = []  # the parking plan of the current try of the transaction
+
+        def prepare() -> list[InboundEvent]:
+            """The events to apply; runs again when the transaction starts over."""
+            if parking is None:
+                return ready
+            with conn.cursor() as cursor:
+                plan[:] = [parking.plan(cursor, group, ready, list(positions),
+                                        verdicts.to_dead_letter)]  # fmt: skip
+            return list(plan[0].todo)
+
+        todo, applied, emitted = _apply(
+            conn, group=group, prepare=prepare, handler=handler, sink=sink, policy=policy,
+            verdicts=verdicts, hooks=hooks, park_key=parking is not None,
         )  # fmt: skip
         to_dead_letter = verdicts.to_dead_letter
+        parked: list[InboundEvent] = []
         with conn.cursor() as cursor:
             if to_dead_letter:
                 enqueue_dead_letters(conn, group, to_dead_letter, _log(group))
                 hooks.point("consumer.after_dead_letter")
+            if parking is not None:
+                parked = plan[0].parked + _parked_late(todo, applied, verdicts)
+                parking.park(cursor, group, parked, to_dead_letter)
             moves = plan_moves(last, positions, verdicts.held)
             forget_below(cursor, group, moves)
             offsets.compare_and_set(cursor, group, moves)
         hooks.point("consumer.after_handler")
         conn.commit()
-    passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
+    waiting = {(e.topic, e.partition, e.offset) for e in parked}
+    passed = [
+        e
+        for e in todo
+        if verdicts.passes(e.coordinates, e.offset)
+        and (e.topic, e.partition, e.offset) not in waiting
+    ]
     dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
     result = BatchResult(
@@ -180,6 +211,8 @@ def apply_batch(
         moves=moves,
         dead_letters=len(to_dead_letter),
         held=dict(verdicts.held),
+        parked=len(parked),
+        released=plan[0].released_events if plan else 0,
     )
     _tell(hooks, group, result, passed=passed, dead_letters=to_dead_letter, applied=applied)
     return result
@@ -257,18 +290,49 @@ def _log(group: str) -> Any:
     return get_logger("consumer", consumer_group=group)
 
 
+def _parked_late(
+    todo: Sequence[InboundEvent], applied: Sequence[InboundEvent], verdicts: Verdicts
+) -> list[InboundEvent]:
+    """Events the bisection held back because an earlier event of their key was dead-lettered."""
+    index = {(e.topic, e.partition, e.offset): n for n, e in enumerate(todo)}
+    first_dead: dict[tuple[str, bytes], int] = {}
+    for candidate in verdicts.to_dead_letter:
+        record = candidate.rejected
+        where = index.get((record.topic, record.partition, record.offset))
+        if record.key is not None and where is not None:
+            key = (record.topic, record.key)
+            first_dead[key] = min(where, first_dead.get(key, where))
+    done = {(e.topic, e.partition, e.offset) for e in applied}
+    late = []
+    for n, event in enumerate(todo):
+        first = None if event.key is None else first_dead.get((event.topic, event.key))
+        if (
+            first is not None
+            and n > first
+            and (event.topic, event.partition, event.offset) not in done
+            and not verdicts.beyond_hold(event.coordinates, event.offset)
+        ):
+            late.append(event)
+    return late
+
+
 def _apply(
     conn: psycopg.Connection[Any],
     *,
     group: str,
-    events: list[InboundEvent],
+    prepare: Callable[[], list[InboundEvent]],
     handler: Handler,
     sink: OutboxSink | None,
     policy: RetryPolicy,
     verdicts: Verdicts,
     hooks: Hooks,
-) -> tuple[list[InboundEvent], int]:
-    """Steps 2-4: the fast path, or the bisection after a failure attributable to events."""
+    park_key: bool = False,
+) -> tuple[list[InboundEvent], list[InboundEvent], int]:
+    """Steps 2-4: the fast path, or the bisection after a failure attributable to events.
+
+    Returns the events tried, those applied, and how many events the handler emitted.
+    """
+    events = prepare()
     with conn.cursor() as cursor:
         new = inbox.claim_new(cursor, group, events)
         hooks.point("consumer.before_handler")
@@ -277,7 +341,7 @@ def _apply(
             if new:
                 with handler_scope(group, new) as scoped:
                     handler(scoped, context)
-            return new, context.flush_emitted()
+            return events, new, context.flush_emitted()
         except Exception as exc:
             if classify(exc) in {Kind.TRANSIENT, Kind.FATAL} or conn.broken:
                 raise
@@ -287,10 +351,11 @@ def _apply(
     _log(group).warning(
         "handler failed, isolating", error_class=type(failure).__name__, events=len(new)
     )
+    events = prepare()
     with conn.cursor() as cursor:
         out = isolate(
             conn, cursor, group=group, events=events, error=failure, handler=handler,
-            sink=sink, policy=policy,
+            sink=sink, policy=policy, park_key=park_key,
         )  # fmt: skip
     verdicts.merge(out.verdicts)
-    return out.applied, out.emitted
+    return events, out.applied, out.emitted

@@ -51,10 +51,22 @@ class _Run:
     sink: OutboxSink | None
     policy: RetryPolicy
     out: Isolated
+    park_key: bool = False
 
     def pending(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
         held = self.out.verdicts
-        return [e for e in events if not held.beyond_hold(e.coordinates, e.offset)]
+        # With park-key, a key dead-lettered so far (earlier in partition order) is parked.
+        dead = (
+            {(c.rejected.topic, c.rejected.key) for c in held.to_dead_letter}
+            if self.park_key
+            else set()
+        )
+        return [
+            e
+            for e in events
+            if not held.beyond_hold(e.coordinates, e.offset)
+            and (e.key is None or (e.topic, e.key) not in dead)
+        ]
 
     def attempt(self, events: list[InboundEvent]) -> Exception | None:
         """Apply ``events`` under a savepoint; the error if it failed (and was rolled back)."""
@@ -102,12 +114,14 @@ def isolate(
     handler: Handler,
     sink: OutboxSink | None,
     policy: RetryPolicy,
+    park_key: bool = False,
 ) -> Isolated:
     """Apply ``events`` (which failed together with ``error``) around the ones that fail.
 
     Must run in a fresh transaction: the one that failed was rolled back. Transient and
-    fatal errors are raised, and the caller rolls everything back.
+    fatal errors are raised, and the caller rolls everything back. With ``park_key`` the
+    events of a key after its dead-lettered event are left out (the caller parks them).
     """
-    run = _Run(conn, cursor, group, handler, sink, policy, Isolated())
+    run = _Run(conn, cursor, group, handler, sink, policy, Isolated(), park_key)
     run.bisect(list(events), error)
     return run.out

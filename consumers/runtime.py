@@ -6,6 +6,7 @@ Public names: ``ConsumerRuntime``.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.holds import Holds
 from consumers.inbox_partitions import Maintainer
+from consumers.parking import Parking
 from consumers.rebalance import Rebalance
 from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
@@ -77,6 +79,8 @@ class ConsumerRuntime:
         self._sink = sink
         self._hooks = hooks
         self._stopping = threading.Event()
+        self._parking = Parking(decoder) if consumer_settings.on_poison == "park-key" else None
+        self._next_release_check = 0.0
         self._assignment = Assignment()
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
@@ -196,6 +200,7 @@ class ConsumerRuntime:
             # Revoked or lost inside this consume(), or fetched before a seek: not ours to apply.
             self._log.debug("records dropped", records=len(records) - len(admitted))
         if not admitted:
+            self._release_when_idle()
             return
         try:
             decoded = decode_records(self._decoder, admitted)
@@ -228,6 +233,7 @@ class ConsumerRuntime:
                 policy=self._retry_policy,
                 sink=self._sink,
                 hooks=self._hooks,
+                parking=self._parking,
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
@@ -264,8 +270,20 @@ class ConsumerRuntime:
             emitted=result.emitted,
             dead_letters=result.dead_letters,
             held=[[t, p, o] for (t, p), o in sorted(result.held.items())],
+            parked=result.parked,
+            released=result.released,
         )
         return result
+
+    def _release_when_idle(self) -> None:
+        """park-key: with nothing to read, apply the parked events of discarded blockers."""
+        if self._parking is None or not self._assignment.positions:
+            return
+        now = time.monotonic()
+        if now < self._next_release_check:
+            return
+        self._next_release_check = now + self._config.park_release_check_s
+        self._apply(DecodedBatch())
 
     # -- records and Kafka offsets ---------------------------------------------------------
 

@@ -61,6 +61,14 @@ class ConsumerSettings(BaseSettings):
         description="an unknown writer schema is retried this long (it may not be registered "
         "yet), then dead-lettered",
     )
+    on_poison: Literal["skip", "park-key"] = Field(
+        "skip",
+        description="after a dead letter: skip (its key's later events flow on) or park-key "
+        "(they wait, in order, until the dead letter is replayed or discarded)",
+    )
+    park_release_check_s: float = Field(
+        5.0, gt=0, description="park-key: an idle worker looks for discarded blockers this often"
+    )
     max_payload_bytes: int = Field(
         DEFAULT_MAX_PAYLOAD_BYTES,
         ge=1_024,
