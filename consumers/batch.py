@@ -26,6 +26,7 @@ from consumers.logcontext import handler_scope
 from consumers.offsets import OffsetMove
 from consumers.parking import Parking
 from consumers.registry import Handler
+from consumers.retries import Retries, RetryLater
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import RetriableError, first_line
@@ -59,6 +60,8 @@ class BatchResult:
     """Events parked behind a dead-lettered event of their key (park-key)."""
     released: int = 0
     """Parked events applied in this batch, their blocker replayed or discarded."""
+    retrying: int = 0
+    """Events moved to a retry tier (``RetryLater``)."""
 
 
 def plan_moves(
@@ -131,6 +134,7 @@ def apply_batch(
     sink: OutboxSink | None = None,
     hooks: Hooks = NO_HOOKS,
     parking: Parking | None = None,
+    retries: Retries | None = None,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
@@ -157,7 +161,9 @@ def apply_batch(
 
     With ``parking`` (``--on-poison park-key``), events of a key whose earlier event was
     dead-lettered are parked instead of applied, and released ones applied in their place
-    (``consumers.parking``).
+    (``consumers.parking``). With ``retries``, the due events of the partitions in
+    ``positions`` join the batch, and events whose handler raised ``RetryLater`` move to their
+    next tier (``consumers.retries``).
     """
     hooks.batch_started(BatchStarted(group, len(events)))
     policy = policy or default_retry_policy(settings, group, hooks)
@@ -166,13 +172,19 @@ def apply_batch(
         verdicts = policy.decide(rejected)
         ready = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
         plan: list[Any] = []  # the parking plan of the current try of the transaction
+        take_due = retries is not None and retries.check_due()
 
         def prepare() -> list[InboundEvent]:
             """The events to apply; runs again when the transaction starts over."""
-            if parking is None:
-                return ready
             with conn.cursor() as cursor:
-                plan[:] = [parking.plan(cursor, group, ready, list(positions),
+                due = (
+                    retries.take_due(cursor, group, list(positions))
+                    if retries is not None and take_due
+                    else []
+                )
+                if parking is None:
+                    return [*due, *ready]
+                plan[:] = [parking.plan(cursor, group, [*due, *ready], list(positions),
                                         verdicts.to_dead_letter)]  # fmt: skip
             return list(plan[0].todo)
 
@@ -180,26 +192,32 @@ def apply_batch(
             conn, group=group, prepare=prepare, handler=handler, sink=sink, policy=policy,
             verdicts=verdicts, hooks=hooks, park_key=parking is not None,
         )  # fmt: skip
-        to_dead_letter = verdicts.to_dead_letter
         parked: list[InboundEvent] = []
         with conn.cursor() as cursor:
+            if retries is not None and verdicts.retry_later:
+                waiting = [(e, r) for e, r in verdicts.retry_later if isinstance(r, RetryLater)]
+                verdicts.to_dead_letter += retries.move(cursor, group, waiting)
+            to_dead_letter = verdicts.to_dead_letter
             if to_dead_letter:
                 enqueue_dead_letters(conn, group, to_dead_letter, _log(group))
                 hooks.point("consumer.after_dead_letter")
             if parking is not None:
                 parked = plan[0].parked + _parked_late(todo, applied, verdicts)
-                parking.park(cursor, group, parked, to_dead_letter)
+                deferred = [e for e, _ in verdicts.retry_later]
+                parking.park(cursor, group, parked, to_dead_letter, deferred)
             moves = plan_moves(last, positions, verdicts.held)
             forget_below(cursor, group, moves)
             offsets.compare_and_set(cursor, group, moves)
         hooks.point("consumer.after_handler")
         conn.commit()
-    waiting = {(e.topic, e.partition, e.offset) for e in parked}
+    aside = {(e.topic, e.partition, e.offset) for e in parked} | {
+        (e.topic, e.partition, e.offset) for e, _ in verdicts.retry_later
+    }
     passed = [
         e
         for e in todo
         if verdicts.passes(e.coordinates, e.offset)
-        and (e.topic, e.partition, e.offset) not in waiting
+        and (e.topic, e.partition, e.offset) not in aside
     ]
     dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
@@ -213,6 +231,7 @@ def apply_batch(
         held=dict(verdicts.held),
         parked=len(parked),
         released=plan[0].released_events if plan else 0,
+        retrying=len(aside) - len(parked),
     )
     _tell(hooks, group, result, passed=passed, dead_letters=to_dead_letter, applied=applied)
     return result
@@ -296,13 +315,16 @@ def _parked_late(
     """Events the bisection held back because an earlier event of their key was dead-lettered."""
     index = {(e.topic, e.partition, e.offset): n for n, e in enumerate(todo)}
     first_dead: dict[tuple[str, bytes], int] = {}
-    for candidate in verdicts.to_dead_letter:
-        record = candidate.rejected
-        where = index.get((record.topic, record.partition, record.offset))
-        if record.key is not None and where is not None:
-            key = (record.topic, record.key)
+    given_up = [(c.rejected.topic, c.rejected.partition, c.rejected.offset, c.rejected.key)
+                for c in verdicts.to_dead_letter]  # fmt: skip
+    given_up += [(e.topic, e.partition, e.offset, e.key) for e, _ in verdicts.retry_later]
+    for topic, partition, offset, record_key in given_up:
+        where = index.get((topic, partition, offset))
+        if record_key is not None and where is not None:
+            key = (topic, record_key)
             first_dead[key] = min(where, first_dead.get(key, where))
     done = {(e.topic, e.partition, e.offset) for e in applied}
+    done |= {(e.topic, e.partition, e.offset) for e, _ in verdicts.retry_later}
     late = []
     for n, event in enumerate(todo):
         first = None if event.key is None else first_dead.get((event.topic, event.key))

@@ -26,6 +26,7 @@ from consumers.decoding import Rejected
 from consumers.events import InboundEvent
 from consumers.logcontext import handler_scope
 from consumers.registry import Handler
+from consumers.retries import RetryLater
 from consumers.retry_policy import RetryPolicy, Verdicts
 
 __all__ = ["Isolated", "isolate"]
@@ -56,11 +57,7 @@ class _Run:
     def pending(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
         held = self.out.verdicts
         # With park-key, a key dead-lettered so far (earlier in partition order) is parked.
-        dead = (
-            {(c.rejected.topic, c.rejected.key) for c in held.to_dead_letter}
-            if self.park_key
-            else set()
-        )
+        dead = held.blocked_keys() if self.park_key else set()
         return [
             e
             for e in events
@@ -90,6 +87,9 @@ class _Run:
 
     def bisect(self, events: list[InboundEvent], error: Exception) -> None:
         """``events`` failed together with ``error``: find which of them fail on their own."""
+        if len(events) == 1 and isinstance(error, RetryLater):
+            self.out.verdicts.retry_later.append((events[0], error))
+            return
         if len(events) == 1:
             verdict = self.policy.decide([Rejected.of_event(events[0], error)])
             self.out.verdicts.merge(verdict)

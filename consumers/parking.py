@@ -219,16 +219,18 @@ class Parking:
         group: str,
         parked: Sequence[InboundEvent],
         dead_letters: Sequence[DeadLetterCandidate],
+        deferred: Sequence[InboundEvent] = (),
     ) -> None:
-        """Block the keys of ``dead_letters`` and park ``parked``, in the batch transaction."""
-        for candidate in dead_letters:
-            record = candidate.rejected
-            if record.key is not None:
-                cursor.execute(
-                    _BLOCK,
-                    (group, record.topic, record.key, record.partition, record.offset,
-                     record.event_id),
-                )  # fmt: skip
+        """Block the keys of ``dead_letters`` and ``deferred``; park ``parked``.
+
+        A deferred event (waiting for a delayed retry) blocks its key until it is applied.
+        """
+        blocking = [(r.topic, r.key, r.partition, r.offset, r.event_id)
+                    for r in (c.rejected for c in dead_letters)]  # fmt: skip
+        blocking += [(e.topic, e.key, e.partition, e.offset, str(e.event_id)) for e in deferred]
+        for topic, key, partition, offset, event_id in blocking:
+            if key is not None:
+                cursor.execute(_BLOCK, (group, topic, key, partition, offset, event_id))
         for event in parked:
             names = [name for name, _ in event.headers]
             values = [

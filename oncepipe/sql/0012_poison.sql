@@ -43,3 +43,42 @@ CREATE INDEX parked_events_key_idx ON oncepipe.parked_events (consumer_group, to
 ALTER TABLE oncepipe.dlq_replays DROP CONSTRAINT dlq_replays_outcome_check;
 ALTER TABLE oncepipe.dlq_replays ADD CONSTRAINT dlq_replays_outcome_check
     CHECK (outcome IN ('claimed', 'sent', 'failed', 'discarded'));
+
+-- Crash-loop detection: each batch attempt, per partition, committed before the handler runs
+-- (its own small transaction, synchronous_commit off). attempts counts the attempts at
+-- start_offset that ended without a commit; past the limit the worker narrows the range
+-- (start_offset .. narrow_until) to one record per batch, and a single record that reaches the
+-- limit again is dead-lettered with stage 'crash'. SQL in consumers/attempts.py only.
+CREATE TABLE oncepipe.consumer_attempts (
+    consumer_group text        NOT NULL,
+    topic          text        NOT NULL,
+    partition      integer     NOT NULL,
+    start_offset   bigint      NOT NULL,
+    end_offset     bigint      NOT NULL,
+    attempts       integer     NOT NULL,
+    narrow_until   bigint,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_group, topic, partition)
+);
+
+-- Delayed retries (a handler raised RetryLater): the event waits here, out of its partition's
+-- way, until due_at; the owner of its partition takes it into a batch then. history holds each
+-- attempt (attempt, failed_at, delay_s, error) for the dead letter after the last tier.
+-- SQL in consumers/retries.py only.
+CREATE TABLE oncepipe.consumer_retries (
+    consumer_group text        NOT NULL,
+    topic          text        NOT NULL,
+    partition      integer     NOT NULL,
+    "offset"       bigint      NOT NULL,
+    key            bytea,
+    event_id       uuid        NOT NULL,
+    value          bytea,
+    header_names   text[]      NOT NULL,
+    header_values  bytea[]     NOT NULL,
+    timestamp_ms   bigint,
+    attempt        integer     NOT NULL,
+    due_at         timestamptz NOT NULL,
+    history        jsonb       NOT NULL,
+    PRIMARY KEY (consumer_group, topic, partition, "offset")
+);
+CREATE INDEX consumer_retries_due_idx ON oncepipe.consumer_retries (consumer_group, due_at);
