@@ -172,7 +172,7 @@ def apply_batch(
         verdicts = policy.decide(rejected)
         ready = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
         plan: list[Any] = []  # the parking plan of the current try of the transaction
-        take_due = retries is not None and retries.check_due()
+        take_due = retries is not None and retries.check_due(list(positions))
 
         def prepare() -> list[InboundEvent]:
             """The events to apply; runs again when the transaction starts over."""

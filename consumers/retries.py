@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,11 @@ RETURNING topic, partition, "offset", key, event_id, value, header_names, header
           timestamp_ms, history
 """
 
+_NEXT_DUE = """
+SELECT extract(epoch FROM min(due_at) - now()) FROM oncepipe.consumer_retries
+WHERE consumer_group = %s AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))
+"""
+
 _PUT = """
 INSERT INTO oncepipe.consumer_retries (consumer_group, topic, partition, "offset", key,
     event_id, value, header_names, header_values, timestamp_ms, attempt, due_at, history)
@@ -92,18 +98,28 @@ class Retries:
         self._check_s = check_s
         self._limit = limit
         self._next_check = 0.0
+        self._next_due = 0.0
+        self._owned: frozenset[Coordinates] = frozenset()
         self._taken: dict[Key, list[dict[str, Any]]] = {}
 
-    def check_due(self) -> bool:
-        """True at most every ``check_s``: then the batch looks for due events."""
+    def check_due(self, owned: Sequence[Coordinates]) -> bool:
+        """True when the batch should look for due events of ``owned``.
+
+        At most every ``check_s``, and only when something may be due: the worker learns the
+        next due time of its partitions whenever it looks, and when it moves an event; a
+        change of its partitions makes it look again.
+        """
         now = time.monotonic()
-        if now < self._next_check:
+        if frozenset(owned) != self._owned:
+            self._owned = frozenset(owned)
+            self._next_due = 0.0
+        if now < self._next_check or now < self._next_due:
             return False
         self._next_check = now + self._check_s
         return True
 
-    def skip_next_check(self) -> None:
-        """Make the next ``check_due`` true (a batch about to run should look)."""
+    def look_next_time(self) -> None:
+        """Let the next ``check_due`` look if something may be due (a batch is about to run)."""
         self._next_check = 0.0
 
     def take_due(
@@ -113,9 +129,11 @@ class Retries:
         self._taken = {}
         if not owned:
             return []
-        rows = cursor.execute(
-            _TAKE, (group, [t for t, _ in owned], [p for _, p in owned], self._limit)
-        ).fetchall()
+        partitions = ([t for t, _ in owned], [p for _, p in owned])
+        rows = cursor.execute(_TAKE, (group, *partitions, self._limit)).fetchall()
+        ahead = cursor.execute(_NEXT_DUE, (group, *partitions)).fetchone()
+        wait_s = None if ahead is None or ahead[0] is None else max(0.0, float(ahead[0]))
+        self._next_due = math.inf if wait_s is None else time.monotonic() + wait_s
         if not rows:
             return []
         models = self._decoder.decode_batch([row[5] for row in rows])
@@ -166,6 +184,7 @@ class Retries:
             if delay is None:
                 out.append(_dead_letter(event, request, history))
                 continue
+            self._next_due = min(self._next_due, time.monotonic() + delay)
             original = [(n, v) for n, v in event.headers if n != RETRY_ATTEMPT]
             cursor.execute(
                 _PUT,

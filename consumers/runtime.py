@@ -329,14 +329,15 @@ class ConsumerRuntime:
 
     def _release_when_idle(self) -> None:
         """With nothing to read: a batch of due retries and released parked events alone."""
-        if not self._assignment.positions:
+        owned = list(self._assignment.positions)
+        if not owned:
             return
         now = time.monotonic()
         released = self._parking is not None and now >= self._next_release_check
         if released:
             self._next_release_check = now + self._config.park_release_check_s
-        if released or self._retries.check_due():
-            self._retries.skip_next_check()
+        if released or self._retries.check_due(owned):
+            self._retries.look_next_time()
             self._apply(DecodedBatch())
 
     # -- records and Kafka offsets ---------------------------------------------------------

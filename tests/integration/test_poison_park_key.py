@@ -17,6 +17,7 @@ from consumers.dlq.parked import discard_blockers, parked_counts
 from consumers.events import InboundEvent
 from consumers.handlers.clicks import handle_clicks
 from consumers.parking import Parking
+from consumers.retries import Retries, RetryLater
 from oncepipe.errors import PoisonError
 from oncepipe.settings import Settings
 from schemas import ClickEvent, Codec
@@ -133,3 +134,41 @@ def test_discarding_the_blocker_releases_the_parked_events_once_and_records_it(
     # A later event of C flows at once.
     fresh = make_clicks(1, seed=34)[0]
     assert apply(settings, [record(codec, fresh, b"C", 3)], 3, handler).applied == 1
+
+
+class Deferring(Retiring):
+    """Asks to retry its first event later once; records what it applied, in order."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(set())
+        self.event_id = event_id
+        self.deferred = False
+
+    def __call__(self, events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+        if not self.deferred and any(str(e.event_id) == self.event_id for e in events):
+            raise RetryLater("503 from the pricing service")
+        super().__call__(events, tx)
+
+
+def test_a_key_stays_parked_while_its_event_waits_for_a_delayed_retry(settings: Settings) -> None:
+    codec = Codec.load()
+    d = make_clicks(3, seed=35, items=5)
+    handler = Deferring(str(d[0].event_id))
+    retries = Retries(Codec.load(), (0.0,), check_s=0.0)
+    batch = [record(codec, e, b"D", n) for n, e in enumerate(d[:2])]
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        first = apply_batch(
+            conn, settings=settings, group="g", events=batch, positions={(TOPIC, 0): None},
+            handler=handler, parking=Parking(codec), retries=retries,
+        )  # fmt: skip
+        assert (first.retrying, first.parked, first.applied) == (1, 1, 0)
+        assert counts(settings) == {("g", TOPIC, 0, 0): 1}
+        handler.deferred = True
+        # The retry is due (tier 0): it is applied, then what waited behind it, then the new.
+        second = apply_batch(
+            conn, settings=settings, group="g", events=[record(codec, d[2], b"D", 2)],
+            positions={(TOPIC, 0): 2}, handler=handler, parking=Parking(codec), retries=retries,
+        )  # fmt: skip
+    assert (second.released, second.applied) == (1, 3)
+    assert handler.seen == [str(e.event_id) for e in d]
+    assert counts(settings) == {}
