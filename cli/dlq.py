@@ -31,13 +31,14 @@ from consumers.dlq import (
     Scan,
     Selection,
     decode_payload,
+    discard_blockers,
     escape,
     fingerprint_of,
     group_failures,
     hex_dump,
     lenient_codec,
+    parked_counts,
 )
-from consumers.dlq.parked import discard_blockers, parked_counts
 from oncepipe.db import connect
 from oncepipe.errors import OncepipeError, first_line
 from oncepipe.settings import Settings

@@ -165,6 +165,11 @@ def apply_batch(
     ``positions`` join the batch, and events whose handler raised ``RetryLater`` move to their
     next tier (``consumers.retries``).
     """
+    # A batch of no records (a worker looking for due retries and released parked events when
+    # idle) is heard of only if it applied something, and then after its commit.
+    heard = hooks
+    if not events and not rejected:
+        hooks = NO_HOOKS
     hooks.batch_started(BatchStarted(group, len(events)))
     policy = policy or default_retry_policy(settings, group, hooks)
     last = _last_offsets(events, rejected)
@@ -190,7 +195,7 @@ def apply_batch(
 
         todo, applied, emitted = _apply(
             conn, group=group, prepare=prepare, handler=handler, sink=sink, policy=policy,
-            verdicts=verdicts, hooks=hooks, park_key=parking is not None,
+            verdicts=verdicts, hooks=hooks, park_key=parking is not None, positions=positions,
         )  # fmt: skip
         parked: list[InboundEvent] = []
         with conn.cursor() as cursor:
@@ -233,6 +238,9 @@ def apply_batch(
         released=plan[0].released_events if plan else 0,
         retrying=len(aside) - len(parked),
     )
+    if hooks is not heard and (passed or to_dead_letter):
+        hooks = heard
+        hooks.batch_started(BatchStarted(group, len(passed)))
     _tell(hooks, group, result, passed=passed, dead_letters=to_dead_letter, applied=applied)
     return result
 
@@ -349,6 +357,7 @@ def _apply(
     verdicts: Verdicts,
     hooks: Hooks,
     park_key: bool = False,
+    positions: Mapping[Coordinates, int | None] | None = None,
 ) -> tuple[list[InboundEvent], list[InboundEvent], int]:
     """Steps 2-4: the fast path, or the bisection after a failure attributable to events.
 
@@ -377,7 +386,7 @@ def _apply(
     with conn.cursor() as cursor:
         out = isolate(
             conn, cursor, group=group, events=events, error=failure, handler=handler,
-            sink=sink, policy=policy, park_key=park_key,
+            sink=sink, policy=policy, park_key=park_key, positions=positions,
         )  # fmt: skip
     verdicts.merge(out.verdicts)
     return events, out.applied, out.emitted

@@ -32,6 +32,7 @@ import psycopg
 from consumers.deadletters import DeadLetterCandidate
 from consumers.decoding import Decoder, Rejected
 from consumers.events import Coordinates, InboundEvent, Key
+from oncepipe.errors import OncepipeError
 
 __all__ = ["RETRY_ATTEMPT", "Retries", "RetryLater", "Retrying"]
 
@@ -39,7 +40,7 @@ RETRY_ATTEMPT = "oncepipe.retry.attempt"
 """Header a handler sees on an event taken from the retry table: how many delays it waited."""
 
 
-class RetryLater(Exception):  # noqa: N818 - a request, not an error
+class RetryLater(OncepipeError):  # noqa: N818 - a request, not an error
     """Raised by a handler: apply this event again later, without holding its partition.
 
     ``after`` (seconds or a ``timedelta``) is the least delay the caller wants; the tier's

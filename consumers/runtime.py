@@ -338,7 +338,9 @@ class ConsumerRuntime:
             self._next_release_check = now + self._config.park_release_check_s
         if released or self._retries.check_due(owned):
             self._retries.look_next_time()
-            self._apply(DecodedBatch())
+            result = self._apply(DecodedBatch())
+            if result is not None and (result.events or result.dead_letters):
+                self._hooks.point("consumer.after_commit")
 
     # -- records and Kafka offsets ---------------------------------------------------------
 
