@@ -88,6 +88,14 @@ FOR UPDATE
 """
 
 
+_TAKE_BACK = """
+UPDATE oncepipe.consumer_attempts AS a SET attempts = greatest(a.attempts - 1, 0)
+FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS c(topic, partition, start_offset)
+WHERE a.consumer_group = %s AND (a.topic, a.partition, a.start_offset)
+    = (c.topic, c.partition, c.start_offset)
+"""
+
+
 @dataclass
 class Narrowed:
     """A batch after crash-loop detection: what to apply, what to dead-letter, what to re-read."""
@@ -141,7 +149,8 @@ class Attempts:
             return Narrowed(records=list(records))
         starts = {w: _start(positions.get(w), firsts[w].offset()) for w in firsts}
         counts = {w: 0 if (*w, starts[w]) in self._survived else 1 for w in firsts}
-        self._survived.clear()
+        # Only the partitions of this batch use their marks up (a held one waits paused).
+        self._survived = {m for m in self._survived if (m[0], m[1]) not in firsts}
         with wrap_as_unavailable(
             lambda exc: f"cannot record a batch attempt ({exc.sqlstate or 'connection'})",
             cleanup=self.close,
@@ -192,11 +201,25 @@ class Attempts:
     def survived(self, starts: Mapping[Coordinates, int | None]) -> None:
         """Attempts at these start offsets failed without killing the worker: not crashes.
 
-        The next attempt at the same offset does not count.
+        Taken back in the attempt rows at once (so the next owner of the partition does not
+        count them either); while PostgreSQL cannot be written, remembered in memory instead,
+        and the next attempt at the same offset counts 0.
         """
-        for (topic, partition), start in starts.items():
-            if start is not None:
-                self._survived.add((topic, partition, start))
+        known = [(t, p, s) for (t, p), s in starts.items() if s is not None]
+        if not known:
+            return
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                conn.execute(
+                    _TAKE_BACK,
+                    ([t for t, _, _ in known], [p for _, p, _ in known],
+                     [s for _, _, s in known], self._group),
+                )  # fmt: skip
+        except psycopg.Error:
+            self.close()
+            self._survived.update(known)
 
     def close(self) -> None:
         """Close the connection (a new one is opened when next needed)."""
