@@ -93,6 +93,13 @@ def consume(
         help="earliest|latest, for partitions without a stored offset "
         "[env ONCEPIPE_CONSUMER_AUTO_OFFSET_RESET]",
     ),
+    on_poison: str | None = typer.Option(
+        None,
+        "--on-poison",
+        help="after a dead letter: skip (default; later events of its key flow on) or park-key "
+        "(they wait in order until `oncepipe dlq replay` or `dlq discard` of it) "
+        "[env ONCEPIPE_CONSUMER_ON_POISON]",
+    ),
     metrics_port: int | None = typer.Option(
         None,
         "--metrics-port",
@@ -110,6 +117,7 @@ def consume(
         batch_timeout_s=batch_timeout,
         session_timeout_ms=session_timeout_ms,
         auto_offset_reset=auto_offset_reset,
+        on_poison=on_poison,
     )
     _require(consumer_settings)
     check_topic_names(consumer_settings.topics)

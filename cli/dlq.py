@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,12 +31,17 @@ from consumers.dlq import (
     Scan,
     Selection,
     decode_payload,
+    discard_blockers,
     escape,
     fingerprint_of,
     group_failures,
     hex_dump,
     lenient_codec,
+    parked_counts,
 )
+from oncepipe.db import connect
+from oncepipe.errors import OncepipeError, first_line
+from oncepipe.settings import Settings
 from producers import ProducerSettings, check_topic_name
 
 __all__ = ["dlq_app"]
@@ -217,8 +223,12 @@ def list_(
     selection = _selection(topic, dlq_topic, group, error, stage, since, until, event_id)
     scan = DeadLetterReader(settings).select(selection, limit=limit)
     _report_skipped(scan)
+    parked = _parked(settings, group)
     if as_json:
-        items = [_letter_data(letter) for letter in scan.letters]
+        items = [
+            _letter_data(letter) | {"parked": parked.get(_blocker_of(letter), 0)}
+            for letter in scan.letters
+        ]
         emit_json({"topics": scan.topics, "count": len(items), "dead_letters": items})
         return
     many = len(scan.topics) > 1
@@ -238,16 +248,47 @@ def list_(
                 _first_line(letter.error_message),
                 f"{failed:%Y-%m-%d %H:%M:%S}" if failed else "",
                 str(letter.attempts or ""),
+                str(parked.get(_blocker_of(letter), "")),
             ]
         )
     _print_rows(
-        ["dlq", "source", "event_id", "type", "stage", "error", "message", "failed", "tries"],
+        [
+            "dlq",
+            "source",
+            "event_id",
+            "type",
+            "stage",
+            "error",
+            "message",
+            "failed",
+            "tries",
+            "parked",
+        ],
         rows,
     )
     print(
         f"{len(rows)} dead letter(s) in {', '.join(scan.topics) or 'no dead-letter topic'}",
         file=sys.stderr,
     )
+
+
+def _blocker_of(letter: DeadLetter) -> tuple[str, str, int, int]:
+    return (
+        letter.consumer_group or "",
+        letter.source_topic or "",
+        letter.source_partition if letter.source_partition is not None else -1,
+        letter.source_offset if letter.source_offset is not None else -1,
+    )
+
+
+def _parked(settings: Settings, group: str | None) -> dict[tuple[str, str, int, int], int]:
+    """Events parked behind each blocker (park-key); empty when PostgreSQL cannot say."""
+    try:
+        with connect(settings, "oncepipe-dlq") as conn:
+            return parked_counts(conn, group)
+    except (OncepipeError, psycopg.Error) as exc:
+        print(f"oncepipe: parked counts unavailable ({first_line(exc)})", file=sys.stderr)
+        return {}
 
 
 @dlq_app.command("failures")
@@ -429,6 +470,55 @@ def replay(
     _print_outcomes(outcomes, dry_run=False, as_json=as_json)
     if any(o.outcome == "failed" for o in outcomes):
         raise typer.Exit(EXIT_FAILURE)
+
+
+@dlq_app.command("discard")
+def discard(
+    ctx: typer.Context,
+    refs: list[str] = typer.Argument(..., help="<dlq-topic>:<partition>:<offset> ..."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    as_json: bool = JSON,
+) -> None:
+    """Give up on dead letters for good: recorded in the ledger; keys they park are released.
+
+    With ``--on-poison park-key``, the events parked behind a discarded dead letter are then
+    applied by the worker owning their partition, in their original order.
+    """
+    if not yes and not sys.stdin.isatty():
+        print(
+            "oncepipe: refusing to discard without confirmation: no terminal to ask on; pass --yes",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_USAGE)
+    settings = state(ctx).settings
+    selection = _selection(None, None, None, None, None, None, None, None, refs=refs)
+    scan = DeadLetterReader(settings).select(selection)
+    _report_skipped(scan)
+    letters = scan.letters
+    if not letters:
+        print("oncepipe: no dead letter matches; nothing discarded", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILURE)
+    if not yes and not typer.confirm(f"Discard {len(letters)} dead letter(s)?", err=True):
+        print("oncepipe: nothing discarded", file=sys.stderr)
+        raise typer.Exit(EXIT_FAILURE)
+    with connect(settings, "oncepipe-dlq") as conn:
+        released = discard_blockers(
+            conn,
+            [
+                (*_blocker_of(letter), letter.dlq_topic, letter.dlq_partition, letter.dlq_offset,
+                 letter.event_id)
+                for letter in letters
+            ],
+        )  # fmt: skip
+    if as_json:
+        emit_json({"discarded": [letter.ref for letter in letters], "keys_released": released})
+    else:
+        for letter in letters:
+            print(f"{letter.ref}\tdiscarded")
+    print(
+        f"{len(letters)} dead letter(s) discarded; {released} parked key(s) released",
+        file=sys.stderr,
+    )
 
 
 def _run_with_progress(

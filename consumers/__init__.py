@@ -35,6 +35,7 @@ from consumers.events import Coordinates, InboundEvent, Key
 from consumers.inbox_partitions import covered_until, list_partitions, maintain
 from consumers.progress import PartitionProgress, read_progress
 from consumers.registry import Handler, register, resolve
+from consumers.retries import RetryLater
 from consumers.runtime import ConsumerRuntime
 from consumers.settings import ConsumerSettings, load_consumer_settings
 
@@ -52,6 +53,7 @@ __all__ = [
     "Key",
     "OutboxSink",
     "PartitionProgress",
+    "RetryLater",
     "Stage",
     "TypedHandler",
     "UnhandledEventTypeError",

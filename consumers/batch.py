@@ -6,7 +6,7 @@ Public names: ``BatchResult``, ``apply_batch``, ``plan_moves``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,7 +24,9 @@ from consumers.failures import forget_below
 from consumers.isolate import isolate
 from consumers.logcontext import handler_scope
 from consumers.offsets import OffsetMove
+from consumers.parking import Parking
 from consumers.registry import Handler
+from consumers.retries import Retries, RetryLater
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
 from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import RetriableError, first_line
@@ -54,6 +56,12 @@ class BatchResult:
     dead_letters: int = 0
     held: Mapping[Coordinates, int] = field(default_factory=dict)
     """Partitions stopped at a record that may still succeed: offset to retry from."""
+    parked: int = 0
+    """Events parked behind a dead-lettered event of their key (park-key)."""
+    released: int = 0
+    """Parked events applied in this batch, their blocker replayed or discarded."""
+    retrying: int = 0
+    """Events moved to a retry tier (``RetryLater``)."""
 
 
 def plan_moves(
@@ -125,6 +133,8 @@ def apply_batch(
     rejected: Sequence[Rejected] = (),
     sink: OutboxSink | None = None,
     hooks: Hooks = NO_HOOKS,
+    parking: Parking | None = None,
+    retries: Retries | None = None,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
@@ -148,28 +158,72 @@ def apply_batch(
     default policy is made (its failure-log connection opens only if something fails).
     ``hooks`` hear of the batch before it starts and after it committed, and carry the crash
     points ``consumer.before_handler``, ``after_handler`` and ``after_dead_letter``.
+
+    With ``parking`` (``--on-poison park-key``), events of a key whose earlier event was
+    dead-lettered are parked instead of applied, and released ones applied in their place
+    (``consumers.parking``). With ``retries``, the due events of the partitions in
+    ``positions`` join the batch, and events whose handler raised ``RetryLater`` move to their
+    next tier (``consumers.retries``).
     """
+    # A batch of no records (a worker looking for due retries and released parked events when
+    # idle) is heard of only if it applied something, and then after its commit.
+    heard = hooks
+    if not events and not rejected:
+        hooks = NO_HOOKS
     hooks.batch_started(BatchStarted(group, len(events)))
     policy = policy or default_retry_policy(settings, group, hooks)
     last = _last_offsets(events, rejected)
     with _transaction(conn):
         verdicts = policy.decide(rejected)
-        todo = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
-        applied, emitted = _apply(
-            conn, group=group, events=todo, handler=handler, sink=sink, policy=policy,
-            verdicts=verdicts, hooks=hooks,
+        ready = [e for e in events if not verdicts.beyond_hold(e.coordinates, e.offset)]
+        plan: list[Any] = []  # the parking plan of the current try of the transaction
+        take_due = retries is not None and retries.check_due(list(positions))
+
+        def prepare() -> list[InboundEvent]:
+            """The events to apply; runs again when the transaction starts over."""
+            with conn.cursor() as cursor:
+                due = (
+                    retries.take_due(cursor, group, list(positions))
+                    if retries is not None and take_due
+                    else []
+                )
+                if parking is None:
+                    return [*due, *ready]
+                plan[:] = [parking.plan(cursor, group, [*due, *ready], list(positions),
+                                        verdicts.to_dead_letter)]  # fmt: skip
+            return list(plan[0].todo)
+
+        todo, applied, emitted = _apply(
+            conn, group=group, prepare=prepare, handler=handler, sink=sink, policy=policy,
+            verdicts=verdicts, hooks=hooks, park_key=parking is not None, positions=positions,
         )  # fmt: skip
-        to_dead_letter = verdicts.to_dead_letter
+        parked: list[InboundEvent] = []
         with conn.cursor() as cursor:
+            if retries is not None and verdicts.retry_later:
+                waiting = [(e, r) for e, r in verdicts.retry_later if isinstance(r, RetryLater)]
+                verdicts.to_dead_letter += retries.move(cursor, group, waiting)
+            to_dead_letter = verdicts.to_dead_letter
             if to_dead_letter:
                 enqueue_dead_letters(conn, group, to_dead_letter, _log(group))
                 hooks.point("consumer.after_dead_letter")
+            if parking is not None:
+                parked = plan[0].parked + _parked_late(todo, applied, verdicts)
+                deferred = [e for e, _ in verdicts.retry_later]
+                parking.park(cursor, group, parked, to_dead_letter, deferred)
             moves = plan_moves(last, positions, verdicts.held)
             forget_below(cursor, group, moves)
             offsets.compare_and_set(cursor, group, moves)
         hooks.point("consumer.after_handler")
         conn.commit()
-    passed = [e for e in todo if verdicts.passes(e.coordinates, e.offset)]
+    aside = {(e.topic, e.partition, e.offset) for e in parked} | {
+        (e.topic, e.partition, e.offset) for e, _ in verdicts.retry_later
+    }
+    passed = [
+        e
+        for e in todo
+        if verdicts.passes(e.coordinates, e.offset)
+        and (e.topic, e.partition, e.offset) not in aside
+    ]
     dead = {(c.rejected.topic, c.rejected.partition, c.rejected.offset) for c in to_dead_letter}
     failed = sum(1 for e in passed if (e.topic, e.partition, e.offset) in dead)
     result = BatchResult(
@@ -180,7 +234,13 @@ def apply_batch(
         moves=moves,
         dead_letters=len(to_dead_letter),
         held=dict(verdicts.held),
+        parked=len(parked),
+        released=plan[0].released_events if plan else 0,
+        retrying=len(aside) - len(parked),
     )
+    if hooks is not heard and (passed or to_dead_letter):
+        hooks = heard
+        hooks.batch_started(BatchStarted(group, len(passed)))
     _tell(hooks, group, result, passed=passed, dead_letters=to_dead_letter, applied=applied)
     return result
 
@@ -257,18 +317,53 @@ def _log(group: str) -> Any:
     return get_logger("consumer", consumer_group=group)
 
 
+def _parked_late(
+    todo: Sequence[InboundEvent], applied: Sequence[InboundEvent], verdicts: Verdicts
+) -> list[InboundEvent]:
+    """Events the bisection held back because an earlier event of their key was dead-lettered."""
+    index = {(e.topic, e.partition, e.offset): n for n, e in enumerate(todo)}
+    first_dead: dict[tuple[str, bytes], int] = {}
+    given_up = [(c.rejected.topic, c.rejected.partition, c.rejected.offset, c.rejected.key)
+                for c in verdicts.to_dead_letter]  # fmt: skip
+    given_up += [(e.topic, e.partition, e.offset, e.key) for e, _ in verdicts.retry_later]
+    for topic, partition, offset, record_key in given_up:
+        where = index.get((topic, partition, offset))
+        if record_key is not None and where is not None:
+            key = (topic, record_key)
+            first_dead[key] = min(where, first_dead.get(key, where))
+    done = {(e.topic, e.partition, e.offset) for e in applied}
+    done |= {(e.topic, e.partition, e.offset) for e, _ in verdicts.retry_later}
+    late = []
+    for n, event in enumerate(todo):
+        first = None if event.key is None else first_dead.get((event.topic, event.key))
+        if (
+            first is not None
+            and n > first
+            and (event.topic, event.partition, event.offset) not in done
+            and not verdicts.beyond_hold(event.coordinates, event.offset)
+        ):
+            late.append(event)
+    return late
+
+
 def _apply(
     conn: psycopg.Connection[Any],
     *,
     group: str,
-    events: list[InboundEvent],
+    prepare: Callable[[], list[InboundEvent]],
     handler: Handler,
     sink: OutboxSink | None,
     policy: RetryPolicy,
     verdicts: Verdicts,
     hooks: Hooks,
-) -> tuple[list[InboundEvent], int]:
-    """Steps 2-4: the fast path, or the bisection after a failure attributable to events."""
+    park_key: bool = False,
+    positions: Mapping[Coordinates, int | None] | None = None,
+) -> tuple[list[InboundEvent], list[InboundEvent], int]:
+    """Steps 2-4: the fast path, or the bisection after a failure attributable to events.
+
+    Returns the events tried, those applied, and how many events the handler emitted.
+    """
+    events = prepare()
     with conn.cursor() as cursor:
         new = inbox.claim_new(cursor, group, events)
         hooks.point("consumer.before_handler")
@@ -277,7 +372,7 @@ def _apply(
             if new:
                 with handler_scope(group, new) as scoped:
                     handler(scoped, context)
-            return new, context.flush_emitted()
+            return events, new, context.flush_emitted()
         except Exception as exc:
             if classify(exc) in {Kind.TRANSIENT, Kind.FATAL} or conn.broken:
                 raise
@@ -287,10 +382,11 @@ def _apply(
     _log(group).warning(
         "handler failed, isolating", error_class=type(failure).__name__, events=len(new)
     )
+    events = prepare()
     with conn.cursor() as cursor:
         out = isolate(
             conn, cursor, group=group, events=events, error=failure, handler=handler,
-            sink=sink, policy=policy,
+            sink=sink, policy=policy, park_key=park_key, positions=positions,
         )  # fmt: skip
     verdicts.merge(out.verdicts)
-    return out.applied, out.emitted
+    return events, out.applied, out.emitted

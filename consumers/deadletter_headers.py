@@ -57,6 +57,7 @@ __all__ = [
     "ORIGINAL_TIMESTAMP",
     "ORIGINAL_TOPIC",
     "PREFIX",
+    "RETRY_ATTEMPTS",
     "STACKTRACE",
     "STAGE",
     "STAGES",
@@ -75,10 +76,12 @@ class DeadLetterFormatError(OncepipeError):
 MAX_MESSAGE_BYTES = 4096
 MAX_STACKTRACE_BYTES = 8192
 
-Stage = Literal["decode", "validate", "handle"]
-STAGES: tuple[Stage, ...] = ("decode", "validate", "handle")
+Stage = Literal["decode", "validate", "handle", "crash"]
+STAGES: tuple[Stage, ...] = ("decode", "validate", "handle", "crash")
 
 PREFIX = "dlq."
+RETRY_ATTEMPTS = PREFIX + "retry.attempts"
+"""JSON list of an event's delayed retries (``RetryLater``): attempt, failed_at, delay_s, error."""
 ORIGINAL_TOPIC = "dlq.original.topic"
 ORIGINAL_PARTITION = "dlq.original.partition"
 ORIGINAL_OFFSET = "dlq.original.offset"
@@ -164,6 +167,7 @@ def dead_letter_headers(
     last_failure: datetime | None = None,
     original_headers: RawHeaders = (),
     headers_unreadable: str | None = None,
+    retry_attempts: str | None = None,
 ) -> list[tuple[str, str | bytes | None]]:
     """The headers of a dead letter: the original record's, then oncepipe's ``dlq.*`` ones.
 
@@ -171,7 +175,8 @@ def dead_letter_headers(
     ``dlq.*`` header among them (a dead letter of a dead letter) is dropped so the new ones are
     the only ones. ``headers_unreadable`` (why the client could not read the original headers)
     adds ``dlq.headers.unreadable``. Message and stack trace are cut to ``MAX_MESSAGE_BYTES``
-    and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware.
+    and ``MAX_STACKTRACE_BYTES``. Times must be timezone-aware. ``retry_attempts`` (the JSON
+    list of an event's delayed retries) becomes ``dlq.retry.attempts``.
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r} is not one of {', '.join(STAGES)}")
@@ -200,6 +205,8 @@ def dead_letter_headers(
         (FIRST_FAILURE, _iso(first_failure)),
         (LAST_FAILURE, _iso(last_failure or first_failure)),
     ]
+    if retry_attempts is not None:
+        headers.append((RETRY_ATTEMPTS, retry_attempts))
     if failure.stacktrace:
         headers.append(
             (STACKTRACE, _bounded(failure.stacktrace, MAX_STACKTRACE_BYTES, keep_tail=True))

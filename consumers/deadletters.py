@@ -46,6 +46,8 @@ class DeadLetterCandidate:
     attempts: int
     first_failure: datetime
     last_failure: datetime
+    retry_attempts: str | None = None
+    """The JSON list of its delayed retries, for an event that used up its retry tiers."""
 
 
 def dead_letter_id(topic: str, partition: int, offset: int, group: str) -> str:
@@ -85,6 +87,7 @@ def dead_letter_record(group: str, item: DeadLetterCandidate) -> DeadLetterRecor
         last_failure=item.last_failure,
         original_headers=record.headers,
         headers_unreadable=record.headers_error,
+        retry_attempts=item.retry_attempts,
     )
     return DeadLetterRecord(
         topic=dlq_topic_for(record.topic),

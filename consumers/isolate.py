@@ -13,8 +13,9 @@ Public names: ``Isolated``, ``isolate``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -22,10 +23,12 @@ import psycopg
 from consumers import inbox
 from consumers.classify import is_transient
 from consumers.context import HandlerContext, OutboxSink
+from consumers.deadletters import DeadLetterCandidate
 from consumers.decoding import Rejected
-from consumers.events import InboundEvent
+from consumers.events import Coordinates, InboundEvent
 from consumers.logcontext import handler_scope
 from consumers.registry import Handler
+from consumers.retries import RetryLater
 from consumers.retry_policy import RetryPolicy, Verdicts
 
 __all__ = ["Isolated", "isolate"]
@@ -51,10 +54,24 @@ class _Run:
     sink: OutboxSink | None
     policy: RetryPolicy
     out: Isolated
+    park_key: bool = False
+    positions: Mapping[Coordinates, int | None] = field(default_factory=dict)
+
+    def out_of_band(self, event: InboundEvent) -> bool:
+        """A delayed retry or a released parked event: below its partition's position."""
+        position = self.positions.get(event.coordinates)
+        return position is not None and event.offset < position
 
     def pending(self, events: Sequence[InboundEvent]) -> list[InboundEvent]:
         held = self.out.verdicts
-        return [e for e in events if not held.beyond_hold(e.coordinates, e.offset)]
+        # With park-key, a key dead-lettered so far (earlier in partition order) is parked.
+        dead = held.blocked_keys() if self.park_key else set()
+        return [
+            e
+            for e in events
+            if not held.beyond_hold(e.coordinates, e.offset)
+            and (e.key is None or (e.topic, e.key) not in dead)
+        ]
 
     def attempt(self, events: list[InboundEvent]) -> Exception | None:
         """Apply ``events`` under a savepoint; the error if it failed (and was rolled back)."""
@@ -78,6 +95,15 @@ class _Run:
 
     def bisect(self, events: list[InboundEvent], error: Exception) -> None:
         """``events`` failed together with ``error``: find which of them fail on their own."""
+        if len(events) == 1 and isinstance(error, RetryLater):
+            self.out.verdicts.retry_later.append((events[0], error))
+            return
+        if len(events) == 1 and self.out_of_band(events[0]):
+            # It waited already, and its partition moved on: holding cannot apply to it.
+            now = datetime.now(UTC)
+            rejected = Rejected.of_event(events[0], error)
+            self.out.verdicts.to_dead_letter.append(DeadLetterCandidate(rejected, 1, now, now))
+            return
         if len(events) == 1:
             verdict = self.policy.decide([Rejected.of_event(events[0], error)])
             self.out.verdicts.merge(verdict)
@@ -102,12 +128,19 @@ def isolate(
     handler: Handler,
     sink: OutboxSink | None,
     policy: RetryPolicy,
+    park_key: bool = False,
+    positions: Mapping[Coordinates, int | None] | None = None,
 ) -> Isolated:
     """Apply ``events`` (which failed together with ``error``) around the ones that fail.
 
     Must run in a fresh transaction: the one that failed was rolled back. Transient and
-    fatal errors are raised, and the caller rolls everything back.
+    fatal errors are raised, and the caller rolls everything back. With ``park_key`` the
+    events of a key after its dead-lettered event are left out (the caller parks them). An
+    event below its partition's position in ``positions`` (a delayed retry, a released parked
+    event) that fails is dead-lettered at once: holding its partition cannot retry it.
     """
-    run = _Run(conn, cursor, group, handler, sink, policy, Isolated())
+    run = _Run(
+        conn, cursor, group, handler, sink, policy, Isolated(), park_key, dict(positions or {})
+    )
     run.bisect(list(events), error)
     return run.out

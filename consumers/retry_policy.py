@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from consumers.classify import Kind, classify
 from consumers.deadletters import DeadLetterCandidate
 from consumers.decoding import Rejected
-from consumers.events import Coordinates
+from consumers.events import Coordinates, InboundEvent
 from consumers.failures import FailureLog, History
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
@@ -43,6 +43,14 @@ class Verdicts:
 
     to_dead_letter: list[DeadLetterCandidate] = field(default_factory=list)
     held: dict[Coordinates, int] = field(default_factory=dict)
+    retry_later: list[tuple[InboundEvent, Exception]] = field(default_factory=list)
+    """Events whose handler raised ``RetryLater``: moved to a retry tier, not applied."""
+
+    def blocked_keys(self) -> set[tuple[str, bytes | None]]:
+        """(topic, key) of every event given up on or deferred so far (park-key blocks them)."""
+        return {(c.rejected.topic, c.rejected.key) for c in self.to_dead_letter} | {
+            (e.topic, e.key) for e, _ in self.retry_later
+        }
 
     def beyond_hold(self, where: Coordinates, offset: int) -> bool:
         """True when a hold keeps the record at ``offset`` out of this batch."""
@@ -57,6 +65,7 @@ class Verdicts:
     def merge(self, other: Verdicts) -> None:
         """Add another decision's verdicts (holds keep their lowest offset)."""
         self.to_dead_letter += other.to_dead_letter
+        self.retry_later += other.retry_later
         for where, offset in other.held.items():
             self.held[where] = min(offset, self.held.get(where, offset))
         self.to_dead_letter = [

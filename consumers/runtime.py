@@ -6,26 +6,30 @@ Public names: ``ConsumerRuntime``.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
 
 from consumers import offsets
 from consumers.assignment import Assignment
+from consumers.attempts import Attempts
 from consumers.backoff import Backoff
 from consumers.batch import BatchResult, apply_batch
 from consumers.bounds import LogBounds
 from consumers.classify import is_transient
 from consumers.context import OutboxSink
-from consumers.decoding import DecodedBatch, Decoder, decode_records
+from consumers.decoding import DecodedBatch, Decoder, Rejected, decode_records
 from consumers.events import Coordinates
 from consumers.failures import FailureLog, NotOwnerError, claim
 from consumers.holds import Holds
 from consumers.inbox_partitions import Maintainer
+from consumers.parking import Parking
 from consumers.rebalance import Rebalance
 from consumers.registry import Handler
+from consumers.retries import Retries
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
@@ -77,6 +81,12 @@ class ConsumerRuntime:
         self._sink = sink
         self._hooks = hooks
         self._stopping = threading.Event()
+        self._parking = Parking(decoder) if consumer_settings.on_poison == "park-key" else None
+        self._next_release_check = 0.0
+        self._retries = Retries(
+            decoder, consumer_settings.retry_tiers, check_s=consumer_settings.retry_check_s,
+            limit=consumer_settings.batch_size,
+        )  # fmt: skip
         self._assignment = Assignment()
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
@@ -88,6 +98,16 @@ class ConsumerRuntime:
             lambda: connect(settings, f"oncepipe-consumer-failures:{self._group}"),
             self._group,
             self._owner,
+        )
+        self._attempts = (
+            Attempts(
+                lambda: connect(settings, f"oncepipe-consumer-attempts:{self._group}"),
+                self._group,
+                self._owner,
+                limit=consumer_settings.crash_attempts,
+            )
+            if consumer_settings.crash_attempts
+            else None
         )
         self._retry_policy = RetryPolicy(
             self._failures,
@@ -196,23 +216,57 @@ class ConsumerRuntime:
             # Revoked or lost inside this consume(), or fetched before a seek: not ours to apply.
             self._log.debug("records dropped", records=len(records) - len(admitted))
         if not admitted:
+            self._release_when_idle()
             return
+        starts = {where: self._assignment.positions.get(where) for where in _partitions(admitted)}
+        killers: list[Rejected] = []
+        narrowed: set[Coordinates] = set()
+        if self._attempts is not None:
+            try:
+                cut = self._attempts.begin(admitted, self._assignment.positions)
+            except RetriableError as exc:
+                self._log.warning("attempt record failed, will retry", reason=str(exc))
+                self._drop_sessions()
+                self._rewind(wait=True)
+                return
+            admitted, killers, narrowed = cut.records, cut.killers, cut.narrowed
+            if narrowed:
+                self._log.warning(
+                    "crash loop suspected, one record per batch",
+                    partitions=[[t, p] for t, p in sorted(narrowed)],
+                    killers=[[k.topic, k.partition, k.offset] for k in killers],
+                )
         try:
             decoded = decode_records(self._decoder, admitted)
         except psycopg.OperationalError as exc:
             # The schema store (PostgreSQL) is unreachable: transient, never poison.
             self._log.warning("decoding failed, will retry", reason=str(exc).strip())
+            self._survive(starts)
             self._rewind(wait=True)
             return
+        if killers:
+            decoded.rejected = sorted(
+                [*decoded.rejected, *killers], key=lambda r: (r.topic, r.partition, r.offset)
+            )
         self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
         self._hooks.point("consumer.before_transaction")
         result = self._apply(decoded)
         if result is None:
+            self._survive(starts)
             return
         self._hooks.point("consumer.after_commit")
         self._commit_to_kafka(result)
+        for where in narrowed:
+            # Only one record of it was read into the batch: read on from the new position.
+            if where in self._assignment and where not in result.held:
+                self._seek(where, self._assignment.positions.get(where))
         if result.held:
+            self._survive(dict(result.held))
             self._holds.hold(result.held)
+
+    def _survive(self, starts: Mapping[Coordinates, int | None]) -> None:
+        if self._attempts is not None:
+            self._attempts.survived(starts)
 
     def _apply(self, decoded: DecodedBatch) -> BatchResult | None:
         """Commit one batch; on a fence or a transient failure, rewind to the stored offsets."""
@@ -228,6 +282,8 @@ class ConsumerRuntime:
                 policy=self._retry_policy,
                 sink=self._sink,
                 hooks=self._hooks,
+                parking=self._parking,
+                retries=self._retries,
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
@@ -255,7 +311,8 @@ class ConsumerRuntime:
             self._backoff.reset()
         moved = ((m.topic, m.partition) for m in result.moves)
         self._holds.moved_on(where for where in moved if where not in result.held)
-        self._log.info(
+        quiet = not (result.moves or result.released or result.retrying or result.events)
+        (self._log.debug if quiet else self._log.info)(
             "batch committed",
             ranges=[[m.topic, m.partition, m.expected, m.next_offset] for m in result.moves],
             events=result.events,
@@ -264,8 +321,26 @@ class ConsumerRuntime:
             emitted=result.emitted,
             dead_letters=result.dead_letters,
             held=[[t, p, o] for (t, p), o in sorted(result.held.items())],
+            parked=result.parked,
+            released=result.released,
+            retrying=result.retrying,
         )
         return result
+
+    def _release_when_idle(self) -> None:
+        """With nothing to read: a batch of due retries and released parked events alone."""
+        owned = list(self._assignment.positions)
+        if not owned:
+            return
+        now = time.monotonic()
+        released = self._parking is not None and now >= self._next_release_check
+        if released:
+            self._next_release_check = now + self._config.park_release_check_s
+        if released or self._retries.check_due(owned):
+            self._retries.look_next_time()
+            result = self._apply(DecodedBatch())
+            if result is not None and (result.events or result.dead_letters):
+                self._hooks.point("consumer.after_commit")
 
     # -- records and Kafka offsets ---------------------------------------------------------
 
@@ -315,6 +390,8 @@ class ConsumerRuntime:
             self._conn.close()
         self._conn = None
         self._failures.close()
+        if self._attempts is not None:
+            self._attempts.close()
 
     def _pause(self, reason: str) -> None:
         delay = self._backoff.next_delay()
@@ -392,6 +469,8 @@ class ConsumerRuntime:
             self._consumer = None
         self._assignment.clear()
         self._failures.close()
+        if self._attempts is not None:
+            self._attempts.close()
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped")
@@ -403,6 +482,11 @@ def _handler_or_schema_error(exc: psycopg.ProgrammingError) -> ConfigError:
         f"({type(exc).__name__}): the handler's SQL or the database schema is wrong; "
         "fix the handler or run oncepipe migrate (the offsets did not move)"
     )
+
+
+def _partitions(records: Sequence[Record]) -> list[Coordinates]:
+    """The partitions of ``records``, in order of first appearance."""
+    return list(dict.fromkeys((r.topic(), r.partition()) for r in records))
 
 
 def _ranges(records: Sequence[Record]) -> list[list[Any]]:

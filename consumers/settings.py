@@ -61,6 +61,29 @@ class ConsumerSettings(BaseSettings):
         description="an unknown writer schema is retried this long (it may not be registered "
         "yet), then dead-lettered",
     )
+    on_poison: Literal["skip", "park-key"] = Field(
+        "skip",
+        description="after a dead letter: skip (its key's later events flow on) or park-key "
+        "(they wait, in order, until the dead letter is replayed or discarded)",
+    )
+    park_release_check_s: float = Field(
+        5.0, gt=0, description="park-key: an idle worker looks for discarded blockers this often"
+    )
+    crash_attempts: int = Field(
+        3,
+        ge=0,
+        description="batch attempts at one offset that end with the worker dead before the "
+        "range is narrowed to one record per batch; a record alone that kills the worker as "
+        "often is dead-lettered with stage crash (0: no attempt record, no detection)",
+    )
+    retry_tiers: Annotated[tuple[float, ...], NoDecode] = Field(
+        (10.0, 60.0, 600.0),
+        description="delays in seconds of the tiers an event raising RetryLater goes through "
+        "(comma-separated in the environment); dead-lettered after the last",
+    )
+    retry_check_s: float = Field(
+        1.0, gt=0, description="a worker looks for due delayed retries this often"
+    )
     max_payload_bytes: int = Field(
         DEFAULT_MAX_PAYLOAD_BYTES,
         ge=1_024,
@@ -84,6 +107,20 @@ class ConsumerSettings(BaseSettings):
     @classmethod
     def _split_topics(cls, value: Any) -> Any:
         return tuple(split_names(value)) if isinstance(value, str) else value
+
+    @field_validator("retry_tiers", mode="before")
+    @classmethod
+    def _split_tiers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(float(part) for part in split_names(value))
+        return value
+
+    @field_validator("retry_tiers")
+    @classmethod
+    def _positive_tiers(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("retry_tiers must list one or more delays >= 0 (seconds)")
+        return value
 
     @model_validator(mode="after")
     def _retry_bounds(self) -> ConsumerSettings:

@@ -43,6 +43,7 @@ from consumers.dlq.headers import (
     replay_headers,
     unreadable_dead_letter,
 )
+from consumers.dlq.parked import discard_blockers, parked_counts
 from consumers.dlq.payload import DecodedPayload, decode_payload, escape, hex_dump
 from consumers.dlq.reader import (
     DLQ_SUFFIXES,
@@ -73,6 +74,7 @@ __all__ = [
     "Scan",
     "Selection",
     "decode_payload",
+    "discard_blockers",
     "escape",
     "fingerprint",
     "fingerprint_of",
@@ -83,6 +85,7 @@ __all__ = [
     "is_dlq_topic",
     "lenient_codec",
     "mask",
+    "parked_counts",
     "parse_dead_letter",
     "parse_ref",
     "replay_headers",

@@ -37,6 +37,7 @@ from consumers.deadletter_headers import (
     ORIGINAL_TIMESTAMP,
     ORIGINAL_TOPIC,
     PREFIX,
+    RETRY_ATTEMPTS,
     STACKTRACE,
     STAGE,
     DeadLetterFormatError,
@@ -342,7 +343,14 @@ def _read_oncepipe(found: _Found, _dlq_timestamp_ms: int | None) -> _Fields:
         attempts=_decimal(found.raw(ATTEMPTS), ATTEMPTS),
         first=_moment(found.raw(FIRST_FAILURE), FIRST_FAILURE),
         last=_moment(found.raw(LAST_FAILURE), LAST_FAILURE),
-        extras={} if unreadable is None else {"headers_unreadable": unreadable},
+        extras={
+            name: value
+            for name, value in (
+                ("headers_unreadable", unreadable),
+                ("retry.attempts", found.text(RETRY_ATTEMPTS)),
+            )
+            if value is not None
+        },
     )
 
 

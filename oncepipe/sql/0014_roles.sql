@@ -127,11 +127,20 @@ INSERT INTO oncepipe.role_grants (role, object, privileges) VALUES
     ('oncepipe_consumer', 'SEQUENCE oncepipe.outbox_id_seq', 'USAGE'),
     ('oncepipe_consumer', 'FUNCTION oncepipe.enqueue(text, text, bytea, bytea, bytea[], bytea[])', 'EXECUTE'),
     ('oncepipe_consumer', 'TABLE oncepipe.schema_registry', 'SELECT, INSERT'),
+    -- poison without disorder (0012): parked keys and events, batch attempts, delayed retries.
+    ('oncepipe_consumer', 'TABLE oncepipe.parked_blockers', 'SELECT, INSERT, UPDATE, DELETE'),
+    ('oncepipe_consumer', 'TABLE oncepipe.parked_events', 'SELECT, INSERT, DELETE'),
+    ('oncepipe_consumer', 'SEQUENCE oncepipe.parked_events_seq_seq', 'USAGE'),
+    ('oncepipe_consumer', 'TABLE oncepipe.consumer_attempts', 'SELECT, INSERT, UPDATE, DELETE'),
+    ('oncepipe_consumer', 'TABLE oncepipe.consumer_retries', 'SELECT, INSERT, UPDATE, DELETE'),
     -- dlq tool: its replay ledger, and what it reads to list and decode dead letters.
     ('oncepipe_dlq', 'SCHEMA oncepipe', 'USAGE'),
     ('oncepipe_dlq', 'TABLE oncepipe.dlq_replays', 'SELECT, INSERT, UPDATE'),
     ('oncepipe_dlq', 'TABLE oncepipe.schema_registry', 'SELECT'),
     ('oncepipe_dlq', 'TABLE oncepipe.consumer_failures', 'SELECT'),
+    -- parked counts per blocker, and `dlq discard` marking a blocker discarded (0012).
+    ('oncepipe_dlq', 'TABLE oncepipe.parked_blockers', 'SELECT, UPDATE'),
+    ('oncepipe_dlq', 'TABLE oncepipe.parked_events', 'SELECT'),
     -- HTTP ingest: enqueue events, and its idempotency records (migration 0011).
     ('oncepipe_ingest', 'SCHEMA oncepipe', 'USAGE'),
     ('oncepipe_ingest', 'TABLE oncepipe.outbox', 'INSERT, SELECT (id, topic, dedupe_id)'),

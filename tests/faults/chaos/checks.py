@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from tests.faults.chaos.crash_checks import check_no_innocent_crash_dead_letters
 from tests.faults.chaos.evidence import Evidence
 from tests.faults.chaos.letter_checks import check_dead_letters_byte_exact, check_outbox_published
 from tests.faults.chaos.shard_checks import check_shard_leases_exclusive
@@ -306,6 +307,7 @@ CHECKS: list[Check] = [
     check_workers_wait_out_outages,
     check_dead_letters_byte_exact,
     check_shard_leases_exclusive,
+    check_no_innocent_crash_dead_letters,
 ]
 # Checks of the whole run, not of one group: run once, with the first group's evidence.
 GLOBAL_CHECKS: frozenset[Check] = frozenset(

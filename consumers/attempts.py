@@ -1,0 +1,251 @@
+"""Crash-loop detection: a durable attempt record before the handler runs.
+
+A record that kills the process (segfault, OOM kill, ``os._exit``) leaves nothing behind
+when the batch dies, so without a record the group would retry it forever. Before each batch
+the worker commits, per partition, one more attempt at the partition's start offset
+(``oncepipe.consumer_attempts``) in a small transaction of its own with
+``synchronous_commit = off``: the row reaches the server before the handler runs, so it
+survives the death of the process. The WAL flush is not waited for: a crash of PostgreSQL
+itself may lose the last few hundred milliseconds of attempt records, which only makes a
+crash loop take a restart or two longer to catch (a count lost is never a count invented).
+
+- ``limit`` attempts at one start offset without a commit: the next attempt narrows the
+  range (start .. the furthest end attempted) to ONE record per batch;
+- a single record of a narrowed range that reaches ``limit`` attempts again is the killer:
+  it is dead-lettered with stage ``crash`` without running the handler, and its neighbours
+  are applied (one per batch) exactly once.
+
+So a killer costs ``2 * limit`` crashes. An innocent record would need ``limit`` kills in a
+row while its batch is in flight and then ``limit`` more while it is the only record in
+flight, with no commit in between: random kills from outside cannot line up like that unless
+they come faster than one batch of one record commits. Failures the worker survives (a
+transient error, a fence, a held record) are not crashes: the worker remembers them and its
+next attempt at the same offset does not count. A worker counts only on partitions it took
+last (``oncepipe.consumer_owners``), so a zombie counts nothing.
+
+Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from consumers.decoding import Rejected, read_headers
+from consumers.events import Coordinates
+from oncepipe.db import wrap_as_unavailable
+from oncepipe.errors import PoisonError
+
+__all__ = ["Attempts", "CrashLoopError", "Narrowed"]
+
+
+class CrashLoopError(PoisonError):
+    """The worker died every time it applied this record alone."""
+
+
+_BEGIN = """
+INSERT INTO oncepipe.consumer_attempts AS a
+    (consumer_group, topic, partition, start_offset, end_offset, attempts)
+SELECT %(group)s::text, c.topic, c.partition, c.start_offset, c.end_offset, c.attempts
+FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(starts)s::bigint[], %(ends)s::bigint[],
+            %(counts)s::int[]) AS c(topic, partition, start_offset, end_offset, attempts)
+WHERE NOT EXISTS (
+    SELECT 1 FROM oncepipe.consumer_owners AS w
+    WHERE w.consumer_group = %(group)s::text AND w.topic = c.topic
+      AND w.partition = c.partition AND w.owner <> %(owner)s::uuid
+)
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
+    narrow_until = CASE
+        WHEN a.start_offset = excluded.start_offset THEN CASE
+            WHEN a.narrow_until IS NULL AND a.attempts + excluded.attempts > %(limit)s
+            THEN greatest(a.end_offset, excluded.end_offset)
+            ELSE a.narrow_until END
+        WHEN a.narrow_until > excluded.start_offset THEN a.narrow_until
+        ELSE NULL END,
+    attempts = CASE
+        WHEN a.start_offset = excluded.start_offset THEN CASE
+            WHEN a.narrow_until IS NULL AND a.attempts + excluded.attempts > %(limit)s THEN 1
+            ELSE a.attempts + excluded.attempts END
+        ELSE excluded.attempts END,
+    end_offset = CASE
+        WHEN a.start_offset = excluded.start_offset
+        THEN greatest(a.end_offset, excluded.end_offset)
+        ELSE excluded.end_offset END,
+    start_offset = excluded.start_offset,
+    updated_at = now()
+RETURNING topic, partition, attempts, narrow_until
+"""
+
+
+_STATE = """
+SELECT topic, partition, start_offset, attempts, narrow_until FROM oncepipe.consumer_attempts
+WHERE consumer_group = %s AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))
+FOR UPDATE
+"""
+
+
+_TAKE_BACK = """
+UPDATE oncepipe.consumer_attempts AS a SET attempts = greatest(a.attempts - 1, 0)
+FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS c(topic, partition, start_offset)
+WHERE a.consumer_group = %s AND (a.topic, a.partition, a.start_offset)
+    = (c.topic, c.partition, c.start_offset)
+"""
+
+
+@dataclass
+class Narrowed:
+    """A batch after crash-loop detection: what to apply, what to dead-letter, what to re-read."""
+
+    records: list[Any] = field(default_factory=list)
+    killers: list[Rejected] = field(default_factory=list)
+    narrowed: set[Coordinates] = field(default_factory=set)
+    """Partitions of a batch cut to one record: the worker seeks them back after it."""
+
+
+class Attempts:
+    """Records each batch attempt on its own connection, and narrows crash-looping ranges."""
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        group: str,
+        owner: uuid.UUID,
+        *,
+        limit: int,
+    ) -> None:
+        self._connect = connect
+        self._group = group
+        self._owner = owner
+        self._limit = limit
+        self._conn: psycopg.Connection[Any] | None = None
+        self._survived: set[tuple[str, int, int]] = set()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = self._connect()
+        return self._conn
+
+    def begin(
+        self, records: Sequence[Any], positions: Mapping[Coordinates, int | None]
+    ) -> Narrowed:
+        """Count this attempt (committed) and cut a crash-looping batch to one record.
+
+        ``records`` are Kafka records in partition order; ``positions`` the stored offsets.
+        While any partition of the batch is narrowed, the batch is that partition's first
+        record alone and only that attempt counts: a crash is charged to the record in flight
+        and to nothing else.
+        """
+        firsts: dict[Coordinates, Any] = {}
+        ends: dict[Coordinates, int] = {}
+        for record in records:
+            where = (record.topic(), record.partition())
+            firsts.setdefault(where, record)
+            ends[where] = record.offset() + 1
+        if not firsts:
+            return Narrowed(records=list(records))
+        starts = {w: _start(positions.get(w), firsts[w].offset()) for w in firsts}
+        counts = {w: 0 if (*w, starts[w]) in self._survived else 1 for w in firsts}
+        # Only the partitions of this batch use their marks up (a held one waits paused).
+        self._survived = {m for m in self._survived if (m[0], m[1]) not in firsts}
+        with wrap_as_unavailable(
+            lambda exc: f"cannot record a batch attempt ({exc.sqlstate or 'connection'})",
+            cleanup=self.close,
+        ):
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                known = {
+                    (t, int(p)): (int(s), int(n), until)
+                    for t, p, s, n, until in conn.execute(
+                        _STATE, (self._group, [w[0] for w in firsts], [w[1] for w in firsts])
+                    ).fetchall()
+                }
+                single = next(
+                    (w for w in firsts if self._narrows(known.get(w), starts[w], counts[w])), None
+                )
+                counted = list(firsts) if single is None else [single]
+                rows = conn.execute(
+                    _BEGIN,
+                    {
+                        "group": self._group,
+                        "owner": self._owner,
+                        "limit": self._limit,
+                        "topics": [w[0] for w in counted],
+                        "partitions": [w[1] for w in counted],
+                        "starts": [starts[w] for w in counted],
+                        "ends": [ends[w] for w in counted],
+                        "counts": [counts[w] for w in counted],
+                    },
+                ).fetchall()
+        if single is None:
+            return Narrowed(records=list(records))
+        attempts = next((int(n) for t, p, n, _ in rows if (t, int(p)) == single), 0)
+        record = firsts[single]
+        if attempts > self._limit:
+            return Narrowed(killers=[_killer(record, self._limit)], narrowed=set(firsts))
+        return Narrowed(records=[record], narrowed=set(firsts))
+
+    def _narrows(self, row: tuple[int, int, int | None] | None, start: int, count: int) -> bool:
+        """True when this attempt at ``start`` is one record alone (see ``_BEGIN``)."""
+        if row is None:
+            return False
+        stored_start, attempts, until = row
+        if stored_start == start:
+            return until is not None or attempts + count > self._limit
+        return until is not None and until > start
+
+    def survived(self, starts: Mapping[Coordinates, int | None]) -> None:
+        """Attempts at these start offsets failed without killing the worker: not crashes.
+
+        Taken back in the attempt rows at once (so the next owner of the partition does not
+        count them either); while PostgreSQL cannot be written, remembered in memory instead,
+        and the next attempt at the same offset counts 0.
+        """
+        known = [(t, p, s) for (t, p), s in starts.items() if s is not None]
+        if not known:
+            return
+        try:
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                conn.execute(
+                    _TAKE_BACK,
+                    ([t for t, _, _ in known], [p for _, p, _ in known],
+                     [s for _, _, s in known], self._group),
+                )  # fmt: skip
+        except psycopg.Error:
+            self.close()
+            self._survived.update(known)
+
+    def close(self) -> None:
+        """Close the connection (a new one is opened when next needed)."""
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+        self._conn = None
+
+
+def _start(position: int | None, first: int) -> int:
+    return first if position is None else position
+
+
+def _killer(record: Any, crashes: int) -> Rejected:
+    """The record the worker died on every time it ran it alone, as a ``crash`` rejection."""
+    headers, headers_error = read_headers(record)
+    _, timestamp = record.timestamp()
+    event_id = None
+    for name, raw in headers:
+        if name == "event_id" and raw:
+            event_id = (raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))[:64]
+            break
+    error = CrashLoopError(
+        f"the worker died {crashes} times in a row while this record was the only one in "
+        "flight (segfault, OOM kill or exit in the handler); dead-lettered without running it"
+    )
+    return Rejected(
+        record.topic(), record.partition(), record.offset(), record.key(), record.value(),
+        headers, timestamp if timestamp >= 0 else None, "crash", error, event_id, headers_error,
+    )  # fmt: skip
