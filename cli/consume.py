@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.observe import observe_consumer
+from cli.observe import METRICS_PORT, observe_consumer
 from cli.preflight import (
     check_broker_login,
     check_consumer_acls,
@@ -100,12 +100,7 @@ def consume(
         "(they wait in order until `oncepipe dlq replay` or `dlq discard` of it) "
         "[env ONCEPIPE_CONSUMER_ON_POISON]",
     ),
-    metrics_port: int | None = typer.Option(
-        None,
-        "--metrics-port",
-        help="serve /metrics (Prometheus), /livez and /readyz on this port; off when unset "
-        "[env ONCEPIPE_METRICS_PORT]",
-    ),
+    metrics_port: int | None = METRICS_PORT,
 ) -> None:
     """Apply events to PostgreSQL exactly once per group; SIGTERM finishes the batch, exits 0."""
     settings = state(ctx).settings

@@ -5,7 +5,7 @@ On: a ``WorkerMetrics`` joins the worker's hooks, and the endpoint's thread read
 loop must not wait for (the stored offsets against the broker's high watermarks, the outbox
 backlog, the probes' database and broker checks) with short timeouts, on its own connections.
 
-Public names: ``Observed``, ``observe_consumer``, ``observe_relay``.
+Public names: ``METRICS_PORT``, ``Observed``, ``observe_consumer``, ``observe_relay``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import typer
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
@@ -31,7 +32,14 @@ from oncepipe.metrics import MetricsSettings, ScrapeCollector, WorkerMetrics
 from oncepipe.settings import Settings
 from producers import read_backlog
 
-__all__ = ["Observed", "observe_consumer", "observe_relay"]
+__all__ = ["METRICS_PORT", "Observed", "observe_consumer", "observe_relay"]
+
+METRICS_PORT = typer.Option(
+    None,
+    "--metrics-port",
+    help="serve /metrics (Prometheus), /livez and /readyz on this port; off when unset "
+    "[env ONCEPIPE_METRICS_PORT]",
+)
 
 log = get_logger("metrics")
 

@@ -94,17 +94,23 @@ def login_failure(error: BrokerError, secrets: Iterable[str] = ()) -> ConfigErro
     )
 
 
+def _probe(settings: Settings) -> BrokerError | None:
+    """None when the brokers answer, else why not; a refused login raises its ConfigError."""
+    error = probe_brokers(settings, _BROKER_TIMEOUT_S)
+    refused = None if error is None else login_failure(error, settings.secrets())
+    if refused is not None:
+        raise refused
+    return error
+
+
 def check_broker(settings: Settings) -> None:
     """Ask the brokers for metadata once; ``OncepipeError`` when none answers in time.
 
     A refused login or TLS handshake raises ``ConfigError`` at once (it can never work).
     """
-    error = probe_brokers(settings, _BROKER_TIMEOUT_S)
+    error = _probe(settings)
     if error is None:
         return
-    refused = login_failure(error, settings.secrets())
-    if refused is not None:
-        raise refused
     reason = redact(" ".join(str(error).removeprefix("Kafka: ").split()), settings.secrets())
     raise OncepipeError(
         f"Kafka at {settings.kafka_bootstrap_servers} did not answer within "
@@ -120,12 +126,9 @@ def check_broker_login(settings: Settings) -> None:
     """
     if settings.kafka_security_protocol == "PLAINTEXT":
         return
-    error = probe_brokers(settings, _BROKER_TIMEOUT_S)
+    error = _probe(settings)
     if error is None:
         return
-    refused = login_failure(error, settings.secrets())
-    if refused is not None:
-        raise refused
     log = get_logger("preflight")
     log.warning("Kafka is unreachable; waiting for it", reason=str(error))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli.observe import observe_relay
+from cli.observe import METRICS_PORT, observe_relay
 from cli.options import build_settings
 from cli.preflight import check_broker_login, check_database
 from cli.shared import state
@@ -42,12 +42,7 @@ def relay(
         help="seconds a relay holds its outbox shards without renewing them; a relay dead or "
         "stalled this long loses them to the others [env ONCEPIPE_RELAY_LEASE_S, default 10]",
     ),
-    metrics_port: int | None = typer.Option(
-        None,
-        "--metrics-port",
-        help="serve /metrics (Prometheus), /livez and /readyz on this port; off when unset "
-        "[env ONCEPIPE_METRICS_PORT]",
-    ),
+    metrics_port: int | None = METRICS_PORT,
 ) -> None:
     """Publish outbox rows to Kafka until SIGTERM (which finishes the batch in flight).
 

@@ -664,9 +664,15 @@ def _allows_read(operations: Sequence[AclOperation] | None) -> bool:
     return operations is None or bool({AclOperation.READ, AclOperation.ALL} & set(operations))
 
 
-def _denied(exc: KafkaException, code: int) -> bool:
-    error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and error.code() == code
+def _may_read(future: Any, denied_code: int, timeout: float) -> bool:
+    """Whether a describe answer allows READ; only an explicit denial says no."""
+    try:
+        return _allows_read(future.result(timeout=timeout).authorized_operations)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        return not (isinstance(error, KafkaError) and error.code() == denied_code)
+    except TimeoutError:
+        return True
 
 
 def missing_consumer_acls(
@@ -683,23 +689,11 @@ def missing_consumer_acls(
         TopicCollection(list(topics)), include_authorized_operations=True, request_timeout=timeout
     )
     for name, future in described.items():
-        try:
-            allowed = _allows_read(future.result(timeout=timeout).authorized_operations)
-        except KafkaException as exc:
-            allowed = not _denied(exc, KafkaError.TOPIC_AUTHORIZATION_FAILED)
-        except TimeoutError:
-            allowed = True
-        if not allowed:
+        if not _may_read(future, KafkaError.TOPIC_AUTHORIZATION_FAILED, timeout):
             missing.append(f"READ on topic {name}")
     (group_future,) = admin.describe_consumer_groups(
         [group], include_authorized_operations=True, request_timeout=timeout
     ).values()
-    try:
-        allowed = _allows_read(group_future.result(timeout=timeout).authorized_operations)
-    except KafkaException as exc:
-        allowed = not _denied(exc, KafkaError.GROUP_AUTHORIZATION_FAILED)
-    except TimeoutError:
-        allowed = True
-    if not allowed:
+    if not _may_read(group_future, KafkaError.GROUP_AUTHORIZATION_FAILED, timeout):
         missing.append(f"READ on group {group}")
     return missing
