@@ -58,9 +58,17 @@ def test_a_read_only_episode_is_waited_out_and_every_event_applies_once(
         produce_clicks(settings, worker_pool.topic, during)
 
         def refused_read_only() -> bool:
+            # The first write of a batch is its attempt record (crash-loop detection), else
+            # the batch transaction itself: either is refused with SQLSTATE 25006.
             return any(
-                line.get("event") == "batch failed, will retry"
-                and line.get("error_class") == "ReadOnlySqlTransaction"
+                (
+                    line.get("event") == "batch failed, will retry"
+                    and line.get("error_class") == "ReadOnlySqlTransaction"
+                )
+                or (
+                    line.get("event") == "attempt record failed, will retry"
+                    and "(25006)" in str(line.get("reason"))
+                )
                 for line in worker.lines()
             )
 
