@@ -39,6 +39,7 @@ from consumers.decoding import Rejected, read_headers
 from consumers.events import Coordinates
 from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import PoisonError
+from oncepipe.logging import get_logger
 
 __all__ = ["Attempts", "CrashLoopError", "Narrowed"]
 
@@ -217,7 +218,11 @@ class Attempts:
                     ([t for t, _, _ in known], [p for _, p, _ in known],
                      [s for _, _, s in known], self._group),
                 )  # fmt: skip
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            get_logger("consumer", consumer_group=self._group).warning(
+                "attempt take-back failed, kept in memory",
+                reason=f"{type(exc).__name__} ({exc.sqlstate or 'connection'})",
+            )
             self.close()
             self._survived.update(known)
 
