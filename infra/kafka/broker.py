@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from infra.kafka.security import (
 )
 from infra.paths import InfraLayout
 from infra.process import ServiceError
+
+_BIND_ATTEMPTS = 3
 
 __all__ = ["Kafka"]
 
@@ -178,6 +182,24 @@ class Kafka:
         if all(node.running() for node in targets):
             return False
         self._prepare()
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            try:
+                self._launch(targets, timeout)
+                return True
+            except ServiceError:
+                # Our ports sit in Linux's ephemeral range: an outgoing connection may take one
+                # between the free-port check and the JVM's bind. Another try finds it free.
+                if attempt == _BIND_ATTEMPTS or not any(n.bind_failed() for n in targets):
+                    raise
+                print(
+                    f"kafka: a port was taken while starting (attempt {attempt}); retrying",
+                    file=sys.stderr,
+                )
+                time.sleep(1.0)  # short-lived connections let go of their port
+        return True
+
+    def _launch(self, targets: list[KafkaNode], timeout: float) -> None:
+        """Launch ``targets`` and wait until they serve; kill what was launched on failure."""
         launched: list[tuple[KafkaNode, subprocess.Popen[bytes]]] = []
         try:
             # Launch all first: a KRaft node only finishes starting once a quorum of voters runs.
@@ -191,7 +213,6 @@ class Kafka:
             for node, _ in launched:
                 node.kill()
             raise
-        return True
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Fail unless every node runs (start() already waits for readiness)."""

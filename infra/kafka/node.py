@@ -18,6 +18,7 @@ from infra.process import ServiceError, port_open, read_pid, send_signal, tail, 
 __all__ = ["KafkaNode", "cluster_settings"]
 
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
+BIND_CLASH_MARKER = "java.net.BindException: Address already in use"
 STARTED_MARKER = "Kafka Server started"
 HEAP = ["-Xms128m", "-Xmx512m"]
 
@@ -239,12 +240,19 @@ class KafkaNode:
                    log=self.log_path)  # fmt: skip
 
     def _log_has_marker(self) -> bool:
+        return STARTED_MARKER.encode() in self._log_since_launch()
+
+    def bind_failed(self) -> bool:
+        """True when this launch died because one of its ports was taken at bind time."""
+        return BIND_CLASH_MARKER.encode() in self._log_since_launch()
+
+    def _log_since_launch(self) -> bytes:
         try:
             with self.log_path.open("rb") as log:
                 log.seek(self._log_offset)
-                return STARTED_MARKER.encode() in log.read()
+                return log.read()
         except FileNotFoundError:
-            return False
+            return b""
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Stop cleanly (SIGTERM), SIGKILL after ``timeout``; False if it was not running."""

@@ -92,7 +92,8 @@ def test_a_recreated_topic_holds_the_partition_until_an_offsets_reset(
     assert held["partition"] == 0
     assert held["topic"] == pool.topic
     assert _stored(url, pool.group) == 50
-    assert not _lines(worker, "batch committed")
+    # Nothing applied while held (an idle worker's check for due retries commits empty batches).
+    assert not [b for b in _lines(worker, "batch committed") if b["ranges"] or b["events"]]
 
     reset = subprocess.run(
         [ONCEPIPE, "offsets", "reset", "--group", pool.group, "--topic", pool.topic,
