@@ -67,10 +67,13 @@ test-faults-loaded: install ## fault tests (no chaos) beside `stress-ng --cpu 2`
 		$(PY) -m pytest tests/faults --ignore-glob="tests/faults/test_chaos_*" $(PYTEST_ARGS); \
 		status=$$?; kill $$load; wait $$load; exit $$status'
 
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check), mypy --strict, the deploy/ files (offline validators)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint --no-color --failure-threshold style Dockerfile
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yml
+	$(VENV)/bin/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
