@@ -9,6 +9,7 @@ database answers).
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -34,7 +35,8 @@ PROMQL_WORDS = {
 }  # fmt: skip
 
 
-def exported() -> set[str]:
+@functools.cache
+def exported() -> frozenset[str]:
     """Every series name a worker's /metrics can show."""
     registry = CollectorRegistry()
     WorkerMetrics(registry, "g")
@@ -51,7 +53,7 @@ def exported() -> set[str]:
                 names.add(first.value)
             elif node.func.id == "ScrapeCollector":
                 names.add(f"{first.value}_up")
-    return names
+    return frozenset(names)
 
 
 def metric_names(expr: str) -> set[str]:
