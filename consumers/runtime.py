@@ -462,8 +462,15 @@ class ConsumerRuntime:
     def _close(self) -> None:
         """Leave the group at once (no wait for the session timeout), then disconnect."""
         if self._consumer is not None:
+            bound = self._config.close_timeout_s
             try:
-                self._consumer.close()
+                if not self._consumer.close(timeout_s=bound):
+                    self._log.warning(
+                        "left the group without a clean close",
+                        reason=f"the group coordinator did not answer within {bound:g}s "
+                        "(ONCEPIPE_CONSUMER_CLOSE_TIMEOUT_S); its partitions move to other "
+                        "workers after the session timeout; stored offsets are unaffected",
+                    )
             except (KafkaException, RuntimeError) as exc:
                 self._log.warning("consumer close failed", reason=str(exc))
             self._consumer = None

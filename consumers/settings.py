@@ -38,6 +38,12 @@ class ConsumerSettings(BaseSettings):
     max_poll_interval_ms: int = Field(
         300_000, ge=1_000, description="a member that does not poll this long leaves the group"
     )
+    close_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="at shutdown, wait this long to leave the group cleanly, then exit anyway "
+        "(offsets live in PostgreSQL: the group rebalances after the session timeout instead)",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where to start a partition that has no stored offset"
     )

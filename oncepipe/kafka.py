@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -418,9 +419,30 @@ class KafkaConsumer:
         """Cluster metadata (of one ``topic``, or of all)."""
         return self._client.list_topics(topic, timeout=timeout)
 
-    def close(self) -> None:
-        """Leave the group at once (revoke callbacks run here) and disconnect."""
-        self._client.close()
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Leave the group at once (revoke callbacks run here) and disconnect.
+
+        With ``timeout_s``, give up waiting after that long and return False: the close goes
+        on in a daemon thread, so a group coordinator that never answers cannot keep the
+        process from exiting (the group then rebalances after the session timeout instead).
+        """
+        if timeout_s is None:
+            self._client.close()
+            return True
+        failed: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                self._client.close()
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                failed.append(exc)
+
+        closing = threading.Thread(target=close, name="oncepipe-kafka-close", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        if failed:
+            raise failed[0]
+        return not closing.is_alive()
 
 
 def _rebalance(callback: RebalanceCallback) -> Callable[[Consumer, list[TopicPartition]], None]:
