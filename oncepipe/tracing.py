@@ -253,11 +253,12 @@ def handler_spans(
     """A ``process`` span per event around the handler call, by (topic, partition, offset).
 
     Each is a child of its event's context (of the batch span for an event without one) and
-    linked to the batch span. Without a recording batch span (no SDK) there are none: derived
-    events then carry their record's own context (``context_of``).
+    linked to the batch span. Without an SDK (the batch span has no valid context: the API's
+    no-op) there are none: derived events then carry their record's own context
+    (``context_of``). An SDK's unsampled batch span is valid: sampled events still get theirs.
     """
     batch = trace.get_current_span()
-    if not _state.enabled or not batch.is_recording():
+    if not _state.enabled or not batch.get_span_context().is_valid:
         yield {}
         return
     spans: dict[tuple[str, int, int], Span] = {}

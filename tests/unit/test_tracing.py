@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,9 +11,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
+from consumers.events import InboundEvent
 from oncepipe import tracing
 from oncepipe.errors import ConfigError
+from tests.fixtures.workers import make_clicks
 
 
 @pytest.fixture
@@ -88,3 +92,47 @@ def test_an_exporter_asked_for_without_the_extra_is_one_clear_error(
 def test_an_unknown_exporter_is_named() -> None:
     with pytest.raises(ConfigError, match="OTEL_TRACES_EXPORTER=zipkinx"):
         tracing.setup_from_environment("x", {"OTEL_TRACES_EXPORTER": "zipkinx"})
+
+
+def _event(offset: int, header: str | None) -> InboundEvent:
+    headers = [("traceparent", header.encode())] if header else []
+    event_id = uuid.UUID(int=offset + 1)
+    return InboundEvent(
+        make_clicks(1, seed=offset)[0],
+        event_id,
+        topic="t",
+        partition=0,
+        offset=offset,
+        headers=headers,
+    )
+
+
+def test_sampled_events_get_handler_spans_under_an_unsampled_batch_span() -> None:
+    exporter = InMemorySpanExporter()
+    made = TracerProvider(sampler=ParentBased(ALWAYS_OFF))  # roots (batch spans) not sampled
+    made.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(made)
+    sampled = "00-" + "a1" * 16 + "-" + "b2" * 8 + "-01"
+    unsampled = "00-" + "c3" * 16 + "-" + "d4" * 8 + "-00"
+    try:
+        events = [_event(0, sampled), _event(1, unsampled)]
+        with tracing.batch_span("g", events), tracing.handler_spans("g", events) as spans:
+            assert set(spans) == {("t", 0, 0), ("t", 0, 1)}
+    finally:
+        tracing.install(None)
+    (recorded,) = exporter.get_finished_spans()  # the sampled event's, and only it
+    assert recorded.name == "process t"
+    assert recorded.context.trace_id == int("a1" * 16, 16)
+    assert recorded.parent is not None
+    assert recorded.parent.span_id == int("b2" * 8, 16)
+
+
+def test_without_an_sdk_there_are_no_handler_spans_and_emit_continues_the_record() -> None:
+    tracing.install(None)
+    header = "00-" + "a1" * 16 + "-" + "b2" * 8 + "-01"
+    events = [_event(0, header)]
+    with tracing.batch_span("g", events), tracing.handler_spans("g", events) as spans:
+        assert spans == {}
+        found = tracing.context_of(None, events[0].headers)
+        with tracing.attached(found):
+            assert tracing.current_headers() == [("traceparent", header)]
