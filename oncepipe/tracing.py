@@ -322,7 +322,7 @@ def setup_from_environment(service: str, environ: Mapping[str, str] | None = Non
     names = [n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
     names = [n for n in names if n != "none"]
     if not names:
-        return "trace context propagated, spans not exported (no OTEL_TRACES_EXPORTER)"
+        return "trace context passed on, spans not exported (no OTEL_TRACES_EXPORTER)"
     try:
         sdk_trace = importlib.import_module("opentelemetry.sdk.trace")
         sdk_export = importlib.import_module("opentelemetry.sdk.trace.export")
@@ -348,4 +348,4 @@ def setup_worker(service: str) -> None:
     """``setup_from_environment`` at a worker's start, and one log line saying what it did."""
     from oncepipe.logging import get_logger  # noqa: PLC0415 - logging imports settings, not us
 
-    get_logger("tracing").info("tracing", mode=setup_from_environment(service), service=service)
+    get_logger("tracing").info("tracing", mode=setup_from_environment(service))
