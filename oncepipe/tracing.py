@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Protocol
@@ -153,8 +153,14 @@ def attached(found: Context | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
-def _link(found: Context | None) -> Link | None:
-    return None if found is None else Link(trace.get_current_span(found).get_span_context())
+def _link_all(span: Span, records: Iterable[RawHeaders]) -> None:
+    """Link ``span`` to each record's context (only a recording span keeps links)."""
+    if not span.is_recording():
+        return
+    for headers in records:
+        found = extract(headers)
+        if found is not None:
+            span.add_link(trace.get_current_span(found).get_span_context())
 
 
 def _event_id(headers: RawHeaders) -> str | None:
@@ -214,11 +220,7 @@ def links_span(name: str, topic: str, headers: Sequence[RawHeaders]) -> Iterator
                     "messaging.operation.name": name, "messaging.destination.name": topic,
                     "messaging.batch.message_count": len(headers)},
     ) as span:  # fmt: skip
-        if span.is_recording():
-            for each in headers:
-                link = _link(extract(each))
-                if link is not None:
-                    span.add_link(link.context)
+        _link_all(span, headers)
         yield span
 
 
@@ -238,11 +240,7 @@ def batch_span(group: str, events: Sequence[Traced]) -> Iterator[None]:
                     "messaging.consumer.group.name": group,
                     "messaging.batch.message_count": len(events)},
     ) as span:  # fmt: skip
-        if span.is_recording():  # links cost nothing to skip with the API's no-op
-            for event in events:
-                link = _link(extract(event.headers))
-                if link is not None:
-                    span.add_link(link.context)
+        _link_all(span, (event.headers for event in events))
         yield
 
 
