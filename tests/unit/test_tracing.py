@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -136,3 +138,28 @@ def test_without_an_sdk_there_are_no_handler_spans_and_emit_continues_the_record
         found = tracing.context_of(None, events[0].headers)
         with tracing.attached(found):
             assert tracing.current_headers() == [("traceparent", header)]
+
+
+def test_otlp_sets_up_the_sdk_with_the_endpoint_and_service_asked_for() -> None:
+    # In a child process: the global tracer provider can be set once per process.
+    script = """
+from opentelemetry import trace
+from oncepipe import tracing
+env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+       "OTEL_SERVICE_NAME": "shop-consumer"}
+print(tracing.setup_from_environment("oncepipe-consumer", env))
+provider = trace.get_tracer_provider()
+print(type(provider).__module__, provider.resource.attributes["service.name"])
+(processor,) = provider._active_span_processor._span_processors
+# SDK internals: where the batch processor keeps its exporter moved across SDK versions.
+exporter = getattr(processor, "span_exporter", None) or processor._batch_processor._exporter
+print(type(exporter).__name__)
+"""
+    shown = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    assert shown == [
+        "spans exported (otlp to http://127.0.0.1:9) as service shop-consumer",
+        "opentelemetry.sdk.trace shop-consumer",
+        "OTLPSpanExporter",
+    ]
