@@ -24,7 +24,7 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security", "observe", "ingest", "relays",
+    "security", "observe", "ingest", "relays", "tracing",
 )  # fmt: skip
 
 
@@ -43,6 +43,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.profile import main as profile_consumer  # noqa: PLC0415
     from bench.relays import run_relays  # noqa: PLC0415
     from bench.security import run_security  # noqa: PLC0415
+    from bench.tracing import run_tracing  # noqa: PLC0415
 
     return {
         "machine": lambda: run_machine(env, quick=quick),
@@ -58,6 +59,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
         "security": lambda: run_security(env, quick=quick, runs=runs).write(),
         "relays": lambda: run_relays(env, quick=quick, runs=runs).write(),
+        "tracing": lambda: run_tracing(env, quick=quick, runs=runs).write(),
     }
 
 

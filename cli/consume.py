@@ -19,6 +19,7 @@ from consumers import (
     outbox_sink,
     resolve,
 )
+from oncepipe import tracing
 from oncepipe.errors import ConfigError
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.metrics import WorkerMetrics, load_metrics_settings
@@ -119,6 +120,7 @@ def consume(
     # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
     metrics_settings = load_metrics_settings(port=metrics_port)
+    tracing.setup_worker("oncepipe-consumer")
     observed = observe_consumer(
         settings, metrics_settings, hooks_from_environment(), consumer_settings.group
     )

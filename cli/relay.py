@@ -8,6 +8,7 @@ from cli.observe import METRICS_PORT, observe_relay
 from cli.options import build_settings
 from cli.preflight import check_broker_login, check_database
 from cli.shared import state
+from oncepipe import tracing
 from oncepipe.hooks import hooks_from_environment
 from oncepipe.metrics import load_metrics_settings
 from oncepipe.signals import install_stop_handlers
@@ -60,6 +61,7 @@ def relay(
         lease_s=lease,
     )
     metrics_settings = load_metrics_settings(port=metrics_port)
+    tracing.setup_worker("oncepipe-relay")
     check_database(settings, "oncepipe-relay")
     check_broker_login(settings)
     observed = observe_relay(settings, metrics_settings, hooks_from_environment())

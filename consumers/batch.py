@@ -28,6 +28,7 @@ from consumers.parking import Parking
 from consumers.registry import Handler
 from consumers.retries import Retries, RetryLater
 from consumers.retry_policy import RetryPolicy, Verdicts, default_retry_policy
+from oncepipe import tracing
 from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import RetriableError, first_line
 from oncepipe.hooks import (
@@ -370,7 +371,10 @@ def _apply(
         context = HandlerContext(conn, cursor, group, sink)
         try:
             if new:
-                with handler_scope(group, new) as scoped:
+                with (
+                    tracing.handler_spans(group, new) as context.spans,
+                    handler_scope(group, new) as scoped,
+                ):
                     handler(scoped, context)
             return events, new, context.flush_emitted()
         except Exception as exc:

@@ -32,6 +32,7 @@ from consumers.registry import Handler
 from consumers.retries import Retries
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
+from oncepipe import tracing
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
 from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
@@ -250,7 +251,8 @@ class ConsumerRuntime:
             )
         self._log.debug("batch read", ranges=_ranges(admitted), records=len(admitted))
         self._hooks.point("consumer.before_transaction")
-        result = self._apply(decoded)
+        with tracing.batch_span(self._group, decoded.events):
+            result = self._apply(decoded)
         if result is None:
             self._survive(starts)
             return

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from pydantic import BaseModel
 
+from oncepipe import tracing
 from schemas import Codec, Encoded, topic_for
 
 if TYPE_CHECKING:  # a type only: this module needs no Kafka client library itself
@@ -119,15 +120,20 @@ def enqueue(
 
     Returns False when an event with the same ``event_id`` is already queued for that topic
     (an upstream retry): nothing is added, and the caller's transaction may commit as usual.
+    Without ``traceparent``, the caller's current span context (OpenTelemetry) is recorded in
+    the row's ``traceparent`` and ``tracestate`` headers, if it has one.
     """
     encoded = codec.encode(event)
+    headers = event_headers(encoded, traceparent=traceparent)
+    if traceparent is None:
+        headers += tracing.current_headers()
     row_id = enqueue_record(
         conn,
         topic or topic_for(encoded.event_type),
         str(encoded.event_id),
         key=encoded.key,
         value=encoded.value,
-        headers=event_headers(encoded, traceparent=traceparent),
+        headers=headers,
     )
     return row_id is not None
 

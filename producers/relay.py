@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
+from oncepipe import tracing
 from oncepipe.db import connect, wrap_as_unavailable
 from oncepipe.errors import BrokerError, DatabaseUnavailableError
 from oncepipe.hooks import NO_HOOKS, Hooks, RowsPublished
@@ -182,10 +183,14 @@ class Relay:
         self._more = self._maybe_more(rows)
         batch = self._plan(conn, rows, held)
         started = time.monotonic()
+        spans = [tracing.start_send(item.row.topic, item.row.headers) for item in batch]
         deliveries = self._producer.send_all(
             [item.record for item in batch], timeout=self._relay.pass_timeout_s
         )
         seconds = time.monotonic() - started
+        for span, delivery in zip(spans, deliveries, strict=True):
+            error = None if delivery.error is None else str(delivery.error)
+            tracing.end_send(span, delivery.partition, delivery.offset, error)
         self._hooks.point("relay.after_ack")
         acked, holds = self._sort_deliveries(conn, batch, deliveries)
         outbox.mark_published(conn, acked)

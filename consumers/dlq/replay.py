@@ -27,6 +27,7 @@ from psycopg.rows import TupleRow
 from consumers.dlq import ledger
 from consumers.dlq.headers import DeadLetter, replay_headers
 from consumers.events import Key
+from oncepipe import tracing
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaException, broker_error, create_admin
@@ -219,7 +220,11 @@ class Replayer:
                 )
                 for i, letter, to in claimed
             ]
-            deliveries = {d.ref: d for d in producer.send_all(records)} if records else {}
+            deliveries = {}
+            if records:
+                to_topics = ",".join(sorted({record.topic for record in records}))
+                with tracing.links_span("replay", to_topics, [r.headers for r in records]):
+                    deliveries = {d.ref: d for d in producer.send_all(records)}
         except BaseException:
             # Interrupted before the acks came back: let the next replay take these over.
             ledger.record_failed(
