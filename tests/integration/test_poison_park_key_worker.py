@@ -72,7 +72,9 @@ def test_a_poisoned_key_waits_and_replay_or_discard_releases_it_in_order_once(
     )
     relay_thread()
     worker = worker_pool.start(
-        handler="tests.fixtures.crash_handlers:witnessed_catalog_clicks", on_poison="park-key"
+        handler="tests.fixtures.crash_handlers:witnessed_catalog_clicks",
+        on_poison="park-key",
+        park_release_check_s="1",
     )
     wait_until(caught_up(url, worker_pool.group, len(records)), 60, "the worker to catch up")
     # Every other key's counters are exact while K1 and K2 wait.
