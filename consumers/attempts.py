@@ -9,8 +9,12 @@ survives the death of the process. The WAL flush is not waited for: a crash of P
 itself may lose the last few hundred milliseconds of attempt records, which only makes a
 crash loop take a restart or two longer to catch (a count lost is never a count invented).
 
-- ``limit`` attempts at one start offset without a commit: the next attempt narrows the
-  range (start .. the furthest end attempted) to ONE record per batch;
+- ``limit`` attempts of one suspect range without a commit: the next attempt narrows the
+  range (start .. the furthest end attempted) to ONE record per batch. Attempts count by
+  overlapping ranges, not by exact start offset: when a restarted worker's batches are shaped
+  differently and commit the records before the killer, the next attempt starts inside the
+  range of the attempts that died and adds to their count (``next_range``), so a killer deep
+  in a partition costs the same as one at its start;
 - a single record of a narrowed range that reaches ``limit`` attempts again is the killer:
   it is dead-lettered with stage ``crash`` without running the handler, and its neighbours
   are applied (one per batch) exactly once.
@@ -23,7 +27,7 @@ transient error, a fence, a held record) are not crashes: the worker remembers t
 next attempt at the same offset does not count. A worker counts only on partitions it took
 last (``oncepipe.consumer_owners``), so a zombie counts nothing.
 
-Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``.
+Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``, ``Range``, ``next_range``.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import PoisonError
 from oncepipe.logging import get_logger
 
-__all__ = ["Attempts", "CrashLoopError", "Narrowed"]
+__all__ = ["Attempts", "CrashLoopError", "Narrowed", "Range", "next_range"]
 
 
 class CrashLoopError(PoisonError):
@@ -50,43 +54,71 @@ class CrashLoopError(PoisonError):
 
 _BEGIN = """
 INSERT INTO oncepipe.consumer_attempts AS a
-    (consumer_group, topic, partition, start_offset, end_offset, attempts)
-SELECT %(group)s::text, c.topic, c.partition, c.start_offset, c.end_offset, c.attempts
+    (consumer_group, topic, partition, start_offset, end_offset, last_end, attempts, narrow_until)
+SELECT %(group)s::text, c.topic, c.partition, c.start_offset, c.end_offset, c.last_end,
+       c.attempts, c.narrow_until
 FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(starts)s::bigint[], %(ends)s::bigint[],
-            %(counts)s::int[]) AS c(topic, partition, start_offset, end_offset, attempts)
+            %(lasts)s::bigint[], %(counts)s::int[], %(untils)s::bigint[])
+    AS c(topic, partition, start_offset, end_offset, last_end, attempts, narrow_until)
 WHERE NOT EXISTS (
     SELECT 1 FROM oncepipe.consumer_owners AS w
     WHERE w.consumer_group = %(group)s::text AND w.topic = c.topic
       AND w.partition = c.partition AND w.owner <> %(owner)s::uuid
 )
 ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
-    narrow_until = CASE
-        WHEN a.start_offset = excluded.start_offset THEN CASE
-            WHEN a.narrow_until IS NULL AND a.attempts + excluded.attempts > %(limit)s
-            THEN greatest(a.end_offset, excluded.end_offset)
-            ELSE a.narrow_until END
-        WHEN a.narrow_until > excluded.start_offset THEN a.narrow_until
-        ELSE NULL END,
-    attempts = CASE
-        WHEN a.start_offset = excluded.start_offset THEN CASE
-            WHEN a.narrow_until IS NULL AND a.attempts + excluded.attempts > %(limit)s THEN 1
-            ELSE a.attempts + excluded.attempts END
-        ELSE excluded.attempts END,
-    end_offset = CASE
-        WHEN a.start_offset = excluded.start_offset
-        THEN greatest(a.end_offset, excluded.end_offset)
-        ELSE excluded.end_offset END,
-    start_offset = excluded.start_offset,
-    updated_at = now()
-RETURNING topic, partition, attempts, narrow_until
+    start_offset = excluded.start_offset, end_offset = excluded.end_offset,
+    last_end = excluded.last_end, attempts = excluded.attempts,
+    narrow_until = excluded.narrow_until, updated_at = now()
+RETURNING topic, partition, attempts
 """
 
 
 _STATE = """
-SELECT topic, partition, start_offset, attempts, narrow_until FROM oncepipe.consumer_attempts
+SELECT topic, partition, start_offset, end_offset, coalesce(last_end, end_offset), attempts,
+       narrow_until
+FROM oncepipe.consumer_attempts
 WHERE consumer_group = %s AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[]))
 FOR UPDATE
 """
+
+
+@dataclass(frozen=True)
+class Range:
+    """A partition's attempt row: the suspect range and its attempts without a commit."""
+
+    start: int
+    end: int
+    """The furthest end attempted since the range started (exclusive)."""
+    last_end: int
+    """The end of the latest attempt: a next start at or past it means that one committed."""
+    attempts: int
+    narrow_until: int | None = None
+
+
+def next_range(row: Range | None, start: int, end: int, count: int, limit: int) -> Range:
+    """The attempt row after one more attempt at ``start .. end`` (``count`` 0 or 1).
+
+    - same start: one more attempt at the range; past ``limit`` the range is narrowed
+      (``narrow_until`` = the furthest end) and counting starts again at 1, record by record;
+    - a start inside a narrowed range: the range stays narrowed, this record's count starts;
+    - a start inside the range attempted before (not narrowed): records before the killer were
+      committed by a differently shaped batch; the attempts that did not commit still overlap
+      this one and keep counting (the latest one is left out if it committed);
+    - anything else: a new range.
+    """
+    if row is not None and row.start == start:
+        attempts = row.attempts + count
+        if row.narrow_until is None and attempts > limit:
+            return Range(start, max(row.end, end), end, 1, max(row.end, end))
+        return Range(start, max(row.end, end), end, attempts, row.narrow_until)
+    if row is not None and row.narrow_until is not None and row.narrow_until > start:
+        return Range(start, end, end, count, row.narrow_until)
+    if row is not None and row.narrow_until is None and row.start < start < row.end:
+        carried = max(row.attempts - (1 if start >= row.last_end else 0), 0)
+        if carried + count > limit:
+            return Range(start, max(row.end, end), end, 1, max(row.end, end))
+        return Range(start, max(row.end, end), end, carried + count)
+    return Range(start, end, end, count)
 
 
 _TAKE_BACK = """
@@ -160,44 +192,39 @@ class Attempts:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
                 known = {
-                    (t, int(p)): (int(s), int(n), until)
-                    for t, p, s, n, until in conn.execute(
+                    (t, int(p)): Range(int(s), int(e), int(last), int(n), until)
+                    for t, p, s, e, last, n, until in conn.execute(
                         _STATE, (self._group, [w[0] for w in firsts], [w[1] for w in firsts])
                     ).fetchall()
                 }
-                single = next(
-                    (w for w in firsts if self._narrows(known.get(w), starts[w], counts[w])), None
-                )
+                after = {
+                    w: next_range(known.get(w), starts[w], ends[w], counts[w], self._limit)
+                    for w in firsts
+                }
+                # The attempt is one record alone while its partition's range is narrowed.
+                single = next((w for w in firsts if after[w].narrow_until is not None), None)
                 counted = list(firsts) if single is None else [single]
                 rows = conn.execute(
                     _BEGIN,
                     {
                         "group": self._group,
                         "owner": self._owner,
-                        "limit": self._limit,
                         "topics": [w[0] for w in counted],
                         "partitions": [w[1] for w in counted],
-                        "starts": [starts[w] for w in counted],
-                        "ends": [ends[w] for w in counted],
-                        "counts": [counts[w] for w in counted],
+                        "starts": [after[w].start for w in counted],
+                        "ends": [after[w].end for w in counted],
+                        "lasts": [after[w].last_end for w in counted],
+                        "counts": [after[w].attempts for w in counted],
+                        "untils": [after[w].narrow_until for w in counted],
                     },
                 ).fetchall()
         if single is None:
             return Narrowed(records=list(records))
-        attempts = next((int(n) for t, p, n, _ in rows if (t, int(p)) == single), 0)
+        attempts = next((int(n) for t, p, n in rows if (t, int(p)) == single), 0)
         record = firsts[single]
         if attempts > self._limit:
             return Narrowed(killers=[_killer(record, self._limit)], narrowed=set(firsts))
         return Narrowed(records=[record], narrowed=set(firsts))
-
-    def _narrows(self, row: tuple[int, int, int | None] | None, start: int, count: int) -> bool:
-        """True when this attempt at ``start`` is one record alone (see ``_BEGIN``)."""
-        if row is None:
-            return False
-        stored_start, attempts, until = row
-        if stored_start == start:
-            return until is not None or attempts + count > self._limit
-        return until is not None and until > start
 
     def survived(self, starts: Mapping[Coordinates, int | None]) -> None:
         """Attempts at these start offsets failed without killing the worker: not crashes.

@@ -28,10 +28,12 @@ __all__ = [
     "Decoder",
     "MissingEventIdError",
     "Rejected",
+    "StoredRow",
     "TombstoneError",
     "UnreadableHeadersError",
     "decode_records",
     "read_headers",
+    "stored_events",
 ]
 
 
@@ -199,3 +201,43 @@ def decode_records(decoder: Decoder, records: Sequence[Any]) -> DecodedBatch:
             )
         )
     return batch
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """An event kept in a table of ours (parked, or waiting for a retry), as its row holds it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    event_id: uuid.UUID
+    value: bytes
+    headers: RawHeaders
+    timestamp_ms: int | None
+
+
+def stored_events(decoder: Decoder, rows: Sequence[StoredRow], *, what: str) -> list[InboundEvent]:
+    """The events of ``rows`` decoded again, in the order given.
+
+    They decoded when they were stored, so a failure now means the registered schemas changed
+    under them: ``RuntimeError`` (the batch is retried, nothing is lost) naming ``what`` and the
+    record, and what to do.
+    """
+    if not rows:
+        return []
+    events: list[InboundEvent] = []
+    for row, model in zip(rows, decoder.decode_batch([r.value for r in rows]), strict=True):
+        if isinstance(model, Exception):
+            raise RuntimeError(
+                f"{what} ({row.topic}[{row.partition}]@{row.offset}) no longer decodes "
+                f"({model}); restore its schema"
+            ) from model
+        events.append(
+            InboundEvent(
+                event=model, event_id=row.event_id, topic=row.topic, partition=row.partition,
+                offset=row.offset, key=row.key, timestamp_ms=row.timestamp_ms, value=row.value,
+                headers=row.headers,
+            )
+        )  # fmt: skip
+    return events

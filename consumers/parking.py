@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from consumers.deadletters import DeadLetterCandidate
-from consumers.decoding import Decoder
+from consumers.decoding import Decoder, StoredRow, stored_events
 from consumers.events import InboundEvent
 
 __all__ = ["Blocker", "Parking", "Plan"]
@@ -169,28 +169,16 @@ class Parking:
         plan.released.append((blocker.topic, blocker.key))
         if not rows:
             return
-        models = self._decoder.decode_batch([row[3] for row in rows])
-        for row, model in zip(rows, models, strict=True):
-            if isinstance(model, Exception):
-                # It decoded when it was parked: the registered schemas changed under it.
-                raise RuntimeError(
-                    f"a parked event of {blocker.topic}[{row[0]}]@{row[1]} no longer decodes "
-                    f"({model}); restore its schema"
-                ) from model
-            plan.todo.append(
-                InboundEvent(
-                    event=model,
-                    event_id=row[2],
-                    topic=blocker.topic,
-                    partition=int(row[0]),
-                    offset=int(row[1]),
-                    key=blocker.key,
-                    timestamp_ms=row[6],
-                    value=row[3],
-                    headers=tuple(zip(row[4], row[5], strict=True)),
-                )
+        stored = [
+            StoredRow(
+                topic=blocker.topic, partition=int(row[0]), offset=int(row[1]), key=blocker.key,
+                event_id=row[2], value=row[3], headers=tuple(zip(row[4], row[5], strict=True)),
+                timestamp_ms=row[6],
             )
-            plan.released_events += 1
+            for row in rows
+        ]  # fmt: skip
+        plan.todo.extend(stored_events(self._decoder, stored, what="a parked event"))
+        plan.released_events += len(stored)
 
     def _blockers(
         self, cursor: psycopg.Cursor[Any], group: str, events: Sequence[InboundEvent]

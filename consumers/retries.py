@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from consumers.deadletters import DeadLetterCandidate
-from consumers.decoding import Decoder, Rejected
+from consumers.decoding import Decoder, Rejected, StoredRow, stored_events
 from consumers.events import Coordinates, InboundEvent, Key
 from oncepipe.errors import OncepipeError
 
@@ -137,23 +137,19 @@ class Retries:
         self._next_due = math.inf if wait_s is None else time.monotonic() + wait_s
         if not rows:
             return []
-        models = self._decoder.decode_batch([row[5] for row in rows])
-        events = []
-        for row, model in zip(rows, models, strict=True):
-            if isinstance(model, Exception):
-                raise RuntimeError(
-                    f"an event waiting for a retry ({row[0]}[{row[1]}]@{row[2]}) no longer "
-                    f"decodes ({model}); restore its schema"
-                ) from model
-            event = InboundEvent(
-                event=model, event_id=row[4], topic=row[0], partition=int(row[1]),
-                offset=int(row[2]), key=None if row[3] is None else bytes(row[3]),
-                timestamp_ms=row[8], value=row[5],
+        stored = [
+            StoredRow(
+                topic=row[0], partition=int(row[1]), offset=int(row[2]),
+                key=None if row[3] is None else bytes(row[3]), event_id=row[4], value=row[5],
                 headers=(*zip(row[6], row[7], strict=True),
                          (RETRY_ATTEMPT, str(len(row[9])).encode())),
-            )  # fmt: skip
+                timestamp_ms=row[8],
+            )
+            for row in rows
+        ]  # fmt: skip
+        events = stored_events(self._decoder, stored, what="an event waiting for a retry")
+        for event, row in zip(events, rows, strict=True):
             self._taken[(event.topic, event.partition, event.offset)] = list(row[9])
-            events.append(event)
         return events
 
     def move(

@@ -78,7 +78,7 @@ class ConsumerSettings(BaseSettings):
     crash_attempts: int = Field(
         3,
         ge=0,
-        description="batch attempts at one offset that end with the worker dead before the "
+        description="batch attempts of one offset range that end with the worker dead before the "
         "range is narrowed to one record per batch; a record alone that kills the worker as "
         "often is dead-lettered with stage crash (0: no attempt record, no detection)",
     )

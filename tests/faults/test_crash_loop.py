@@ -3,6 +3,12 @@
 N (``crash_attempts``) attempts of the batch's start offset end with the worker dead; the
 range is then applied one record at a time, and the record alone that kills the worker N more
 times is dead-lettered with stage ``crash``. Every other record is applied exactly once.
+
+The killer sits in the middle of its partition and each life of the worker shapes its batches
+differently (first a large batch, then one record per batch, ...): a restarted worker commits
+the records before the killer in batches of their own, so the attempts that died never start
+at the same offset again. Counting by overlapping ranges still catches the killer after
+exactly 2N deaths (counting by exact start offset started again and needed 7 for N = 3).
 """
 
 from __future__ import annotations
@@ -25,23 +31,25 @@ def test_a_record_that_kills_the_worker_becomes_one_crash_dead_letter_after_2n_r
 ) -> None:
     events = make_clicks(120, seed=41)
     killer = events[60].model_copy(update={"item_id": "killer-1"})
-    # The killer is the first record of its partition: every batch that holds it starts there,
-    # whatever the fetches put beside it, so its attempts add up at one start offset (a killer
-    # further in could have records before it committed by a differently shaped batch, which
-    # starts the count again: caught later than 2N, never an innocent dead letter).
+    # The killer is in the middle of its partition (records of every partition before it).
     records = produce_records(
         worker_pool.settings,
         worker_pool.topic,
-        [good_record(killer)] + [good_record(e) for e in events[:60]]
+        [good_record(e) for e in events[:60]] + [good_record(killer)]
         + [good_record(e) for e in events[61:]],
     )  # fmt: skip
+    before = [r for r in records[:60] if r.partition == records[60].partition]
+    assert before, "the killer should not be the first record of its partition"
     relay_thread()
     url = worker_pool.settings.database_url.get_secret_value()
-    env = {"crash_attempts": str(N), "batch_size": "50"}
     handler = "tests.fixtures.crash_handlers:killer_clicks"
+    # One batch size per life of the worker: the batches holding the killer start elsewhere.
+    shapes = ["500", "1", "2", "1", "3", "1", "50"]
     restarts = 0
     while True:
-        worker = worker_pool.start(handler=handler, **env)
+        worker = worker_pool.start(
+            handler=handler, crash_attempts=str(N), batch_size=shapes[restarts % len(shapes)]
+        )
         done = caught_up(url, worker_pool.group, len(records))
         wait_until(lambda: not worker.alive() or done(), 90, "the worker to die or catch up")  # noqa: B023
         if worker.alive():

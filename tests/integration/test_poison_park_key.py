@@ -172,3 +172,76 @@ def test_a_key_stays_parked_while_its_event_waits_for_a_delayed_retry(settings: 
     assert (second.released, second.applied) == (1, 3)
     assert handler.seen == [str(e.event_id) for e in d]
     assert counts(settings) == {}
+
+
+class Breaking(Retiring):
+    """Fails an event with an ordinary error (a bug, not poison) once it comes back."""
+
+    def __init__(self, defer: str, retired: set[str]) -> None:
+        super().__init__(retired)
+        self.defer = defer
+        self.broken: set[str] = set()
+
+    def __call__(self, events: Sequence[InboundEvent], tx: HandlerContext) -> None:
+        for inbound in events:
+            if str(inbound.event_id) in self.broken:
+                raise ValueError("the handler has a bug")
+            if str(inbound.event_id) == self.defer:
+                raise RetryLater("503 from the pricing service")
+        super().__call__(events, tx)
+
+
+def assert_dead_lettered_at_once(result: BatchResult, settings: Settings, offset: int) -> None:
+    """One dead letter, no hold, and the partition's offset only forward, to ``offset``."""
+    assert (result.dead_letters, dict(result.held)) == (1, {})
+    assert [(m.expected, m.next_offset) for m in result.moves] == [(offset - 1, offset)]
+    url = settings.database_url.get_secret_value()
+    assert read_totals(url, "g").stored_offsets == {0: offset}
+    with psycopg.connect(url) as conn:
+        # Dead-lettered, not counted towards a hold that would try it again.
+        assert conn.execute("SELECT count(*) FROM oncepipe.consumer_failures").fetchone() == (0,)
+
+
+def test_a_delayed_retry_that_fails_with_an_ordinary_error_is_dead_lettered_at_once(
+    settings: Settings,
+) -> None:
+    codec = Codec.load()
+    e = make_clicks(3, seed=36, items=5)
+    handler = Breaking(str(e[0].event_id), set())
+    retries = Retries(codec, (0.0,), check_s=0.0)
+    with psycopg.connect(settings.database_url.get_secret_value()) as conn:
+        first = apply_batch(
+            conn, settings=settings, group="g", positions={(TOPIC, 0): None}, handler=handler,
+            events=[record(codec, e[0], b"E", 0), record(codec, e[1], b"F", 1)], retries=retries,
+        )  # fmt: skip
+        assert (first.retrying, first.applied) == (1, 1)
+        # Back from its tier (offset 0, behind the stored 2), it fails: a bug in the handler.
+        handler.defer, handler.broken = "", {str(e[0].event_id)}
+        second = apply_batch(
+            conn, settings=settings, group="g", events=[record(codec, e[2], b"F", 2)],
+            positions={(TOPIC, 0): 2}, handler=handler, retries=retries,
+        )  # fmt: skip
+    assert second.applied == 1
+    assert_dead_lettered_at_once(second, settings, 3)
+    url = settings.database_url.get_secret_value()
+    assert sorted(read_totals(url, "g").raw_ids) == sorted([e[1].event_id, e[2].event_id])
+
+
+def test_a_released_parked_event_that_fails_with_an_ordinary_error_is_dead_lettered_at_once(
+    settings: Settings,
+) -> None:
+    codec = Codec.load()
+    g = make_clicks(3, seed=37, items=5)
+    blocker = g[0].model_copy(update={"item_id": "retired-3"})
+    handler = Breaking("", {"retired-3"})
+    batch = [record(codec, blocker, b"G", 0), record(codec, g[1], b"G", 1)]
+    assert apply(settings, batch, None, handler).parked == 1
+    # The blocker is replayed and applies; the event parked behind it now fails (a bug).
+    handler.retired.clear()
+    handler.broken = {str(g[1].event_id)}
+    replayed = apply(settings, [record(codec, blocker, b"G", 2)], 2, handler)
+    assert (replayed.released, replayed.applied) == (1, 1)
+    assert_dead_lettered_at_once(replayed, settings, 3)
+    # It blocks its key in turn (nothing parked behind it yet), so order still holds.
+    assert counts(settings) == {("g", TOPIC, 0, 1): 0}
+    assert apply(settings, [record(codec, g[2], b"G", 3)], 3, handler).parked == 1
