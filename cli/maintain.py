@@ -19,7 +19,7 @@ import typer
 
 from cli.shared import emit_json, state
 from consumers import covered_until, list_partitions, load_consumer_settings, maintain
-from oncepipe.db import connect
+from oncepipe.db import connect, require_session
 from oncepipe.errors import OncepipeError
 
 __all__ = ["maintain_command"]
@@ -47,6 +47,7 @@ def maintain_command(
     """Create the coming days' inbox partitions and drop expired ones, as the schema's owner."""
     config = load_consumer_settings(inbox_retention_days=retention_days)
     settings = state(ctx).settings
+    require_session(settings, "oncepipe maintain", "SET ROLE and a session advisory lock")
     now = datetime.now(UTC)
     with connect(settings, "oncepipe-maintain", autocommit=True) as conn:
         before = covered_until(list_partitions(conn))
