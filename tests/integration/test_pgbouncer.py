@@ -14,7 +14,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from pydantic import SecretStr
 
+from oncepipe.db import create_pool
 from oncepipe.settings import Settings
 from producers.outbox import enqueue_record, event_headers
 from schemas import ClickEvent, Codec
@@ -108,3 +110,37 @@ def test_a_direct_setup_pointed_at_pgbouncer_says_what_to_set(
     last = done.stderr.strip().splitlines()[-1]
     assert "leads to a PgBouncer" in last
     assert "ONCEPIPE_DATABASE_POOLER=transaction" in last
+
+
+def test_a_pool_through_transaction_pooling_pins_read_committed_and_prepares_nothing(
+    settings: Settings, pgbouncer: Bouncer, admin_url: str
+) -> None:
+    # The database's default is REPEATABLE READ; more pooled connections than PgBouncer's two
+    # server connections; one statement run far past psycopg's prepare threshold (5), which
+    # would fail on a server connection that never saw the PREPARE.
+    direct = settings.database_url.get_secret_value()
+    dbname = conninfo_to_dict(direct)["dbname"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            f"ALTER DATABASE \"{dbname}\" SET default_transaction_isolation = 'repeatable read'"
+        )
+    pooled = settings.model_copy(
+        update={"database_url": SecretStr(pgbouncer.url(direct)), "database_pooler": "transaction"}
+    )
+    query = "SELECT pg_try_advisory_xact_lock(1, hashtext(%s)), current_setting(%s)"
+    seen = set()
+    with create_pool(pooled, "oncepipe-ingest", min_size=4, max_size=4) as pool:
+        for n in range(30):
+            # Two transactions open at once: they hold both server connections, so which one
+            # a pooled connection gets changes from one use to the next.
+            with (
+                pool.connection() as first,
+                pool.connection() as second,
+                first.transaction(),
+                second.transaction(),
+            ):
+                for i, conn in enumerate((first, second)):
+                    row = conn.execute(query, (f"key-{n}-{i}", "transaction_isolation"))
+                    assert row.fetchone() == (True, "read committed")
+                    seen.add(id(conn))
+    assert len(seen) == 4
