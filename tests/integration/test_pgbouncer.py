@@ -105,11 +105,13 @@ def test_a_direct_setup_pointed_at_pgbouncer_says_what_to_set(
     env = worker_env(
         settings, ONCEPIPE_DATABASE_URL=pgbouncer.url(settings.database_url.get_secret_value())
     )
-    done = _run("maintain", env=env)
-    assert done.returncode == 2, done.stderr
-    last = done.stderr.strip().splitlines()[-1]
-    assert "leads to a PgBouncer" in last
-    assert "ONCEPIPE_DATABASE_POOLER=transaction" in last
+    for argv in (("consume", "--group", "g", "--topic", "t", "--handler", "clicks"),
+                 ("maintain",)):  # fmt: skip
+        done = _run(*argv, env=env)
+        assert done.returncode == 2, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert "leads to a PgBouncer" in last
+        assert "ONCEPIPE_DATABASE_POOLER=transaction" in last
 
 
 def test_a_pool_through_transaction_pooling_pins_read_committed_and_prepares_nothing(
