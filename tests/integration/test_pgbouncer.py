@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from oncepipe.db import create_pool
 from oncepipe.settings import Settings
 from producers.outbox import enqueue_record, event_headers
+from producers.settings import RelaySettings
 from schemas import ClickEvent, Codec
 from tests.fixtures.pgbouncer import Bouncer
 from tests.fixtures.relay import ONCEPIPE, RelayThread, wait_drained, worker_env
@@ -146,3 +147,21 @@ def test_a_pool_through_transaction_pooling_pins_read_committed_and_prepares_not
                     assert row.fetchone() == (True, "read committed")
                     seen.add(id(conn))
     assert len(seen) == 4
+
+
+def test_a_polling_relay_publishes_through_transaction_pooling(
+    settings: Settings, pgbouncer: Bouncer, make_topic: Callable[..., str]
+) -> None:
+    # Its leases are rows, not locks: without LISTEN nothing of it needs a session.
+    direct = settings.database_url.get_secret_value()
+    topic = make_topic("clicks", 3)
+    _enqueue(direct, topic, make_clicks(200, seed=3))
+    pooled = settings.model_copy(
+        update={"database_url": SecretStr(pgbouncer.url(direct)), "database_pooler": "transaction"}
+    )
+    relay = RelayThread(pooled, RelaySettings(listen=False, poll_interval_s=0.2))
+    try:
+        wait_drained(settings)
+    finally:
+        relay.stop()
+    assert relay.relay.published == 200
