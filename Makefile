@@ -105,6 +105,11 @@ ORDERS ?= 10000
 example-orders: install ## the orders example, v2 rollout mid-run, checked exactly (ORDERS=10000)
 	PYTHONPATH=examples/orders $(INFRA) run -- $(PY) -m tests.fixtures.orders_rollout --orders $(ORDERS)
 
+# `make day-two`: the day-two proofs too long for `make test` (docs/operations/).
+.PHONY: day-two
+day-two: install ## broker down while upstreams write, then the drain (bench/backpressure.py)
+	$(INFRA) run -- $(PY) -m bench.backpressure
+
 # `make ingest-chaos CLICKS=20000`: HTTP upstreams through a proxy losing 10% of the answers after
 # the server committed; keyed retries through `oncepipe ingest` vs a keyless endpoint (table).
 CLICKS ?= 20000

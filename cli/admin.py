@@ -7,6 +7,7 @@ import sys
 import typer
 
 from cli.shared import emit_json, state
+from oncepipe.db import require_session
 from oncepipe.migrations import apply_migrations, pending_migrations
 
 __all__ = ["config", "migrate"]
@@ -18,6 +19,7 @@ def migrate(
     as_json: bool = typer.Option(False, "--json", help="print the migration ids as JSON"),
 ) -> None:
     """Apply pending database migrations (forward-only; safe to run from several workers)."""
+    require_session(state(ctx).settings, "oncepipe migrate", "SET ROLE and a session lock")
     url = state(ctx).settings.database_url.get_secret_value()
     ids = pending_migrations(url) if dry_run else apply_migrations(url)
     if as_json:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import personal_data
 from cli.event_types import IMPORT, import_event_modules
 from cli.options import build_settings
 from cli.shared import EXIT_FAILURE, EXIT_USAGE, emit_json, state
@@ -569,3 +570,8 @@ def _print_outcomes(outcomes: list[ReplayOutcome], *, dry_run: bool, as_json: bo
             print("\t".join([o.ref, o.outcome, o.destination or "", landed, count, o.reason]))
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "none"
     print(f"{len(outcomes)} dead letter(s) selected: {summary}", file=sys.stderr)
+
+
+# Personal data (cli/personal_data.py): listed after the commands above.
+dlq_app.command("purge")(personal_data.purge)
+dlq_app.command("erase")(personal_data.erase)

@@ -8,7 +8,7 @@ import typer
 
 from cli.shared import emit_json, state
 from consumers import list_partitions, load_consumer_settings, maintain
-from oncepipe.db import connect
+from oncepipe.db import connect, require_session
 from oncepipe.errors import OncepipeError
 
 __all__ = ["app"]
@@ -35,6 +35,7 @@ def maintain_command(
     """Create the coming days' partitions and drop expired ones, without blocking consumers."""
     config = load_consumer_settings(inbox_retention_days=retention_days)
     settings = state(ctx).settings
+    require_session(settings, "oncepipe inbox maintain", "SET ROLE and a session advisory lock")
     with connect(settings, "oncepipe-inbox-maintenance", autocommit=True) as conn:
         report = maintain(
             conn,

@@ -6,7 +6,7 @@ pairs. psycopg's parse errors quote the fragment they choke on (a password, ofte
 never passed on: a malformed string gets a message of ours.
 
 Public names: ``SECRET_KEYS``, ``check_dsn``, ``mask_dsn``, ``dsn_secrets``, ``redact``,
-``connection_problem``.
+``connection_problem``, ``pooler_problem``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = [
     "connection_problem",
     "dsn_secrets",
     "mask_dsn",
+    "pooler_problem",
     "redact",
 ]
 
@@ -56,6 +57,10 @@ _REFUSED_LOGIN_TEXTS = (
     "not permitted to log in",
     "permission denied for database",
 )
+
+
+# PgBouncer's answer to a startup parameter it does not pass on (``options``, before 1.20).
+_POOLER_REFUSAL = "unsupported startup parameter"
 
 
 def _parse(dsn: str) -> dict[str, str]:
@@ -169,6 +174,9 @@ def connection_problem(exc: psycopg.Error, secrets: Iterable[str] = ()) -> Oncep
     """
     if isinstance(exc, psycopg.ProgrammingError):  # the string itself: quoted by psycopg
         return ConfigError(f"{_VARIABLE} is not a valid PostgreSQL connection string; fix it")
+    pooler = pooler_problem(exc)
+    if pooler is not None:
+        return pooler
     lines = str(exc).strip().splitlines()
     first = redact(" ".join(lines[0].split()) if lines else type(exc).__name__, secrets)
     sqlstate = exc.sqlstate or ""
@@ -186,4 +194,15 @@ def connection_problem(exc: psycopg.Error, secrets: Iterable[str] = ()) -> Oncep
     return DatabaseUnavailableError(
         f"cannot connect to PostgreSQL: {first}; check that the server runs (make up) and "
         f"the host and port in {_VARIABLE} (oncepipe config)"
+    )
+
+
+def pooler_problem(exc: psycopg.Error) -> ConfigError | None:
+    """A ``ConfigError`` when a PgBouncer refused the session options of a direct connection."""
+    if _POOLER_REFUSAL not in str(exc):
+        return None
+    return ConfigError(
+        f"{_VARIABLE} leads to a PgBouncer, which refuses the session options sent to "
+        "PostgreSQL itself: set ONCEPIPE_DATABASE_POOLER=transaction (or session, as its "
+        "pool_mode says)"
     )

@@ -10,7 +10,15 @@ A failure that ends a session says nothing about the work in it; ``wrap_as_unava
 it into ``DatabaseUnavailableError`` (a ``RetriableError``), chained to the driver's error, so
 every caller retries it the same way.
 
-Public names: ``SESSION_FAILURES``, ``connect``, ``create_pool``, ``wrap_as_unavailable``.
+Behind PgBouncer (``ONCEPIPE_DATABASE_POOLER=transaction|session``) no ``options`` startup
+parameter is sent (PgBouncer refuses it): READ COMMITTED is then asked for in every ``BEGIN``,
+and in transaction mode the idle-in-transaction limit is PgBouncer's ``idle_transaction_timeout``
+and psycopg prepares no statement (a prepared statement lives in one server session, and the
+next transaction may get another). What needs a session of its own (LISTEN, session advisory
+locks, ``SET ROLE``) calls ``require_session``, which refuses transaction pooling at start-up.
+
+Public names: ``SESSION_FAILURES``, ``connect``, ``create_pool``, ``require_session``,
+``wrap_as_unavailable``.
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import IsolationLevel
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from oncepipe.errors import DatabaseUnavailableError
+from oncepipe.conninfo import pooler_problem
+from oncepipe.errors import ConfigError, DatabaseUnavailableError
 from oncepipe.settings import Settings
 
-__all__ = ["SESSION_FAILURES", "connect", "create_pool", "wrap_as_unavailable"]
+__all__ = ["SESSION_FAILURES", "connect", "create_pool", "require_session", "wrap_as_unavailable"]
+
 
 # What ends a session but says nothing about the work in it: a lost or refused connection, a
 # serialization failure or deadlock (OperationalError), a fail-over that landed on a read-only
@@ -60,6 +71,20 @@ def wrap_as_unavailable(
         raise DatabaseUnavailableError(text) from exc
 
 
+def require_session(settings: Settings, component: str, needs: str) -> None:
+    """Refuse to start ``component`` behind a transaction-pooling PgBouncer (``ConfigError``).
+
+    ``needs`` names what would not survive: a session's state is lost when PgBouncer hands the
+    next transaction another server connection.
+    """
+    if settings.database_pooler == "transaction":
+        raise ConfigError(
+            f"{component} needs {needs}, which PgBouncer's transaction pooling does not keep "
+            "(ONCEPIPE_DATABASE_POOLER=transaction): point ONCEPIPE_DATABASE_URL at PostgreSQL "
+            "itself (ONCEPIPE_DATABASE_POOLER=none) or at a session-mode pool (=session)"
+        )
+
+
 def _cannot_connect(exc: psycopg.Error) -> str:
     return (
         f"cannot connect to PostgreSQL ({exc.sqlstate or 'no SQLSTATE'}): "
@@ -69,27 +94,53 @@ def _cannot_connect(exc: psycopg.Error) -> str:
 
 
 def _connect_kwargs(settings: Settings, application_name: str) -> dict[str, Any]:
-    timeout = settings.idle_in_transaction_timeout_ms
-    return {
-        "application_name": application_name,
-        "options": (
+    kwargs: dict[str, Any] = {"application_name": application_name, "connect_timeout": 10}
+    if settings.database_pooler == "none":
+        timeout = settings.idle_in_transaction_timeout_ms
+        kwargs["options"] = (
             f"-c idle_in_transaction_session_timeout={timeout}"
             " -c default_transaction_isolation=read\\ committed"
-        ),
-        "connect_timeout": 10,
-    }
+        )
+    elif settings.database_pooler == "transaction":
+        kwargs["prepare_threshold"] = None
+    return kwargs
+
+
+def _configure(settings: Settings) -> Callable[[psycopg.Connection[TupleRow]], None]:
+    """What a pooled connection needs once open, in place of the ``options`` it cannot send."""
+
+    def configure(conn: psycopg.Connection[TupleRow]) -> None:
+        if settings.database_pooler == "none":
+            return
+        conn.isolation_level = IsolationLevel.READ_COMMITTED  # said in each BEGIN
+        if settings.database_pooler == "session":
+            timeout = str(settings.idle_in_transaction_timeout_ms)
+            conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)", (timeout,)
+            )
+            if not conn.autocommit:
+                conn.commit()
+
+    return configure
 
 
 def connect(
     settings: Settings, application_name: str = "oncepipe", *, autocommit: bool = False
 ) -> psycopg.Connection[TupleRow]:
     """Open one connection; an unreachable server raises ``DatabaseUnavailableError``."""
-    with wrap_as_unavailable(_cannot_connect, catch=(psycopg.OperationalError,)):
-        return psycopg.connect(
+    try:
+        conn = psycopg.connect(
             settings.database_url.get_secret_value(),
             autocommit=autocommit,
             **_connect_kwargs(settings, application_name),
         )
+    except psycopg.OperationalError as exc:
+        problem = pooler_problem(exc)
+        if problem is not None:
+            raise problem from None
+        raise DatabaseUnavailableError(_cannot_connect(exc)) from exc
+    _configure(settings)(conn)
+    return conn
 
 
 def create_pool(
@@ -101,5 +152,6 @@ def create_pool(
         min_size=min_size,
         max_size=max_size,
         kwargs=_connect_kwargs(settings, application_name),
+        configure=_configure(settings),
         open=True,
     )

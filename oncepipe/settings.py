@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         SecretStr("postgresql://oncepipe@127.0.0.1:35432/oncepipe"),
         description="PostgreSQL connection string: a postgresql:// URL or libpq key=value pairs",
     )
+    database_pooler: Literal["none", "session", "transaction"] = Field(
+        "none",
+        description="what ONCEPIPE_DATABASE_URL leads to: PostgreSQL (none) or a PgBouncer pool "
+        "in session or transaction mode (README 'PgBouncer')",
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON lines otherwise"
     )

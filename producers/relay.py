@@ -42,7 +42,7 @@ import psycopg
 from tenacity import Retrying, retry_if_exception_type, wait_random_exponential
 
 from oncepipe import tracing
-from oncepipe.db import connect, wrap_as_unavailable
+from oncepipe.db import connect, require_session, wrap_as_unavailable
 from oncepipe.errors import BrokerError, DatabaseUnavailableError
 from oncepipe.hooks import NO_HOOKS, Hooks, RowsPublished
 from oncepipe.logging import get_logger
@@ -90,6 +90,8 @@ class Relay:
         *,
         hooks: Hooks = NO_HOOKS,
     ) -> None:
+        if relay_settings.listen:
+            require_session(settings, "the relay", "LISTEN (or run it with --no-listen)")
         self._settings = settings
         self._hooks = hooks
         self._relay = relay_settings

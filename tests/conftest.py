@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.ingest",
     "tests.fixtures.secured_postgres",
     "tests.fixtures.observe",
+    "tests.fixtures.pgbouncer",
 ]

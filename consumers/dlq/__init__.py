@@ -11,6 +11,9 @@
 - Grouping: ``fingerprint_of``/``group_failures`` (``FailureGroup``) put letters that failed
   the same way together (``fingerprint``, ``mask``).
 - Showing: ``decode_payload`` (``DecodedPayload``), ``hex_dump``, ``escape``.
+- Personal data: ``purge_dead_letters``, ``erase_key`` (by key, across the outbox, dead
+  letters, parked events, retries and inbox rows), ``apply_retention``, each recorded in the
+  erasure ledger (``PurgeReport``, ``key_digest``).
 - Replaying: ``Replayer`` sends letters back at most once each (a ledger in PostgreSQL),
   with ``replay_headers`` (``REPLAY_OF``, ``REPLAY_COUNT``, ``MAX_REPLAY_COUNT``), reporting a
   ``ReplayOutcome`` each.
@@ -45,6 +48,13 @@ from consumers.dlq.headers import (
 )
 from consumers.dlq.parked import discard_blockers, parked_counts
 from consumers.dlq.payload import DecodedPayload, decode_payload, escape, hex_dump
+from consumers.dlq.purge import (
+    PurgeReport,
+    apply_retention,
+    erase_key,
+    key_digest,
+    purge_dead_letters,
+)
 from consumers.dlq.reader import (
     DLQ_SUFFIXES,
     DeadLetterNotFoundError,
@@ -69,12 +79,15 @@ __all__ = [
     "DecodedPayload",
     "Dialect",
     "FailureGroup",
+    "PurgeReport",
     "ReplayOutcome",
     "Replayer",
     "Scan",
     "Selection",
+    "apply_retention",
     "decode_payload",
     "discard_blockers",
+    "erase_key",
     "escape",
     "fingerprint",
     "fingerprint_of",
@@ -83,11 +96,13 @@ __all__ = [
     "hex_dump",
     "is_dead_letter_header",
     "is_dlq_topic",
+    "key_digest",
     "lenient_codec",
     "mask",
     "parked_counts",
     "parse_dead_letter",
     "parse_ref",
+    "purge_dead_letters",
     "replay_headers",
     "unreadable_dead_letter",
 ]
