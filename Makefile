@@ -123,4 +123,4 @@ clean: ## stop services, remove the venv and this clone's service state (whereve
 # standby, partition growth, rebuild, rolling upgrade. Long: not part of `make test`.
 .PHONY: day-two
 day-two: install ## day-two drills on the real services (docs/operations/), several minutes
-	$(INFRA) run -- $(PY) -m pytest tests/operations tests/operations/drill_*.py $(PYTEST_ARGS)
+	$(INFRA) run -- $(PY) -m pytest -o python_files="test_*.py drill_*.py" tests/operations $(PYTEST_ARGS)

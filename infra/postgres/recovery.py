@@ -23,7 +23,7 @@ from typing import Any
 
 from infra.postgres.home import SERVICE_USER, service_account
 from infra.postgres.server import DATABASE, SUPERUSER, _find_bin_dir
-from infra.process import ServiceError, port_open, wait_until
+from infra.process import ServiceError, port_open, tail, wait_until
 
 __all__ = ["ArchivedCluster", "clusters_folder"]
 
@@ -132,8 +132,11 @@ class ArchivedCluster:
         """Start the server on its port and wait until it accepts connections."""
         if port_open(self.port):
             raise ServiceError(f"port {self.port} is taken: pick another for the drill")
-        _run(_bin("pg_ctl"), "start", "--wait", "--timeout=120", "--pgdata", self.data,
-             "--log", self.log, "-o", f"-p {self.port}")  # fmt: skip
+        try:
+            _run(_bin("pg_ctl"), "start", "--wait", "--timeout=120", "--pgdata", self.data,
+                 "--log", self.log, "-o", f"-p {self.port}")  # fmt: skip
+        except ServiceError as exc:
+            raise ServiceError(f"{exc}\n--- {self.log} ---\n{tail(self.log)}") from exc
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``immediate``: as a crash would); nothing when it is not running."""
