@@ -126,3 +126,9 @@ fuzz: $(STAMP) ## long parser fuzz run, over 100,000 inputs per target (FUZZ_EXA
 clean: ## stop services, remove the venv and this clone's service state (wherever it lives)
 	@if [ -x $(PY) ]; then $(INFRA) clean; fi
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
+
+# `make day-two`: the operator's drills (docs/operations/): point-in-time restore, promoted
+# standby, partition growth, rebuild, rolling upgrade. Long: not part of `make test`.
+.PHONY: day-two
+day-two: install ## day-two drills on the real services (docs/operations/), several minutes
+	$(INFRA) run -- $(PY) -m pytest -o python_files="test_*.py drill_*.py" tests/operations $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""``oncepipe offsets show|reset``: the offsets each consumer group resumes from (PostgreSQL)."""
+"""``oncepipe offsets show|compare|reset``: the offsets each consumer group resumes from."""
 
 from __future__ import annotations
 
@@ -60,6 +60,52 @@ def show(
         line = f"{row['consumer_group']}\t{row['topic']}\t{row['partition']}\t{row['next_offset']}"
         print(f"{line}\t{row['log']}" if check else line)
     print(f"{len(rows)} stored offset(s)", file=sys.stderr)
+
+
+@app.command("compare")
+def compare(
+    ctx: typer.Context,
+    group: str = typer.Option(..., "--group", help="the group to check (a rebuild, say)"),
+    other: str = typer.Option(..., "--with", help="the group it must catch up with (the live one)"),
+    topic: str | None = typer.Option(None, "--topic", help="only this topic"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """Compare two groups' stored offsets per partition; exit 1 while GROUP is behind.
+
+    Exit 0 once GROUP's offset is at or past OTHER's on every partition OTHER has stored.
+    """
+    settings = state(ctx).settings
+    with connect(settings, "oncepipe-offsets") as conn, conn.cursor() as cursor:
+        mine = {(r.topic, r.partition): r.next_offset for r in store.list_stored(cursor, group)}
+        theirs = {(r.topic, r.partition): r.next_offset for r in store.list_stored(cursor, other)}
+    keys = sorted(k for k in mine.keys() | theirs.keys() if topic is None or k[0] == topic)
+    rows: list[dict[str, Any]] = [
+        {
+            "topic": t,
+            "partition": p,
+            "offset": mine.get((t, p)),
+            "with_offset": theirs.get((t, p)),
+            "behind": max(0, (theirs.get((t, p)) or 0) - (mine.get((t, p)) or 0)),
+        }
+        for t, p in keys
+    ]
+    behind = sum(row["behind"] for row in rows)
+    if as_json:
+        emit_json({"group": group, "with": other, "behind": behind, "partitions": rows})
+    else:
+        for row in rows:
+            print(
+                f"{row['topic']}\t{row['partition']}\t{row['offset']}\t{row['with_offset']}\t{row['behind']}"
+            )
+        lagging = sum(1 for row in rows if row["behind"])
+        verdict = (
+            f"{group!r} is behind {other!r} by {behind} record(s) on {lagging} partition(s)"
+            if behind
+            else f"{group!r} has caught up with {other!r}"
+        )
+        print(verdict, file=sys.stderr)
+    if behind or not rows:
+        raise typer.Exit(1)
 
 
 def _logs(settings: Settings, topics: set[str]) -> dict[str, dict[int, tuple[int, int]] | None]:

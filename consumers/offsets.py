@@ -102,6 +102,16 @@ def compare_and_set(cursor: psycopg.Cursor[Any], group: str, moves: Sequence[Off
         )
 
 
+def topics_with_offsets(cursor: psycopg.Cursor[Any], group: str, topics: Iterable[str]) -> set[str]:
+    """The ``topics`` for which ``group`` has stored at least one offset."""
+    cursor.execute(
+        "SELECT DISTINCT topic FROM oncepipe.consumer_offsets"
+        " WHERE consumer_group = %s AND topic = ANY(%s::text[])",
+        (group, sorted(set(topics))),
+    )
+    return {str(row[0]) for row in cursor.fetchall()}
+
+
 def load(
     cursor: psycopg.Cursor[Any], group: str, partitions: Iterable[Coordinates]
 ) -> dict[Coordinates, int | None]:

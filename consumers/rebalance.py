@@ -36,7 +36,7 @@ class Rebalance:
         holds: Holds,
         bounds: LogBounds,
         claim_positions: Callable[[Sequence[Coordinates]], Mapping[Coordinates, int | None] | None],
-        start_offset: Callable[[int | None], int],
+        start_offset: Callable[[int | None, Coordinates], int],
         log: Any,
     ) -> None:
         self._consumer = consumer
@@ -59,7 +59,7 @@ class Rebalance:
         start = dict(positions or {})
         held = self._bounds.on_assign(start) if positions is not None else []
         self._consumer().incremental_assign(
-            [TopicPartition(t, p, self._start_offset(start.get((t, p)))) for t, p in wanted]
+            [TopicPartition(t, p, self._start_offset(start.get((t, p)), (t, p))) for t, p in wanted]
         )
         if positions is None:
             return  # assigned (librdkafka needs that) but not owned: its records are dropped

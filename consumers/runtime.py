@@ -89,6 +89,7 @@ class ConsumerRuntime:
             limit=consumer_settings.batch_size,
         )  # fmt: skip
         self._assignment = Assignment()
+        self._new_to_group: set[Coordinates] = set()
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
         self._consumer: KafkaConsumer | None = None
@@ -415,6 +416,7 @@ class ConsumerRuntime:
                 with conn.cursor() as cursor:
                     positions = offsets.load(cursor, self._group, partitions)
                     if claiming:
+                        self._note_new_partitions(cursor, positions)
                         claim(cursor, self._group, self._owner, list(partitions))
                 if claiming:
                     conn.commit()
@@ -447,13 +449,39 @@ class ConsumerRuntime:
                 self._seek(where, position)
         self._assignment.own(positions)
 
-    def _start_offset(self, position: int | None) -> int:
+    def _note_new_partitions(
+        self, cursor: psycopg.Cursor[Any], positions: Mapping[Coordinates, int | None]
+    ) -> None:
+        """Remember partitions new to the group: none stored, but others of their topic are.
+
+        They were added to a live topic (partition growth): every record in them is newer than
+        the group, so they start at the log start whatever ``auto_offset_reset`` says (with
+        ``latest``, the records the relay sent there before this rebalance would be skipped).
+        """
+        if self._config.auto_offset_reset == "earliest":
+            return
+        unknown = [where for where, position in positions.items() if position is None]
+        if not unknown:
+            return
+        known = offsets.topics_with_offsets(cursor, self._group, {t for t, _ in unknown})
+        new = {where for where in unknown if where[0] in known}
+        self._new_to_group |= new
+        for topic, partition in sorted(new):
+            self._log.info(
+                "partition new to the group, starting at its log start",
+                topic=topic,
+                partition=partition,
+            )
+
+    def _start_offset(self, position: int | None, where: Coordinates | None = None) -> int:
         if position is not None:
             return position
-        return OFFSET_BEGINNING if self._config.auto_offset_reset == "earliest" else OFFSET_END
+        if self._config.auto_offset_reset == "earliest" or where in self._new_to_group:
+            return OFFSET_BEGINNING
+        return OFFSET_END
 
     def _seek(self, where: Coordinates, position: int | None) -> None:
-        self._kafka().seek(where[0], where[1], self._start_offset(position))
+        self._kafka().seek(where[0], where[1], self._start_offset(position, where))
 
     def _kafka(self) -> KafkaConsumer:
         """The consumer client; it exists while ``run`` runs."""

@@ -47,6 +47,12 @@ class ConsumerSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="where to start a partition that has no stored offset"
     )
+    metadata_refresh_ms: int = Field(
+        30_000,
+        ge=1_000,
+        description="re-read the topics' metadata this often: partitions added to a topic are "
+        "assigned at the next rebalance after that",
+    )
     offset_out_of_range: Literal["hold", "reset"] = Field(
         "hold",
         description="a stored offset outside the log (topic recreated, records gone with "
@@ -150,6 +156,7 @@ class ConsumerSettings(BaseSettings):
             "heartbeat.interval.ms": self.heartbeat_interval_ms(),
             "max.poll.interval.ms": self.max_poll_interval_ms,
             "auto.offset.reset": self.auto_offset_reset,
+            "topic.metadata.refresh.interval.ms": self.metadata_refresh_ms,
             "client.id": self.client_id,
         }
 

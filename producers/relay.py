@@ -66,7 +66,6 @@ BROKER_AWAY = frozenset(
     {"_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_PURGE_QUEUE", "_PURGE_INFLIGHT"}
 )
 DLQ_SUFFIX = dlq_topic_for("")
-METADATA_MAX_AGE_S = 30.0
 METADATA_RETRY_S = 2.0
 METADATA_TIMEOUT_S = 2.0
 
@@ -101,7 +100,7 @@ class Relay:
         self._event_limit = producer_settings.message_max_bytes
         self._dead_letter_limit = producer_settings.dead_letter_max_bytes
         self._counts: dict[str, int] = {}
-        self._counts_read_at = -METADATA_MAX_AGE_S
+        self._counts_read_at = -relay_settings.metadata_max_age_s
         self._failed_passes: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -334,11 +333,13 @@ class Relay:
     def _partition_counts(self, topics: set[str]) -> dict[str, int]:
         """Partitions per topic, from metadata read at most every few seconds."""
         now = time.monotonic()
-        stale = now - self._counts_read_at > METADATA_MAX_AGE_S
+        stale = now - self._counts_read_at > self._relay.metadata_max_age_s
         missing = not topics <= self._counts.keys()
         if stale or (missing and now - self._counts_read_at > METADATA_RETRY_S):
             try:
-                self._counts = self._producer.partition_counts(timeout=METADATA_TIMEOUT_S)
+                counts = self._producer.partition_counts(timeout=METADATA_TIMEOUT_S)
+                _log_growth(self._counts, counts)
+                self._counts = counts
             except BrokerError as exc:
                 log.warning("cluster metadata unavailable; using what is known", error=str(exc))
             self._counts_read_at = now
@@ -405,3 +406,16 @@ class Relay:
             if conn is not None and not conn.closed:
                 conn.close()
         self._conn = self._listener = None
+
+
+def _log_growth(before: dict[str, int], after: dict[str, int]) -> None:
+    """Say when a topic's partition count changed: its keys go to other partitions from now."""
+    for topic, count in sorted(after.items()):
+        known = before.get(topic)
+        if known is not None and known != count:
+            log.warning(
+                "topic partition count changed; keys now hash to the new count",
+                topic=topic,
+                partitions_before=known,
+                partitions_after=count,
+            )

@@ -78,6 +78,12 @@ class RelaySettings(BaseSettings):
     retry_backoff_max_s: float = Field(
         30.0, gt=0, description="longest hold of a partition (doubles per failed pass up to this)"
     )
+    metadata_max_age_s: float = Field(
+        30.0,
+        gt=0,
+        description="re-read each topic's partition count this often (partitions added to a "
+        "live topic move keys from then on)",
+    )
     lease_s: float = Field(
         10.0,
         gt=0,

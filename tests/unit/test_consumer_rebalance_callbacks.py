@@ -44,7 +44,7 @@ class _Client:
         return (0, 100)
 
 
-def _start(position: int | None) -> int:
+def _start(position: int | None, _where: tuple[str, int]) -> int:
     return OFFSET_BEGINNING if position is None else position
 
 
