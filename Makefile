@@ -105,11 +105,6 @@ ORDERS ?= 10000
 example-orders: install ## the orders example, v2 rollout mid-run, checked exactly (ORDERS=10000)
 	PYTHONPATH=examples/orders $(INFRA) run -- $(PY) -m tests.fixtures.orders_rollout --orders $(ORDERS)
 
-# `make day-two`: the day-two proofs too long for `make test` (docs/operations/).
-.PHONY: day-two
-day-two: install ## broker down while upstreams write, then the drain (bench/backpressure.py)
-	$(INFRA) run -- $(PY) -m bench.backpressure
-
 # `make ingest-chaos CLICKS=20000`: HTTP upstreams through a proxy losing 10% of the answers after
 # the server committed; keyed retries through `oncepipe ingest` vs a keyless endpoint (table).
 CLICKS ?= 20000
@@ -128,7 +123,9 @@ clean: ## stop services, remove the venv and this clone's service state (whereve
 	rm -rf $(VENV) .state .mypy_cache .ruff_cache .pytest_cache
 
 # `make day-two`: the operator's drills (docs/operations/): point-in-time restore, promoted
-# standby, partition growth, rebuild, rolling upgrade. Long: not part of `make test`.
+# standby, partition growth, rebuild, rolling upgrade; then the broker down while upstreams
+# write and the drain (bench/backpressure.py). Long: not part of `make test`.
 .PHONY: day-two
-day-two: install ## day-two drills on the real services (docs/operations/), several minutes
+day-two: install ## day-two drills and the back-pressure run on the real services (docs/operations/)
 	$(INFRA) run -- $(PY) -m pytest -o python_files="test_*.py drill_*.py" tests/operations $(PYTEST_ARGS)
+	$(INFRA) run -- $(PY) -m bench.backpressure
