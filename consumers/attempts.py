@@ -42,7 +42,7 @@ import psycopg
 from consumers.decoding import Rejected, read_headers
 from consumers.events import Coordinates
 from oncepipe.db import wrap_as_unavailable
-from oncepipe.errors import PoisonError
+from oncepipe.errors import PoisonError, RetriableError
 from oncepipe.logging import get_logger
 
 __all__ = ["Attempts", "CrashLoopError", "Narrowed", "Range", "next_range"]
@@ -245,10 +245,13 @@ class Attempts:
                     ([t for t, _, _ in known], [p for _, p, _ in known],
                      [s for _, _, s in known], self._group),
                 )  # fmt: skip
-        except psycopg.Error as exc:
+        except (psycopg.Error, RetriableError) as exc:
+            # A server that is down fails at connect (RetriableError), one that drops the
+            # session fails at a statement (psycopg.Error): both are waited out elsewhere.
+            sqlstate = exc.sqlstate if isinstance(exc, psycopg.Error) else None
             get_logger("consumer", consumer_group=self._group).warning(
                 "attempt take-back failed, kept in memory",
-                reason=f"{type(exc).__name__} ({exc.sqlstate or 'connection'})",
+                reason=f"{type(exc).__name__} ({sqlstate or 'connection'})",
             )
             self.close()
             self._survived.update(known)
