@@ -73,13 +73,17 @@ class _Reads:
 
     @contextmanager
     def database(self) -> Iterator[psycopg.Connection[Any]]:
-        with psycopg.connect(
+        conn = psycopg.connect(
             self._settings.database_url.get_secret_value(),
             connect_timeout=max(1, math.ceil(self._timeout)),
             application_name=self._name,
             autocommit=True,
-        ) as conn:
-            conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
+            prepare_threshold=None,  # a short-lived session: nothing to gain from preparing
+        )
+        # Transaction-local: behind a transaction-pooling PgBouncer a session setting would
+        # stay on a server connection that other clients are handed next.
+        with conn, conn.transaction():
+            conn.execute(f"SET LOCAL statement_timeout = {int(self._timeout * 1000)}")
             yield conn
 
     def high_watermark(self, topic: str, partition: int) -> int:

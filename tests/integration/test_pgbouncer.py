@@ -16,7 +16,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr
 
+from cli.observe import _Reads
 from oncepipe.db import create_pool
+from oncepipe.metrics import MetricsSettings
 from oncepipe.settings import Settings
 from producers.outbox import enqueue_record, event_headers
 from producers.settings import RelaySettings
@@ -165,3 +167,31 @@ def test_a_polling_relay_publishes_through_transaction_pooling(
     finally:
         relay.stop()
     assert relay.relay.published == 200
+
+
+def test_a_workers_metrics_reads_leave_no_setting_on_a_pooled_server_connection(
+    settings: Settings, pgbouncer: Bouncer
+) -> None:
+    """The probes' and scrapes' statement timeout is the transaction's, not the session's.
+
+    Behind transaction pooling a session ``SET`` stays on the server connection the next
+    client is handed (PgBouncer reuses the last one used first).
+    """
+    url = pgbouncer.url(settings.database_url.get_secret_value())
+    pooled = settings.model_copy(
+        update={"database_url": SecretStr(url), "database_pooler": "transaction"}
+    )
+
+    def timeout() -> str:
+        with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
+            row = conn.execute("SHOW statement_timeout").fetchone()
+        return str(row[0]) if row else ""
+
+    before = timeout()
+    reads = _Reads(pooled, MetricsSettings(probe_timeout_s=1.234), "oncepipe-metrics:pooled")
+    for _ in range(3):
+        with reads.database() as conn:
+            row = conn.execute("SHOW statement_timeout").fetchone()
+            assert row is not None
+            assert row[0] == "1234ms"  # in force while it reads
+    assert [timeout() for _ in range(3)] == [before] * 3
