@@ -43,7 +43,9 @@ from consumers.dlq.headers import (
     replay_headers,
     unreadable_dead_letter,
 )
-from consumers.dlq.parked import discard_blockers, parked_counts
+from consumers.dlq.ledger import LedgerEntry
+from consumers.dlq.ledger import entries as ledger_entries
+from consumers.dlq.parked import Discard, discard_blockers, parked_counts
 from consumers.dlq.payload import DecodedPayload, decode_payload, escape, hex_dump
 from consumers.dlq.reader import (
     DLQ_SUFFIXES,
@@ -68,7 +70,9 @@ __all__ = [
     "DeadLetterReader",
     "DecodedPayload",
     "Dialect",
+    "Discard",
     "FailureGroup",
+    "LedgerEntry",
     "ReplayOutcome",
     "Replayer",
     "Scan",
@@ -83,6 +87,7 @@ __all__ = [
     "hex_dump",
     "is_dead_letter_header",
     "is_dlq_topic",
+    "ledger_entries",
     "lenient_codec",
     "mask",
     "parked_counts",

@@ -1,0 +1,262 @@
+"""The dead-letter index in PostgreSQL (``oncepipe.dlq_index``): what the pages page through.
+
+``sync`` reads each dead-letter partition from where it stopped to its current end (the dlq
+tool's reader: the same parsing and event ids as ``oncepipe dlq``) and inserts one row per dead
+letter, ``BATCH`` at a time with the partition's progress in the same transaction: memory stays
+bounded whatever the topic holds, and an interrupted sync resumes. Pages then filter, group and
+page with SQL (keyset paging on the dead letter's coordinates), never reading a topic.
+
+Public names: ``Filter``, ``Row``, ``Group``, ``sync``, ``groups``, ``page``, ``count``,
+``indexed_per_topic``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from consumers.dlq import DeadLetter, DeadLetterReader, fingerprint_of, is_dlq_topic, mask
+from oncepipe.db import connect
+from oncepipe.kafka import create_admin
+from oncepipe.settings import Settings
+
+__all__ = ["Filter", "Group", "Row", "count", "groups", "indexed_per_topic", "page", "sync"]
+
+BATCH = 5000
+_LIST_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a page (or an action) selects; empty fields select everything."""
+
+    topic: str = ""
+    """A dead-letter topic (``*.dlq``, ``*.DLT``) or a source topic."""
+    fingerprint: str = ""
+    error: str = ""
+    """A substring of the error class or message, case-insensitive."""
+    stage: str = ""
+    group: str = ""
+
+    @classmethod
+    def of(cls, values: Any) -> Filter:
+        """From a mapping of form or query values (unknown keys ignored)."""
+        return cls(**{f.name: str(values.get(f.name) or "").strip() for f in fields(cls)})
+
+    def items(self) -> dict[str, str]:
+        """The fields that are set."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """A SQL condition on ``oncepipe.dlq_index`` and its parameters."""
+        parts = ["true"]
+        if self.topic:
+            column = "dlq_topic" if is_dlq_topic(self.topic) else "source_topic"
+            parts.append(f"{column} = %(topic)s")
+        if self.fingerprint:
+            parts.append("fingerprint LIKE %(fingerprint_prefix)s")
+        if self.error:
+            parts.append("(error_class ILIKE %(error_like)s OR message ILIKE %(error_like)s)")
+        if self.stage:
+            parts.append("stage = %(stage)s")
+        if self.group:
+            parts.append("consumer_group = %(group)s")
+        params = {
+            "topic": self.topic,
+            "fingerprint_prefix": _like(self.fingerprint) + "%",
+            "error_like": "%" + _like(self.error) + "%",
+            "stage": self.stage,
+            "group": self.group,
+        }
+        return " AND ".join(parts), params
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dead letter as the index holds it, with its ledger outcome if any."""
+
+    dlq_topic: str
+    dlq_partition: int
+    dlq_offset: int
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    consumer_group: str | None
+    stage: str | None
+    error_class: str
+    message: str
+    fingerprint: str
+    failed_at: datetime | None
+    event_id: str | None
+    event_type: str | None
+    outcome: str | None
+    replayed_by: str | None
+
+    @property
+    def ref(self) -> str:
+        """``<dlq-topic>:<partition>:<offset>``."""
+        return f"{self.dlq_topic}:{self.dlq_partition}:{self.dlq_offset}"
+
+
+@dataclass(frozen=True)
+class Group:
+    """Dead letters sharing a fingerprint."""
+
+    fingerprint: str
+    error_class: str
+    message: str
+    count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    source_topics: list[str]
+    replayed: int
+
+
+_INSERT = """
+INSERT INTO oncepipe.dlq_index (dlq_topic, dlq_partition, dlq_offset, dialect, source_topic,
+    source_partition, source_offset, consumer_group, stage, error_class, message, fingerprint,
+    failed_at, first_failure, event_id, event_type)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+_PROGRESS = """
+INSERT INTO oncepipe.dlq_index_progress AS p (dlq_topic, dlq_partition, next_offset)
+VALUES (%s, %s, %s)
+ON CONFLICT (dlq_topic, dlq_partition) DO UPDATE
+SET next_offset = greatest(p.next_offset, excluded.next_offset), indexed_at = now()
+"""
+
+
+def _row(letter: DeadLetter) -> tuple[Any, ...]:
+    return (
+        letter.dlq_topic, letter.dlq_partition, letter.dlq_offset, letter.dialect,
+        letter.source_topic, letter.source_partition, letter.source_offset,
+        letter.consumer_group, letter.stage, letter.error_class, mask(letter.error_message),
+        fingerprint_of(letter), letter.failed_at, letter.first_failure, letter.event_id,
+        letter.event_type,
+    )  # fmt: skip
+
+
+def _dlq_topics(settings: Settings) -> list[str]:
+    listed = create_admin(settings).list_topics(timeout=_LIST_TIMEOUT_S).topics
+    return sorted(t for t in listed if is_dlq_topic(t))
+
+
+def sync(settings: Settings, topics: Sequence[str] | None = None) -> int:
+    """Index the dead letters written since the last sync; returns how many were added.
+
+    ``topics``: only these dead-letter topics (default: every one the broker has).
+    """
+    topics = _dlq_topics(settings) if topics is None else topics
+    if not topics:
+        return 0
+    with connect(settings, "oncepipe-console-index") as conn:
+        start = {
+            (t, int(p)): int(o)
+            for t, p, o in conn.execute(
+                "SELECT dlq_topic, dlq_partition, next_offset FROM oncepipe.dlq_index_progress"
+            )
+        }
+        conn.commit()
+        letters = DeadLetterReader(settings).letters_from(topics, start)
+        return _store(conn, letters)
+
+
+def _store(conn: psycopg.Connection[Any], letters: Iterable[DeadLetter]) -> int:
+    added = 0
+    batch: list[tuple[Any, ...]] = []
+    ends: dict[tuple[str, int], int] = {}
+
+    def flush() -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_INSERT, batch)
+            cur.executemany(_PROGRESS, [(t, p, o) for (t, p), o in ends.items()])
+        batch.clear()
+        ends.clear()
+
+    for letter in letters:
+        batch.append(_row(letter))
+        ends[letter.dlq_topic, letter.dlq_partition] = letter.dlq_offset + 1
+        if len(batch) >= BATCH:
+            added += len(batch)
+            flush()
+    if batch:
+        added += len(batch)
+        flush()
+    conn.commit()
+    return added
+
+
+_ROW_COLUMNS = """i.dlq_topic, i.dlq_partition, i.dlq_offset, i.source_topic, i.source_partition,
+    i.source_offset, i.consumer_group, i.stage, i.error_class, i.message, i.fingerprint,
+    i.failed_at, i.event_id, i.event_type, r.outcome, r.replayed_by"""
+
+
+def page(
+    conn: psycopg.Connection[Any],
+    where: Filter,
+    *,
+    after: tuple[str, int, int] | None = None,
+    limit: int = 50,
+) -> list[Row]:
+    """Up to ``limit`` dead letters in coordinate order, those after ``after`` (keyset paging)."""
+    condition, params = where.where()
+    if after is not None:
+        condition += " AND (i.dlq_topic, i.dlq_partition, i.dlq_offset) > (%(at)s, %(ap)s, %(ao)s)"
+        params |= {"at": after[0], "ap": after[1], "ao": after[2]}
+    sql = f"""
+        SELECT {_ROW_COLUMNS}
+        FROM oncepipe.dlq_index AS i
+        LEFT JOIN oncepipe.dlq_replays AS r USING (dlq_topic, dlq_partition, dlq_offset)
+        WHERE {condition}
+        ORDER BY i.dlq_topic, i.dlq_partition, i.dlq_offset
+        LIMIT %(limit)s
+    """
+    rows = conn.execute(sql, params | {"limit": limit}).fetchall()
+    return [Row(*row) for row in rows]
+
+
+def groups(conn: psycopg.Connection[Any], where: Filter, *, limit: int = 200) -> list[Group]:
+    """Failure groups by fingerprint, the largest first (at most ``limit``)."""
+    condition, params = where.where()
+    sql = f"""
+        SELECT i.fingerprint, min(i.error_class), min(i.message), count(*),
+               min(coalesce(i.first_failure, i.failed_at)), max(i.failed_at),
+               array_agg(DISTINCT i.source_topic) FILTER (WHERE i.source_topic IS NOT NULL),
+               count(r.outcome) FILTER (WHERE r.outcome = 'sent')
+        FROM oncepipe.dlq_index AS i
+        LEFT JOIN oncepipe.dlq_replays AS r USING (dlq_topic, dlq_partition, dlq_offset)
+        WHERE {condition}
+        GROUP BY i.fingerprint
+        ORDER BY count(*) DESC, i.fingerprint
+        LIMIT %(limit)s
+    """
+    rows = conn.execute(sql, params | {"limit": limit}).fetchall()
+    return [Group(f, c, m, int(n), first, last, sorted(t or []), int(s))
+            for f, c, m, n, first, last, t, s in rows]  # fmt: skip
+
+
+def count(conn: psycopg.Connection[Any], where: Filter) -> int:
+    """How many indexed dead letters ``where`` selects."""
+    condition, params = where.where()
+    sql = f"SELECT count(*) FROM oncepipe.dlq_index AS i WHERE {condition}"
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def indexed_per_topic(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, datetime | None]]:
+    """Per dead-letter topic: the next offset indexed (summed over partitions), last sync."""
+    rows = conn.execute(
+        "SELECT dlq_topic, sum(next_offset), max(indexed_at) FROM oncepipe.dlq_index_progress "
+        "GROUP BY dlq_topic"
+    ).fetchall()
+    return {t: (int(n), at) for t, n, at in rows}
