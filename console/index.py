@@ -12,6 +12,7 @@ Public names: ``Filter``, ``Row``, ``Group``, ``sync``, ``groups``, ``page``, ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from consumers.dlq import DeadLetter, DeadLetterReader, fingerprint_of, is_dlq_topic, mask
+from consumers.dlq import DeadLetter, DeadLetterReader, fingerprint, is_dlq_topic, mask
 from oncepipe.db import connect
 from oncepipe.kafka import create_admin
 from oncepipe.settings import Settings
@@ -120,12 +121,37 @@ class Group:
     replayed: int
 
 
-_INSERT = """
-INSERT INTO oncepipe.dlq_index (dlq_topic, dlq_partition, dlq_offset, dialect, source_topic,
-    source_partition, source_offset, consumer_group, stage, error_class, message, fingerprint,
-    failed_at, first_failure, event_id, event_type)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT DO NOTHING
+_COLUMNS = (
+    "dlq_topic, dlq_partition, dlq_offset, dialect, source_topic, source_partition, "
+    "source_offset, consumer_group, stage, error_class, message, fingerprint, failed_at, "
+    "first_failure, event_id, event_type"
+)
+_STAGE = f"""
+CREATE TEMP TABLE IF NOT EXISTS console_batch ON COMMIT DELETE ROWS AS
+SELECT {_COLUMNS} FROM oncepipe.dlq_index WITH NO DATA
+"""
+# Rows a second indexer already stored are passed over (ON CONFLICT), and only those inserted
+# here count in their failure group.
+_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO oncepipe.dlq_index ({_COLUMNS})
+    SELECT {_COLUMNS} FROM console_batch
+    ON CONFLICT DO NOTHING
+    RETURNING dlq_topic, fingerprint, error_class, message, source_topic, failed_at,
+              first_failure
+)
+INSERT INTO oncepipe.dlq_index_groups AS g (dlq_topic, fingerprint, error_class, message,
+    letters, first_seen, last_seen, source_topics)
+SELECT dlq_topic, fingerprint, min(error_class), min(message), count(*),
+       min(coalesce(first_failure, failed_at)), max(failed_at),
+       coalesce(array_agg(DISTINCT source_topic) FILTER (WHERE source_topic IS NOT NULL), '{{}}')
+FROM inserted GROUP BY dlq_topic, fingerprint
+ON CONFLICT (dlq_topic, fingerprint) DO UPDATE SET
+    letters = g.letters + excluded.letters,
+    first_seen = least(g.first_seen, excluded.first_seen),
+    last_seen = greatest(g.last_seen, excluded.last_seen),
+    source_topics = ARRAY(SELECT DISTINCT t FROM unnest(g.source_topics || excluded.source_topics)
+                          AS t ORDER BY t)
 """
 
 _PROGRESS = """
@@ -136,13 +162,19 @@ SET next_offset = greatest(p.next_offset, excluded.next_offset), indexed_at = no
 """
 
 
+@functools.lru_cache(maxsize=4096)
+def _failure(error_class: str, message: str) -> tuple[str, str]:
+    """(masked message, fingerprint): dead letters of one failure repeat them, compute once."""
+    return mask(message), fingerprint(error_class, message)
+
+
 def _row(letter: DeadLetter) -> tuple[Any, ...]:
+    masked, print_ = _failure(letter.error_class, letter.error_message)
     return (
         letter.dlq_topic, letter.dlq_partition, letter.dlq_offset, letter.dialect,
         letter.source_topic, letter.source_partition, letter.source_offset,
-        letter.consumer_group, letter.stage, letter.error_class, mask(letter.error_message),
-        fingerprint_of(letter), letter.failed_at, letter.first_failure, letter.event_id,
-        letter.event_type,
+        letter.consumer_group, letter.stage, letter.error_class, masked, print_,
+        letter.failed_at, letter.first_failure, letter.event_id, letter.event_type,
     )  # fmt: skip
 
 
@@ -178,7 +210,11 @@ def _store(conn: psycopg.Connection[Any], letters: Iterable[DeadLetter]) -> int:
 
     def flush() -> None:
         with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(_INSERT, batch)
+            cur.execute(_STAGE)
+            with cur.copy(f"COPY console_batch ({_COLUMNS}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+            cur.execute(_INSERT)
             cur.executemany(_PROGRESS, [(t, p, o) for (t, p), o in ends.items()])
         batch.clear()
         ends.clear()
@@ -225,9 +261,54 @@ def page(
     return [Row(*row) for row in rows]
 
 
+_SUMMARY = """
+SELECT fingerprint, error_class, message, letters, first_seen, last_seen, source_topics
+FROM oncepipe.dlq_index_groups
+WHERE (%(topic)s = '' OR dlq_topic = %(topic)s)
+  AND (%(fingerprint)s = '' OR fingerprint LIKE %(fingerprint_prefix)s)
+"""
+
+_SENT = """
+SELECT i.fingerprint, count(*)
+FROM oncepipe.dlq_replays AS r
+JOIN oncepipe.dlq_index AS i USING (dlq_topic, dlq_partition, dlq_offset)
+WHERE r.outcome = 'sent' AND (%(topic)s = '' OR r.dlq_topic = %(topic)s)
+GROUP BY i.fingerprint
+"""
+
+
+def _summary(conn: psycopg.Connection[Any], params: dict[str, Any], limit: int) -> list[Group]:
+    """Groups from ``dlq_index_groups`` (a row per topic and fingerprint), merged.
+
+    Replayed counts come from the ledger: as large as the ledger, not the topic.
+    """
+    sent = {f: int(n) for f, n in conn.execute(_SENT, params).fetchall()}
+    merged: dict[str, Group] = {}
+    for f, c, m, n, first, last, topics in conn.execute(_SUMMARY, params).fetchall():
+        known = merged.get(f)
+        if known is None:
+            merged[f] = Group(f, c, m, int(n), first, last, sorted(topics), sent.get(f, 0))
+            continue
+        merged[f] = Group(
+            f, c, m, known.count + int(n),
+            min(filter(None, (known.first_seen, first)), default=None),
+            max(filter(None, (known.last_seen, last)), default=None),
+            sorted({*known.source_topics, *topics}), known.replayed,
+        )  # fmt: skip
+    return sorted(merged.values(), key=lambda g: (-g.count, g.fingerprint))[:limit]
+
+
 def groups(conn: psycopg.Connection[Any], where: Filter, *, limit: int = 200) -> list[Group]:
-    """Failure groups by fingerprint, the largest first (at most ``limit``)."""
+    """Failure groups by fingerprint, the largest first (at most ``limit``).
+
+    Of every dead-letter topic or one, they come from the groups kept with the index; other
+    filters group the index rows they select.
+    """
     condition, params = where.where()
+    if not (where.error or where.stage or where.group) and (
+        not where.topic or is_dlq_topic(where.topic)
+    ):
+        return _summary(conn, params | {"fingerprint": where.fingerprint}, limit)
     sql = f"""
         SELECT i.fingerprint, min(i.error_class), min(i.message), count(*),
                min(coalesce(i.first_failure, i.failed_at)), max(i.failed_at),

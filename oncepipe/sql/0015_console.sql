@@ -30,6 +30,20 @@ CREATE INDEX dlq_index_fingerprint ON oncepipe.dlq_index (fingerprint, dlq_topic
 CREATE INDEX dlq_index_source ON oncepipe.dlq_index (source_topic, dlq_topic, dlq_partition,
     dlq_offset);
 
+-- Failure groups per dead-letter topic, kept with the index (same transaction): the failures
+-- page of a topic reads these instead of grouping a million rows.
+CREATE TABLE oncepipe.dlq_index_groups (
+    dlq_topic     text        NOT NULL,
+    fingerprint   text        NOT NULL,
+    error_class   text        NOT NULL,
+    message       text        NOT NULL,
+    letters       bigint      NOT NULL,
+    first_seen    timestamptz,
+    last_seen     timestamptz,
+    source_topics text[]      NOT NULL DEFAULT '{}',
+    PRIMARY KEY (dlq_topic, fingerprint)
+);
+
 -- Next offset to read per dead-letter partition.
 CREATE TABLE oncepipe.dlq_index_progress (
     dlq_topic     text        NOT NULL,
@@ -56,6 +70,7 @@ CREATE INDEX console_audit_at ON oncepipe.console_audit (at);
 -- owner 0014 handed everything to: hand them over too (a no-op when run as the owner).
 ALTER TABLE oncepipe.dlq_index OWNER TO oncepipe_owner;
 ALTER TABLE oncepipe.dlq_index_progress OWNER TO oncepipe_owner;
+ALTER TABLE oncepipe.dlq_index_groups OWNER TO oncepipe_owner;
 ALTER TABLE oncepipe.console_audit OWNER TO oncepipe_owner;
 
 -- The console runs as the dlq tool's role: what `dlq` may do, plus its index and audit, plus
@@ -63,6 +78,7 @@ ALTER TABLE oncepipe.console_audit OWNER TO oncepipe_owner;
 INSERT INTO oncepipe.role_grants (role, object, privileges) VALUES
     ('oncepipe_dlq', 'TABLE oncepipe.dlq_index', 'SELECT, INSERT, DELETE'),
     ('oncepipe_dlq', 'TABLE oncepipe.dlq_index_progress', 'SELECT, INSERT, UPDATE, DELETE'),
+    ('oncepipe_dlq', 'TABLE oncepipe.dlq_index_groups', 'SELECT, INSERT, UPDATE, DELETE'),
     ('oncepipe_dlq', 'TABLE oncepipe.console_audit', 'SELECT, INSERT'),
     ('oncepipe_dlq', 'SEQUENCE oncepipe.console_audit_id_seq', 'USAGE'),
     ('oncepipe_dlq', 'TABLE oncepipe.consumer_offsets', 'SELECT'),

@@ -270,6 +270,10 @@ def test_a_group_replays_once_after_the_preview_and_the_ledger_names_the_user(
     assert {row[0] for row in audit_rows(settings)} == {"ops@console"}
     letters = client.get("/letters", params={"topic": topics.dlq}).text
     assert letters.count("sent by ops@console") == 3
+    groups = client.get("/failures", params={"topic": topics.dlq}).text
+    counts = re.findall(r'class="group">\w+</a></td>\s*<td class="num">(\d+)</td>'
+                        r'<td class="num">(\d+)</td>', groups)  # fmt: skip
+    assert counts == [("3", "3"), ("1", "0")]  # dead letters, replayed
 
 
 def test_the_console_refuses_to_start_without_a_way_to_authenticate(settings: Settings) -> None:
