@@ -399,7 +399,8 @@ def _letters(app: Console, where: Filter, after: str | None) -> dict[str, Any]:
     size = app.console.page_size
     with connect(app.settings, "oncepipe-console", autocommit=True) as conn:
         rows = index.page(conn, where, after=cursor, limit=size + 1)
-        total = index.count(conn, where) if cursor is None else None
+        counted = index.count(conn, where) if cursor is None else None
+    total = None if counted is None else f"{counted[0]}{'+' if counted[1] else ''}"
     more = len(rows) > size
     rows = rows[:size]
     query = urlencode(where.items())

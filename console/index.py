@@ -305,9 +305,7 @@ def groups(conn: psycopg.Connection[Any], where: Filter, *, limit: int = 200) ->
     filters group the index rows they select.
     """
     condition, params = where.where()
-    if not (where.error or where.stage or where.group) and (
-        not where.topic or is_dlq_topic(where.topic)
-    ):
+    if _by_groups(where):
         return _summary(conn, params | {"fingerprint": where.fingerprint}, limit)
     sql = f"""
         SELECT i.fingerprint, min(i.error_class), min(i.message), count(*),
@@ -326,12 +324,31 @@ def groups(conn: psycopg.Connection[Any], where: Filter, *, limit: int = 200) ->
             for f, c, m, n, first, last, t, s in rows]  # fmt: skip
 
 
-def count(conn: psycopg.Connection[Any], where: Filter) -> int:
-    """How many indexed dead letters ``where`` selects."""
+COUNT_CAP = 10_000
+"""Counts of filters the failure groups cannot answer stop here (shown as ``10000+``)."""
+
+
+def count(conn: psycopg.Connection[Any], where: Filter) -> tuple[int, bool]:
+    """How many indexed dead letters ``where`` selects, and whether that is a lower bound.
+
+    A dead-letter topic and/or fingerprint is counted from the failure groups; other filters
+    count matching rows up to ``COUNT_CAP``, so a text filter over a million never counts them all.
+    """
+    if _by_groups(where):
+        return sum(g.count for g in groups(conn, where, limit=1_000_000)), False
     condition, params = where.where()
-    sql = f"SELECT count(*) FROM oncepipe.dlq_index AS i WHERE {condition}"
+    sql = f"""SELECT count(*) FROM (
+        SELECT 1 FROM oncepipe.dlq_index AS i WHERE {condition} LIMIT {COUNT_CAP + 1}) AS c"""
     row = conn.execute(sql, params).fetchone()
-    return int(row[0]) if row else 0
+    found = int(row[0]) if row else 0
+    return min(found, COUNT_CAP), found > COUNT_CAP
+
+
+def _by_groups(where: Filter) -> bool:
+    """True when the failure groups kept with the index answer ``where``."""
+    return not (where.error or where.stage or where.group) and (
+        not where.topic or is_dlq_topic(where.topic)
+    )
 
 
 def indexed_per_topic(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, datetime | None]]:
