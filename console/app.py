@@ -248,8 +248,7 @@ class _Site:
             return response
         request.session.clear()  # a new session (and CSRF token) after login
         request.session["user"] = name
-        target = str(form.get("next") or "/")
-        return RedirectResponse(target if target.startswith("/") else "/", 303)
+        return RedirectResponse(_local(str(form.get("next") or "/")), 303)
 
     async def logout(self, request: Request) -> Response:
         """End the session."""
@@ -292,6 +291,13 @@ def create_app(app: Console) -> Starlette:
         )
     ]
     return Starlette(routes=routes, middleware=middleware)
+
+
+def _local(target: str) -> str:
+    """``target`` when it is a path on this site, else ``/`` (no redirect to another host)."""
+    if target.startswith("/") and not target.startswith(("//", "/\\")) and "\\" not in target:
+        return target
+    return "/"
 
 
 def _token_ok(request: Request, form: FormData) -> bool:
