@@ -52,28 +52,51 @@ class Filter:
         """The fields that are set."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
 
-    def where(self) -> tuple[str, dict[str, Any]]:
-        """A SQL condition on ``oncepipe.dlq_index`` and its parameters."""
+    def where(self, error_fingerprints: list[str] | None = None) -> tuple[str, dict[str, Any]]:
+        """A SQL condition on ``oncepipe.dlq_index AS i`` and its parameters.
+
+        ``error_fingerprints``: the fingerprints whose error class or masked message match
+        ``error`` (``error_matches``); the same dead letters, found through an index.
+        """
         parts = ["true"]
         if self.topic:
-            column = "dlq_topic" if is_dlq_topic(self.topic) else "source_topic"
+            column = "i.dlq_topic" if is_dlq_topic(self.topic) else "i.source_topic"
             parts.append(f"{column} = %(topic)s")
         if self.fingerprint:
-            parts.append("fingerprint LIKE %(fingerprint_prefix)s")
-        if self.error:
-            parts.append("(error_class ILIKE %(error_like)s OR message ILIKE %(error_like)s)")
+            parts.append("i.fingerprint LIKE %(fingerprint_prefix)s")
+        if self.error and error_fingerprints is not None:
+            parts.append("i.fingerprint = ANY(%(error_fingerprints)s)")
+        elif self.error:
+            parts.append("(i.error_class ILIKE %(error_like)s OR i.message ILIKE %(error_like)s)")
         if self.stage:
-            parts.append("stage = %(stage)s")
+            parts.append("i.stage = %(stage)s")
         if self.group:
-            parts.append("consumer_group = %(group)s")
+            parts.append("i.consumer_group = %(group)s")
         params = {
             "topic": self.topic,
             "fingerprint_prefix": _like(self.fingerprint) + "%",
             "error_like": "%" + _like(self.error) + "%",
             "stage": self.stage,
             "group": self.group,
+            "error_fingerprints": error_fingerprints or [],
         }
         return " AND ".join(parts), params
+
+
+def _where(conn: psycopg.Connection[Any], where: Filter) -> tuple[str, dict[str, Any]]:
+    """``where.where()`` with an error text resolved to fingerprints.
+
+    A fingerprint is a hash of the error class and masked message, so the groups kept with
+    the index (a few rows) say which fingerprints an error text selects.
+    """
+    if not where.error:
+        return where.where()
+    rows = conn.execute(
+        "SELECT DISTINCT fingerprint FROM oncepipe.dlq_index_groups "
+        "WHERE error_class ILIKE %(e)s OR message ILIKE %(e)s",
+        {"e": "%" + _like(where.error) + "%"},
+    ).fetchall()
+    return where.where([row[0] for row in rows])
 
 
 def _like(text: str) -> str:
@@ -245,7 +268,7 @@ def page(
     limit: int = 50,
 ) -> list[Row]:
     """Up to ``limit`` dead letters in coordinate order, those after ``after`` (keyset paging)."""
-    condition, params = where.where()
+    condition, params = _where(conn, where)
     if after is not None:
         condition += " AND (i.dlq_topic, i.dlq_partition, i.dlq_offset) > (%(at)s, %(ap)s, %(ao)s)"
         params |= {"at": after[0], "ap": after[1], "ao": after[2]}
@@ -304,7 +327,7 @@ def groups(conn: psycopg.Connection[Any], where: Filter, *, limit: int = 200) ->
     Of every dead-letter topic or one, they come from the groups kept with the index; other
     filters group the index rows they select.
     """
-    condition, params = where.where()
+    condition, params = _where(conn, where)
     if _by_groups(where):
         return _summary(conn, params | {"fingerprint": where.fingerprint}, limit)
     sql = f"""
@@ -336,7 +359,7 @@ def count(conn: psycopg.Connection[Any], where: Filter) -> tuple[int, bool]:
     """
     if _by_groups(where):
         return sum(g.count for g in groups(conn, where, limit=1_000_000)), False
-    condition, params = where.where()
+    condition, params = _where(conn, where)
     sql = f"""SELECT count(*) FROM (
         SELECT 1 FROM oncepipe.dlq_index AS i WHERE {condition} LIMIT {COUNT_CAP + 1}) AS c"""
     row = conn.execute(sql, params).fetchone()

@@ -171,6 +171,11 @@ def test_pages_group_list_and_show_dead_letters_with_personal_data_redacted(
     assert f"{topics.dlq}:0:0" in listed
     assert f"{topics.dlq}:0:3" not in listed
 
+    by_source = client.get("/letters", params={"topic": topics.source, "error": "IS UNKNOWN"}).text
+    assert "3 dead letter(s) selected" in by_source  # error text: class or masked message
+    negative = client.get("/failures", params={"topic": topics.source, "error": "negative"}).text
+    assert re.findall(r'class="group">\w+</a></td>\s*<td class="num">(\d+)<', negative) == ["1"]
+
     page = client.get(f"/letters/{topics.dlq}:0:0").text
     assert ids[0] in page
     assert f"{topics.source} partition 0 offset 100" in page
