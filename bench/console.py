@@ -7,9 +7,10 @@ a full topic does once, in the background). Nothing of a topic is read by the ti
 the one dead letter's page, which reads that record.
 
 Timed: each page through the real app (Starlette's test client, logged in), RUNS times,
-interleaved; reported as milliseconds (median, min, max over the runs):
+interleaved; reported in the suite's notes as milliseconds (median, min, max, every run):
 
-- ``overview``: the status snapshot (PostgreSQL and broker) and the index progress;
+- ``overview``: ``oncepipe status``'s snapshot (PostgreSQL and broker), parked keys and the
+  index progress;
 - ``failures``: every failure group of the topic (a GROUP BY over the index);
 - ``letters first page`` / ``letters deep page`` (keyset, past the 900,000th) of the topic;
 - ``letters of one group``: a filter by fingerprint, with its count;
@@ -39,6 +40,7 @@ from starlette.testclient import TestClient
 
 from bench.env import BenchEnv
 from bench.results import SuiteResult
+from cli.status import snapshot
 from console import ConsoleSettings, build, hash_password, sync
 from consumers.deadletter_headers import Failure, dead_letter_headers
 from oncepipe.kafka import create_admin, create_producer, create_topics
@@ -92,7 +94,7 @@ def _write(env: BenchEnv, source: str, dlq: str, count: int) -> None:
 def _client(env: BenchEnv, users: Path) -> TestClient:
     users.write_text(f"bench:{hash_password(PASSWORD)}\n")
     config = ConsoleSettings(password_file=users, redact_fields="user_id")
-    app = build(env.settings, config, dict)
+    app = build(env.settings, config, lambda: snapshot(env.settings, None, 60.0, 5.0))
     client = TestClient(app, follow_redirects=False)
     token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
     if token is None:
@@ -153,26 +155,35 @@ def run_console(env: BenchEnv, *, quick: bool) -> SuiteResult:
                 conn.execute(f"DELETE FROM oncepipe.{table} WHERE dlq_topic = %s", (dlq,))
         env.delete_topic(dlq)
         env.delete_topic(source)
-    result.add_latency_case(
-        "console pages",
-        runs,
-        params={
-            "dead_letters": count,
-            "failure_groups": GROUPS,
-            "partitions": PARTITIONS,
-            "runs": RUNS,
-            "write_s": round(written_s, 1),
-            "index_s": round(index_s, 1),
-            "indexed_per_s": round(count / index_s),
-        },
-    )
-    print(f"console: {count} dead letters written in {written_s:.1f}s, indexed in {index_s:.1f}s "
-          f"({count / index_s:,.0f}/s)", file=sys.stderr)  # fmt: skip
-    for name, samples in runs.items():
-        times = [s["page_ms"] for s in samples]
-        print(f"console: {name:<22} median {statistics.median(times):7.1f} ms, "
-              f"max {max(times):7.1f} ms", file=sys.stderr)  # fmt: skip
+    params = {
+        "dead_letters": count,
+        "failure_groups": GROUPS,
+        "partitions": PARTITIONS,
+        "runs": RUNS,
+        "write_s": round(written_s, 1),
+        "index_s": round(index_s, 1),
+        "indexed_per_s": round(count / index_s),
+    }
+    result.notes += page_notes(params, {n: [s["page_ms"] for s in v] for n, v in runs.items()})
+    for line in result.notes:
+        print(f"console: {line}", file=sys.stderr)
     return result
+
+
+def page_notes(params: dict[str, Any], times: dict[str, list[float]]) -> list[str]:
+    """The suite's report: its parameters, then a table of page times (ms) per page."""
+    lines = [
+        ", ".join(f"{k}={v}" for k, v in params.items()),
+        "",
+        "| page | median ms | min ms | max ms | every run (ms) |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for name, ms in times.items():
+        runs = ", ".join(f"{t:.1f}" for t in ms)
+        lines.append(
+            f"| {name} | {statistics.median(ms):.1f} | {min(ms):.1f} | {max(ms):.1f} | {runs} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
