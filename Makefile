@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## virtualenv, Python deps, Kafka jars, PostgreSQL server binaries, promtool
 	$(INFRA) install
 	@$(INFRA) tool promtool >/dev/null
+	@$(INFRA) tool chromedriver >/dev/null  # and chromium: the console's browser tests
 
 up: install ## start Kafka and PostgreSQL (a no-op for what already runs)
 	$(INFRA) up

@@ -24,13 +24,14 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security", "observe", "ingest", "relays", "tracing",
+    "security", "observe", "ingest", "relays", "tracing", "console",
 )  # fmt: skip
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
     # Imported lazily: a suite's dependencies load only when it runs.
     from bench.codec import run_codec  # noqa: PLC0415
+    from bench.console import run_console  # noqa: PLC0415
     from bench.consume import run_consume  # noqa: PLC0415
     from bench.dlq import run_dlq  # noqa: PLC0415
     from bench.ingest import run_ingest  # noqa: PLC0415
@@ -60,6 +61,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "security": lambda: run_security(env, quick=quick, runs=runs).write(),
         "relays": lambda: run_relays(env, quick=quick, runs=runs).write(),
         "tracing": lambda: run_tracing(env, quick=quick, runs=runs).write(),
+        "console": lambda: run_console(env, quick=quick).write(),
     }
 
 

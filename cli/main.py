@@ -11,6 +11,7 @@ import sys
 import typer
 
 from cli import admin, relay, topics
+from cli import console as console_cli
 from cli import consume as consume_cli
 from cli import dlq as dlq_cli
 from cli import inbox as inbox_cli
@@ -76,6 +77,7 @@ app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.schema_app, name="schema")
 app.add_typer(ingest_cli.ingest_app, name="ingest")
 app.command("status")(status_cli.status)
+app.add_typer(console_cli.console_app, name="console")
 
 
 def run() -> None:

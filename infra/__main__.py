@@ -38,7 +38,7 @@ from infra.process import ServiceError, tail
 from infra.services import Service, all_services, service_env
 
 # Tools the Makefile installs on demand (Debian package names).
-TOOLS = {"stress-ng", "promtool"}
+TOOLS = {"stress-ng", "promtool", "chromedriver"}
 
 
 def _pick(names: list[str]) -> list[Service]:

@@ -18,7 +18,8 @@ __all__ = ["apt_install", "ensure_tool"]
 
 # Tools whose Debian package has another name. ``prometheus`` brings promtool and a server
 # that its install would start: ``_no_service_starts`` keeps that server down.
-PACKAGES = {"promtool": "prometheus"}
+# ``chromium-driver`` brings chromium of the same version (the console's browser tests).
+PACKAGES = {"promtool": "prometheus", "chromedriver": "chromium-driver"}
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 

@@ -46,7 +46,9 @@ from consumers.dlq.headers import (
     replay_headers,
     unreadable_dead_letter,
 )
-from consumers.dlq.parked import discard_blockers, parked_counts
+from consumers.dlq.ledger import LedgerEntry
+from consumers.dlq.ledger import entries as ledger_entries
+from consumers.dlq.parked import Discard, discard_blockers, parked_counts
 from consumers.dlq.payload import DecodedPayload, decode_payload, escape, hex_dump
 from consumers.dlq.purge import (
     PurgeReport,
@@ -78,7 +80,9 @@ __all__ = [
     "DeadLetterReader",
     "DecodedPayload",
     "Dialect",
+    "Discard",
     "FailureGroup",
+    "LedgerEntry",
     "PurgeReport",
     "ReplayOutcome",
     "Replayer",
@@ -97,6 +101,7 @@ __all__ = [
     "is_dead_letter_header",
     "is_dlq_topic",
     "key_digest",
+    "ledger_entries",
     "lenient_codec",
     "mask",
     "parked_counts",

@@ -135,8 +135,12 @@ def claim(
     *,
     force: bool = False,
     stale_after_s: float = DEFAULT_STALE_CLAIM_S,
+    by: str | None = None,
 ) -> Claim:
-    """Claim (dead letter, destination) pairs in one committed transaction; see the module."""
+    """Claim (dead letter, destination) pairs in one committed transaction; see the module.
+
+    ``by``: who replays, for the ledger (default ``replayed_by()``).
+    """
     claim_id = uuid.uuid4()
     unique = {key_of(letter): (letter, to) for letter, to in letters}
     if not unique:
@@ -144,7 +148,7 @@ def claim(
     pairs = list(unique.values())
     params = {
         "claim_id": claim_id,
-        "by": replayed_by(),
+        "by": by or replayed_by(),
         "force": force,
         "stale_s": stale_after_s,
         "topics": [letter.dlq_topic for letter, _ in pairs],

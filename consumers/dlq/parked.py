@@ -51,13 +51,14 @@ def parked_counts(conn: Any, group: str | None = None) -> dict[tuple[str, str, i
     return {(g, t, int(p), int(o)): int(n) for g, t, p, o, n in rows}
 
 
-def discard_blockers(conn: Any, letters: Sequence[Discard]) -> int:
+def discard_blockers(conn: Any, letters: Sequence[Discard], *, by: str | None = None) -> int:
     """Record each dead letter as discarded and release the keys it blocks; commits.
 
     Returns how many blockers were marked (a dead letter that blocks nothing is only recorded).
+    ``by``: who discards, for the ledger (default ``user@host``).
     """
     claim_id = uuid.uuid4()
-    by = replayed_by()
+    by = by or replayed_by()
     marked = 0
     with conn.transaction():
         for (

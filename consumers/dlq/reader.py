@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -208,6 +208,20 @@ class DeadLetterReader:
         finally:
             consumer.close()
 
+    def letters_from(
+        self, topics: Sequence[str], start: Mapping[tuple[str, int], int]
+    ) -> Iterator[DeadLetter]:
+        """Dead letters of ``topics`` from the ``start`` offset of each partition.
+
+        A partition not in ``start`` is read from its beginning; each to the end it had when
+        reading started. Records that are not dead letters are passed over.
+        """
+        consumer = self._consumer()
+        try:
+            yield from self._read(consumer, Scan(list(topics)), start)
+        finally:
+            consumer.close()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _consumer(self) -> KafkaConsumer:
@@ -264,13 +278,19 @@ class DeadLetterReader:
         except KafkaException as exc:
             raise broker_error(exc, f"reading the watermarks of {topic}[{partition}]") from exc
 
-    def _read(self, consumer: KafkaConsumer, scan: Scan) -> Iterator[DeadLetter]:
+    def _read(
+        self,
+        consumer: KafkaConsumer,
+        scan: Scan,
+        start_at: Mapping[tuple[str, int], int] | None = None,
+    ) -> Iterator[DeadLetter]:
         end: dict[tuple[str, int], int] = {}
         start: list[TopicPartition] = []
         metadata = consumer.list_topics(timeout=10)
         for topic in scan.topics:
             for partition in sorted(metadata.topics[topic].partitions):
                 low, high = self._watermarks(consumer, topic, partition)
+                low = max(low, (start_at or {}).get((topic, partition), low))
                 if high > low:
                     end[topic, partition] = high
                     start.append(TopicPartition(topic, partition, low))

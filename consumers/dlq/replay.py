@@ -70,7 +70,10 @@ class Replayer:
         *,
         batch_size: int = 500,
         stale_claim_s: float = ledger.DEFAULT_STALE_CLAIM_S,
+        by: str | None = None,
     ) -> None:
+        """``by``: who replays, as the ledger records it (default ``user@host``)."""
+        self._by = by
         self._settings = settings
         self._producer_settings = producer_settings
         self._batch_size = batch_size
@@ -205,7 +208,9 @@ class Replayer:
         chunk: Sequence[tuple[DeadLetter, str]],
         force: bool,
     ) -> list[ReplayOutcome]:
-        claim = ledger.claim(conn, chunk, force=force, stale_after_s=self._stale_claim_s)
+        claim = ledger.claim(
+            conn, chunk, force=force, stale_after_s=self._stale_claim_s, by=self._by
+        )
         claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
                    if ledger.key_of(letter) in claim.counts]  # fmt: skip
         outcomes: list[ReplayOutcome] = []

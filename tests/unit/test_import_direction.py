@@ -29,14 +29,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "producers": frozenset({"schemas", "oncepipe"}),
     "ingest": frozenset({"schemas", "oncepipe", "producers"}),
     "consumers": frozenset({"schemas", "oncepipe", "producers"}),
-    "cli": frozenset({"schemas", "oncepipe", "producers", "ingest", "consumers"}),
+    "console": frozenset({"schemas", "oncepipe", "producers", "consumers"}),
+    "cli": frozenset({"schemas", "oncepipe", "producers", "ingest", "consumers", "console"}),
     "demo": frozenset({"schemas", "oncepipe", "producers", "ingest", "consumers", "cli", "infra"}),
 }
-PRODUCT = ("schemas", "oncepipe", "producers", "ingest", "consumers", "cli")
+PRODUCT = ("schemas", "oncepipe", "producers", "ingest", "consumers", "console", "cli")
 OURS = frozenset({*ALLOWED, "infra", "tests", "bench"})
 # What another package may import: a face, or one of the plumbing's public modules.
 FACES = frozenset(
-    {"schemas", "oncepipe", "producers", "ingest", "consumers", "consumers.dlq", "cli"}
+    {"schemas", "oncepipe", "producers", "ingest", "consumers", "consumers.dlq", "console", "cli"}
     | {"consumers.handlers"}
     | {f"oncepipe.{name}" for name in ("settings", "db", "kafka", "logging", "conninfo")}
     | {f"oncepipe.{name}" for name in ("migrations", "hooks", "signals", "errors")}
