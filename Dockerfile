@@ -17,6 +17,7 @@ COPY oncepipe ./oncepipe
 COPY producers ./producers
 COPY ingest ./ingest
 COPY consumers ./consumers
+COPY console ./console
 COPY cli ./cli
 # Every dependency ships manylinux wheels (confluent-kafka, psycopg[binary], fastavro, uvloop,
 # httptools): nothing is compiled, and the final stage installs from this folder only.
