@@ -120,7 +120,6 @@ def consume(
     # Importing the handler's module registers its event types: the codec comes after it.
     handler_fn = resolve(consumer_settings.handler)
     metrics_settings = load_metrics_settings(port=metrics_port)
-    tracing.setup_worker("oncepipe-consumer")
     observed = observe_consumer(
         settings, metrics_settings, hooks_from_environment(), consumer_settings.group
     )
@@ -129,6 +128,8 @@ def consume(
         check_database(settings, f"oncepipe-consumer:{consumer_settings.group}")
         check_broker_login(settings)
         check_consumer_acls(settings, consumer_settings.group, consumer_settings.topics)
+        # After the checks: a refused start stays one line.
+        tracing.setup_worker("oncepipe-consumer")
         runtime = ConsumerRuntime(
             settings,
             consumer_settings,

@@ -61,9 +61,9 @@ def relay(
         lease_s=lease,
     )
     metrics_settings = load_metrics_settings(port=metrics_port)
-    tracing.setup_worker("oncepipe-relay")
     check_database(settings, "oncepipe-relay")
     check_broker_login(settings)
+    tracing.setup_worker("oncepipe-relay")  # after the checks: a refused start stays one line
     observed = observe_relay(settings, metrics_settings, hooks_from_environment())
     try:
         worker = Relay(
