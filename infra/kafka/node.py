@@ -145,7 +145,7 @@ class KafkaNode:
             "java", *HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp", f"{jars_dir(self.layout.cache_dir)}/*", main, *args,
+            "-cp", f"{jars_dir(self.layout.cache_dir, self.layout.kafka_version)}/*", main, *args,
         ]  # fmt: skip
 
     def format_storage(self, cluster_id: str, scram: list[str] | None = None) -> None:
