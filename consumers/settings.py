@@ -21,7 +21,10 @@ __all__ = ["ConsumerSettings", "load_consumer_settings"]
 class ConsumerSettings(BaseSettings):
     """What one consumer worker reads, how it batches, and how it behaves in its group."""
 
-    model_config = SettingsConfigDict(env_prefix="ONCEPIPE_CONSUMER_", frozen=True, extra="ignore")
+    # An empty variable means "not given" (a deployment template may leave one blank).
+    model_config = SettingsConfigDict(
+        env_prefix="ONCEPIPE_CONSUMER_", frozen=True, extra="ignore", env_ignore_empty=True
+    )
 
     group: str = Field("", description="consumer group id; a group is an independent pipeline")
     topics: Annotated[tuple[str, ...], NoDecode] = Field(

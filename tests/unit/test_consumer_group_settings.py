@@ -67,3 +67,11 @@ def test_instance_id_becomes_the_static_member_id(monkeypatch: pytest.MonkeyPatc
 def test_an_instance_id_kafka_would_refuse_is_refused_naming_the_variable() -> None:
     with pytest.raises(ConfigError, match="ONCEPIPE_CONSUMER_INSTANCE_ID"):
         load_consumer_settings(instance_id="worker 2")
+
+
+def test_an_empty_session_timeout_variable_counts_as_not_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ONCEPIPE_CONSUMER_GROUP_PROTOCOL", "consumer")
+    monkeypatch.setenv("ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS", "")
+    assert "session.timeout.ms" not in load_consumer_settings().client_config()
