@@ -24,7 +24,7 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security", "observe", "ingest", "relays",
+    "security", "observe", "ingest", "relays", "failover",
 )  # fmt: skip
 
 
@@ -33,6 +33,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.codec import run_codec  # noqa: PLC0415
     from bench.consume import run_consume  # noqa: PLC0415
     from bench.dlq import run_dlq  # noqa: PLC0415
+    from bench.failover import run_failover  # noqa: PLC0415
     from bench.ingest import run_ingest  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.machine import run_machine  # noqa: PLC0415
@@ -58,6 +59,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "profile": lambda: profile_consumer(["--events", "20000" if quick else "60000"]),
         "security": lambda: run_security(env, quick=quick, runs=runs).write(),
         "relays": lambda: run_relays(env, quick=quick, runs=runs).write(),
+        "failover": lambda: run_failover(env, quick=quick, runs=runs),
     }
 
 
