@@ -18,6 +18,7 @@ from tests.fixtures.workers import (
     caught_up,
     make_clicks,
     offsets_read,
+    produce_clicks,
     wait_until,
     with_duplicates,
 )
@@ -48,3 +49,17 @@ def test_a_static_member_restarted_in_place_takes_its_partitions_back_and_applie
     assigned = [line for line in again.lines() if line.get("event") == "partitions assigned"]
     assert len({name for line in assigned for name in line["partitions"]}) == 6
     assert len(offsets_read(worker_pool.lines())) == len(records)
+
+
+def test_of_two_live_workers_given_one_instance_id_the_fenced_one_exits_instead_of_idling(
+    worker_pool: WorkerPool,
+) -> None:
+    produce_clicks(worker_pool.settings, worker_pool.topic, make_clicks(200, seed=26))
+    first = worker_pool.start(instance_id="slot-a", session_timeout_ms="300000")
+    wait_until(first.logged("batch committed"), 60, "the first worker to apply a batch")
+    second = worker_pool.start(instance_id="slot-a", session_timeout_ms="300000")
+    # The broker hands the slot to the newer worker and fences the older: a client that got the
+    # fatal error can never consume again, so it must exit for its supervisor to see.
+    assert first.process.wait(120) not in (0, None), first.text()[-2000:]
+    assert "FENCED_INSTANCE_ID" in first.text() or "_FATAL" in first.text()
+    wait_until(second.logged("partitions assigned"), 60, "the newer worker's assignment")

@@ -6,7 +6,7 @@ import pytest
 
 from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.errors import ConfigError
-from oncepipe.kafka import Consumer, consumer_config
+from oncepipe.kafka import Consumer, KafkaError, broker_error, consumer_config, is_fatal
 from oncepipe.settings import Settings
 
 CLASSIC_ONLY = {"session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy"}
@@ -75,3 +75,10 @@ def test_an_empty_session_timeout_variable_counts_as_not_given(
     monkeypatch.setenv("ONCEPIPE_CONSUMER_GROUP_PROTOCOL", "consumer")
     monkeypatch.setenv("ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS", "")
     assert "session.timeout.ms" not in load_consumer_settings().client_config()
+
+
+def test_the_fatal_error_event_of_a_fenced_static_member_counts_as_fatal() -> None:
+    fenced = KafkaError(KafkaError._FATAL, "instance ID is still used by another member")
+    assert is_fatal(fenced)
+    assert broker_error(fenced, "consuming").fatal
+    assert not is_fatal(KafkaError(KafkaError._TRANSPORT, "connection reset"))
