@@ -73,6 +73,9 @@ class KafkaNode:
         self.pid_file = home / "kafka.pid"
         self.console_log = self.logs_dir / "console.log"
         self.log_path = self.logs_dir / "server.log"
+        # Where this launch's lines start in the server log (a launch refused before it ran
+        # has none: bind_failed() then reads the whole log, which has no clash of this launch).
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
 
     @property
     def address(self) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from infra.kafka.jars import jars_dir
+from infra.kafka.node import KafkaNode
 from infra.kafka.versions import (
     LEGACY_VERSION,
     VERSION_FILE,
@@ -79,3 +81,9 @@ def test_the_upgrade_raises_every_feature_but_the_quorum_format() -> None:
     ]
     with pytest.raises(ServiceError, match=r"metadata\.version"):
         feature_levels("usage: kafka-features ...")
+
+
+def test_a_launch_refused_before_it_ran_is_not_a_bind_clash(tmp_path: Path) -> None:
+    # The port check raises before the JVM starts: the retry's bind_failed() must not crash.
+    node = KafkaNode(replace(layout(), state_dir=tmp_path), tmp_path / "kafka", 1, 1)
+    assert not node.bind_failed()
