@@ -85,5 +85,7 @@ def test_the_upgrade_raises_every_feature_but_the_quorum_format() -> None:
 
 def test_a_launch_refused_before_it_ran_is_not_a_bind_clash(tmp_path: Path) -> None:
     # The port check raises before the JVM starts: the retry's bind_failed() must not crash.
+    (tmp_path / "kafka" / "logs").mkdir(parents=True)
+    (tmp_path / "kafka" / "logs" / "server.log").write_text("an earlier run's lines\n")
     node = KafkaNode(replace(layout(), state_dir=tmp_path), tmp_path / "kafka", 1, 1)
     assert not node.bind_failed()
