@@ -55,9 +55,10 @@ def test_of_two_live_workers_given_one_instance_id_the_fenced_one_exits_instead_
     worker_pool: WorkerPool,
 ) -> None:
     produce_clicks(worker_pool.settings, worker_pool.topic, make_clicks(200, seed=26))
-    first = worker_pool.start(instance_id="slot-a", session_timeout_ms="300000")
+    # A short session: the older worker hears of its fencing at its next heartbeat (a third).
+    first = worker_pool.start(instance_id="slot-a", session_timeout_ms="6000")
     wait_until(first.logged("batch committed"), 60, "the first worker to apply a batch")
-    second = worker_pool.start(instance_id="slot-a", session_timeout_ms="300000")
+    second = worker_pool.start(instance_id="slot-a", session_timeout_ms="6000")
     # The broker hands the slot to the newer worker and fences the older: a client that got the
     # fatal error can never consume again, so it must exit for its supervisor to see.
     assert first.process.wait(120) not in (0, None), first.text()[-2000:]
