@@ -15,6 +15,10 @@ endif
 ifdef KAFKA_SECURITY
 export ONCEPIPE_INFRA_KAFKA_SECURITY := $(KAFKA_SECURITY)
 endif
+# `make up KAFKA_VERSION=4.1.1`: another Kafka release (default 4.4.0); an older .state is upgraded.
+ifdef KAFKA_VERSION
+export ONCEPIPE_INFRA_KAFKA_VERSION := $(KAFKA_VERSION)
+endif
 ifdef PRINCIPAL
 export ONCEPIPE_INFRA_KAFKA_PRINCIPAL := $(PRINCIPAL)
 endif

@@ -24,7 +24,7 @@ from oncepipe.settings import load_settings
 
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
-    "security", "observe", "ingest", "relays", "tracing", "console",
+    "security", "observe", "ingest", "relays", "tracing", "console", "failover",
 )  # fmt: skip
 
 
@@ -34,6 +34,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.console import run_console  # noqa: PLC0415
     from bench.consume import run_consume  # noqa: PLC0415
     from bench.dlq import run_dlq  # noqa: PLC0415
+    from bench.failover import run_failover  # noqa: PLC0415
     from bench.ingest import run_ingest  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.machine import run_machine  # noqa: PLC0415
@@ -62,6 +63,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "relays": lambda: run_relays(env, quick=quick, runs=runs).write(),
         "tracing": lambda: run_tracing(env, quick=quick, runs=runs).write(),
         "console": lambda: run_console(env, quick=quick).write(),
+        "failover": lambda: run_failover(env, quick=quick, runs=runs),
     }
 
 

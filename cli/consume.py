@@ -88,6 +88,18 @@ def consume(
         "--session-timeout-ms",
         help="evict a silent member after this long [env ONCEPIPE_CONSUMER_SESSION_TIMEOUT_MS]",
     ),
+    group_protocol: str | None = typer.Option(
+        None,
+        "--group-protocol",
+        help="classic|consumer (KIP-848, the broker owns the session timeout) "
+        "[env ONCEPIPE_CONSUMER_GROUP_PROTOCOL]",
+    ),
+    instance_id: str | None = typer.Option(
+        None,
+        "--instance-id",
+        help="static membership id, stable per worker slot, unique among live workers "
+        "[env ONCEPIPE_CONSUMER_INSTANCE_ID]",
+    ),
     auto_offset_reset: str | None = typer.Option(
         None,
         "--auto-offset-reset",
@@ -112,6 +124,8 @@ def consume(
         batch_size=batch_size,
         batch_timeout_s=batch_timeout,
         session_timeout_ms=session_timeout_ms,
+        group_protocol=group_protocol,
+        instance_id=instance_id,
         auto_offset_reset=auto_offset_reset,
         on_poison=on_poison,
     )

@@ -44,6 +44,7 @@ from oncepipe.kafka import (
     Record,
     TopicPartition,
     broker_error,
+    is_fatal,
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -353,7 +354,7 @@ class ConsumerRuntime:
             error = record.error()
             if error is None:
                 kept.append(record)
-            elif error.fatal():
+            elif is_fatal(error):
                 raise broker_error(error, "consuming")
             else:
                 # Transport hiccups and the like: librdkafka recovers on its own.

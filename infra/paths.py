@@ -8,12 +8,14 @@ Every location and port can be overridden by an ``ONCEPIPE_INFRA_*`` environment
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["InfraLayout", "layout"]
+__all__ = ["DEFAULT_KAFKA_VERSION", "InfraLayout", "layout"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_KAFKA_VERSION = "4.4.0"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class InfraLayout:
     kafka_brokers: int = 1
     kafka_security: str = "plaintext"
     postgres_security: str = "plaintext"
+    kafka_version: str = DEFAULT_KAFKA_VERSION
 
 
 def _env_int(name: str, default: int) -> int:
@@ -65,6 +68,16 @@ def _postgres_security() -> str:
     return mode
 
 
+def _kafka_version() -> str:
+    version = os.environ.get("ONCEPIPE_INFRA_KAFKA_VERSION") or DEFAULT_KAFKA_VERSION
+    if re.fullmatch(r"4\.\d+\.\d+", version) is None:
+        raise SystemExit(
+            f"ONCEPIPE_INFRA_KAFKA_VERSION={version!r}: give a Kafka 4.x release such as "
+            f"{DEFAULT_KAFKA_VERSION} or 4.1.1 (make up KAFKA_VERSION=...)"
+        )
+    return version
+
+
 def layout() -> InfraLayout:
     """Read the layout from the environment, with defaults under the clone and ~/.cache."""
     cache_home = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -79,4 +92,5 @@ def layout() -> InfraLayout:
         kafka_brokers=_kafka_brokers(),
         kafka_security=_kafka_security(),
         postgres_security=_postgres_security(),
+        kafka_version=_kafka_version(),
     )

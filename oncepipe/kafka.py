@@ -83,6 +83,7 @@ __all__ = [
     "create_consumer",
     "create_producer",
     "create_topics",
+    "is_fatal",
     "message_headers",
     "pipeline_acls",
     "probe_brokers",
@@ -478,6 +479,15 @@ class KafkaProducer:
         return self._client.list_topics(topic, timeout=timeout)
 
 
+def is_fatal(error: KafkaError) -> bool:
+    """True for a fatal error, and for librdkafka's ``_FATAL`` event announcing one.
+
+    The event (a fenced static member: ``FENCED_INSTANCE_ID``, ``UNRELEASED_INSTANCE_ID``)
+    reports ``fatal()`` false, yet the client is unusable after it: the worker must exit.
+    """
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
 def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
     """Wrap a librdkafka error, keeping its code and flags; ``context`` says what we were doing."""
     error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
@@ -490,7 +500,7 @@ def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
         code=error.code(),
         name=error.name(),
         retriable=error.retriable(),
-        fatal=error.fatal(),
+        fatal=is_fatal(error),
     )
 
 

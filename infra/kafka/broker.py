@@ -9,6 +9,10 @@ client listeners (SASL_SSL, SCRAM-SHA-512, ACLs enforced; see ``infra.kafka.secu
 a state folder of its own (``kafka-scram-tls``, ``kafka-3-scram-tls``): switching modes never
 starts a node on a log formatted for the other one, and switching back finds the old topics.
 
+``ONCEPIPE_INFRA_KAFKA_VERSION`` (``make up KAFKA_VERSION=4.1.1``) picks the release (default
+4.4.0). A state folder formatted by an older release is upgraded in place when the cluster has
+started (``infra.kafka.versions``); one formatted by a newer release is refused.
+
 Public names: ``Kafka``.
 """
 
@@ -30,6 +34,13 @@ from infra.kafka.security import (
     COMPONENT_PRINCIPALS,
     SECURITY_MODES,
     BrokerSecurity,
+)
+from infra.kafka.versions import (
+    VERSION_FILE,
+    needs_upgrade,
+    recorded_version,
+    refuse_downgrade,
+    upgrade_features,
 )
 from infra.paths import InfraLayout
 from infra.process import ServiceError
@@ -95,7 +106,7 @@ class Kafka:
 
     def install(self) -> Path:
         """Fetch the jars (cached per machine)."""
-        return install_jars(self.layout.cache_dir)
+        return install_jars(self.layout.cache_dir, self.layout.kafka_version)
 
     def _cluster_id(self) -> str:
         id_file = self.home / "cluster.id"
@@ -128,6 +139,8 @@ class Kafka:
     def _prepare(self) -> None:
         self.install()
         self._refuse_other_format()
+        if self._formatted():
+            refuse_downgrade(self.home, self.layout.kafka_version)
         if self.security is not None:
             self.security.ensure()
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -141,6 +154,29 @@ class Kafka:
             for node in self.nodes:
                 node.format_storage(cluster_id, scram)
             self.mode_file.write_text(self.layout.kafka_security + "\n")
+            (self.home / VERSION_FILE).write_text(self.layout.kafka_version + "\n")
+
+    def _formatted(self) -> bool:
+        return any((n.data_dir / "meta.properties").exists() for n in self.nodes)
+
+    def _upgrade_if_older(self) -> None:
+        """Raise the features of a cluster formatted by an older release (every node runs)."""
+        version = self.layout.kafka_version
+        if not self._formatted() or not needs_upgrade(self.home, version):
+            return
+        print(
+            f"kafka: state in {self.home} was formatted by Kafka "
+            f"{recorded_version(self.home)}; upgrading its features to {version}",
+            file=sys.stderr,
+        )
+        node = self.nodes[0]
+        try:
+            upgrade_features(node.java, f"127.0.0.1:{node.controller_port}", self.home, version)
+        except ServiceError as exc:
+            raise ServiceError(
+                f"{exc}\nthe cluster runs on its old feature levels; to start afresh, delete "
+                "its state with `make down` then `python -m infra clean kafka` (topics are lost)"
+            ) from exc
 
     def pid(self) -> int | None:
         """The first running node's pid."""
@@ -185,6 +221,8 @@ class Kafka:
         for attempt in range(1, _BIND_ATTEMPTS + 1):
             try:
                 self._launch(targets, timeout)
+                if self.running():
+                    self._upgrade_if_older()
                 return True
             except ServiceError:
                 # Our ports sit in Linux's ephemeral range: an outgoing connection may take one

@@ -73,6 +73,9 @@ class KafkaNode:
         self.pid_file = home / "kafka.pid"
         self.console_log = self.logs_dir / "console.log"
         self.log_path = self.logs_dir / "server.log"
+        # Where this launch's lines start in the server log (a launch refused before it ran
+        # has none: bind_failed() then reads the whole log, which has no clash of this launch).
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
 
     @property
     def address(self) -> str:
@@ -145,7 +148,7 @@ class KafkaNode:
             "java", *HEAP, "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp", f"{jars_dir(self.layout.cache_dir)}/*", main, *args,
+            "-cp", f"{jars_dir(self.layout.cache_dir, self.layout.kafka_version)}/*", main, *args,
         ]  # fmt: skip
 
     def format_storage(self, cluster_id: str, scram: list[str] | None = None) -> None:

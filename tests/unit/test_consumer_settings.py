@@ -6,10 +6,11 @@ from consumers.settings import ConsumerSettings, load_consumer_settings
 from oncepipe.errors import ConfigError
 
 
-def test_defaults_batch_500_and_the_brokers_default_session_timeout() -> None:
+def test_defaults_batch_500_and_a_10_second_session_timeout() -> None:
     settings = ConsumerSettings()
     assert settings.batch_size == 500
-    assert settings.session_timeout_ms == 45_000
+    assert settings.group_protocol == "classic"
+    assert settings.session_timeout_ms == 10_000  # chosen from bench/failover.py's figures
     assert settings.auto_offset_reset == "earliest"
 
 
