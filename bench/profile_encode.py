@@ -1,0 +1,90 @@
+"""``python -m bench.profile_encode``: where the producer's time goes from event models to Kafka.
+
+Encodes click events (``Codec.encode``), builds their headers (``event_headers``) and records,
+and sends them with ``EventProducer.send`` to a fresh topic, in chunks of 1,000, under
+cProfile (deterministic: every call counted, which inflates small Python calls somewhat; the
+ranking is what matters). Writes ``bench/results/encode-profile-<label>.txt``: the wall rate
+while profiled, then the functions by own time and by cumulative time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+from pathlib import Path
+
+from bench.env import BenchEnv
+from bench.events import make_events
+from bench.produce import CHUNK
+from bench.results import RESULTS_DIR
+from oncepipe.logging import configure_logging
+from oncepipe.settings import load_settings
+from producers.outbox import event_headers
+from producers.producer import Delivery, EventProducer, OutgoingRecord
+from producers.settings import ProducerSettings
+from schemas import Codec
+
+_TOP = 25
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Profile one encode-and-send run and write the text report."""
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_encode")
+    parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--kind", default="click", choices=("click", "click-2k"))
+    parser.add_argument("--label", default="after")
+    args = parser.parse_args(argv)
+    configure_logging(load_settings(log_level="WARNING"))
+    env = BenchEnv()
+    codec = Codec.load()
+    events = make_events(args.kind, args.events)
+    failed: list[Delivery] = []
+    with env.topic("profile-encode") as topic:
+        producer = EventProducer(env.settings, ProducerSettings())
+        producer.send_all([OutgoingRecord(0, topic, None, b"warm-up")])
+
+        def run() -> None:
+            for start in range(0, len(events), CHUNK):
+                chunk = codec.encode_batch(events[start : start + CHUNK])
+                records = [
+                    OutgoingRecord(start + n, topic, e.key, e.value, event_headers(e))
+                    for n, e in enumerate(chunk)
+                ]
+                producer.send(records, lambda d: None if d.ok else failed.append(d))
+            producer.flush(120)
+
+        profiler = cProfile.Profile()
+        began = time.perf_counter()
+        profiler.runcall(run)
+        wall = time.perf_counter() - began
+        producer.close()
+    if failed:
+        raise SystemExit(f"bench.profile_encode: {len(failed)} deliveries failed")
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(_TOP)
+    stats.sort_stats("cumulative").print_stats(_TOP)
+    header = (
+        f"oncepipe encode + headers + EventProducer.send, {args.kind}, {args.events} events, "
+        f"chunks of {CHUNK}: {args.events / wall:,.0f} events/s, "
+        f"{wall / args.events * 1e6:.1f} µs/event wall while profiled (cProfile)\n"
+    )
+    path = RESULTS_DIR / f"encode-profile-{args.label}.txt"
+    path.write_text(header + _strip_paths(out.getvalue()))
+    print(f"bench.profile_encode: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _strip_paths(text: str) -> str:
+    """Machine-independent file names: relative to the project and to the environment."""
+    for prefix in (f"{Path.cwd()}/", f"{sys.prefix}/", f"{sys.base_prefix}/"):
+        text = text.replace(prefix, "")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
