@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
@@ -22,6 +22,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, UnknownType, to_parsing_canonical_form
 from fastavro.schema import fingerprint as _crc64
 
+from schemas.avro_write import FALLBACK_ERRORS, compile_writer
 from schemas.errors import OncepipeError
 
 __all__ = [
@@ -69,6 +70,10 @@ class AvroSchema:
     full_name: str
     writing: Any
     reading: Any
+    compiled: Callable[[Mapping[str, Any]], bytes] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """The compiled writer (``schemas.avro_write``), None when the schema's shape has none."""
 
     @property
     def name(self) -> str:
@@ -98,11 +103,17 @@ def load_schema(text: str) -> AvroSchema:
         full_name=str(full_name),
         writing=writing,
         reading=reading,
+        compiled=compile_writer(writing),
     )
 
 
 def write_body(schema: AvroSchema, record: Mapping[str, Any]) -> bytes:
     """The Avro binary encoding of ``record`` (no header)."""
+    if schema.compiled is not None:
+        try:
+            return schema.compiled(record)
+        except FALLBACK_ERRORS:
+            pass  # not a record the compiled writer handles exactly: fastavro decides
     out = io.BytesIO()
     try:
         schemaless_writer(out, schema.writing, record)
