@@ -2,8 +2,10 @@
 
 A schema is parsed once, when it is loaded, into an ``AvroSchema`` holding everything the hot
 path needs (fastavro re-parses a schema given as plain JSON on every call, which is orders of
-magnitude slower). Reading never converts ``uuid`` strings: the event model does, so a bad
-UUID is reported as a validation failure naming its field rather than as a corrupt body.
+magnitude slower). Writing goes through the schema's compiled writer (``schemas.avro_write``)
+when it has one, fastavro otherwise: the same bytes either way. Reading never converts
+``uuid`` strings: the event model does, so a bad UUID is reported as a validation failure
+naming its field rather than as a corrupt body.
 
 Public names: ``MAGIC``, ``AvroSchema``, ``AvroDataError``, ``InvalidSchemaError``,
 ``load_schema``, ``fingerprint``, ``write_body``, ``read_body``.
