@@ -39,7 +39,7 @@ class Unsupported(Exception):  # noqa: N818 - a signal to fall back, not an erro
     """A value or schema the compiled writer does not handle; use fastavro."""
 
 
-FALLBACK_ERRORS = (Unsupported, KeyError, TypeError, AttributeError, ValueError)
+FALLBACK_ERRORS = (Unsupported, KeyError, TypeError, AttributeError, ValueError, OverflowError)
 """What a compiled writer raises for a record it cannot write: hand that record to fastavro."""
 
 

@@ -152,6 +152,8 @@ def test_the_compiled_writer_writes_fastavros_bytes_for_any_value(record: dict[s
         {"l": True},
         {"i": 2**31},
         {"d": 1},  # an int where a double goes
+        {"f": 1e300},  # too large for a float
+        {"opt": "\ud800"},  # a lone surrogate: not UTF-8
         {"raw": bytearray(b"x")},
         {"tags": (1, 2)},
         {"opt": 5},
