@@ -6,7 +6,9 @@ Enqueue (µs per event, one connection, ``synchronous_commit=on`` as the service
   pre-encoded bytes into a table with only a bigserial key;
 - ``enqueue_record (pre-encoded)``: ``producers.outbox.enqueue_record`` of the same bytes and
   headers: the SQL function, the unique (topic, dedupe_id) check, bytea[] headers, NOTIFY;
-- ``enqueue (encode + headers)``: ``producers.outbox.enqueue`` from the event model.
+- ``enqueue (encode + headers)``: ``producers.outbox.enqueue`` from the event model;
+- ``enqueue_many (encode + headers, one statement)``, at 100 per transaction only:
+  ``producers.outbox.enqueue_many`` of the transaction's models (one multi-row INSERT).
 
 Each is run with one event per transaction (an upstream request) and with 100.
 
@@ -35,7 +37,7 @@ from bench.measure import Sample, Stopwatch
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
-from producers.outbox import enqueue, enqueue_record
+from producers.outbox import enqueue, enqueue_many, enqueue_record
 from producers.relay import Relay
 from producers.settings import ProducerSettings, RelaySettings
 from schemas import Codec
@@ -71,12 +73,18 @@ def _enqueue_variants(
     rows = list(zip(data.events, data.encoded, data.headers, strict=True))
 
     def timed(write: Callable[[Any, int], None]) -> Callable[[], Sample]:
+        def each(conn: Any, start: int, end: int) -> None:
+            for n in range(start, end):
+                write(conn, n)
+
+        return timed_chunks(each)
+
+    def timed_chunks(write: Callable[[Any, int, int], None]) -> Callable[[], Sample]:
         def run() -> Sample:
             _reset(env)
             with env.connect() as conn, Stopwatch(cpu) as sw:
                 for start in range(0, len(rows), per_txn):
-                    for n in range(start, min(start + per_txn, len(rows))):
-                        write(conn, n)
+                    write(conn, start, min(start + per_txn, len(rows)))
                     conn.commit()
             return sw.sample(len(rows), data.payload_bytes)
 
@@ -99,13 +107,25 @@ def _enqueue_variants(
     def full(conn: Any, n: int) -> None:
         enqueue(conn, rows[n][0], codec=codec, topic=topic)
 
-    return [
+    def many(conn: Any, start: int, end: int) -> None:
+        enqueue_many(conn, data.events[start:end], codec=codec, topic=topic)
+
+    variants = [
         Variant(ENQUEUE_BASELINE, "INSERT (key, value) into a bigserial table", timed(plain)),
         Variant("enqueue_record (pre-encoded)", "producers.outbox.enqueue_record", timed(record)),
         Variant(
             "enqueue (encode + headers)", "producers.outbox.enqueue from the model", timed(full)
         ),
     ]
+    if per_txn > 1:
+        variants.append(
+            Variant(
+                "enqueue_many (encode + headers, one statement)",
+                f"producers.outbox.enqueue_many of the transaction's {per_txn} models",
+                timed_chunks(many),
+            )
+        )
+    return variants
 
 
 def _load_backlog(env: BenchEnv, topic: str, data: EventSet, rows: int) -> None:

@@ -10,13 +10,14 @@ each) or the original ``oncepipe.enqueue(topic, dedupe_id, key, value, headers j
 Headers are bytes end to end (``bytea[]`` names and values): a value with a NUL byte or
 invalid UTF-8 and a null value leave as they came, and a null ``value`` leaves as a tombstone.
 
-Public names: ``OutboxRow``, ``enqueue``, ``enqueue_record``, ``event_headers``,
+Public names: ``OutboxRow``, ``enqueue``, ``enqueue_many``, ``enqueue_record``, ``event_headers``,
 ``fetch_ready``, ``hold``, ``Held``, ``mark_published``, ``record_failure``,
 ``delete_published``, ``pending_count``.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ __all__ = [
     "OutboxRow",
     "delete_published",
     "enqueue",
+    "enqueue_many",
     "enqueue_record",
     "event_headers",
     "fetch_ready",
@@ -70,11 +72,31 @@ def event_headers(
         ("event_id", str(encoded.event_id)),
         ("event_type", encoded.event_type),
         ("schema_fingerprint", encoded.fingerprint),
-        ("produced_at", (produced_at or datetime.now(UTC)).isoformat(timespec="milliseconds")),
+        (
+            "produced_at",
+            _now_text() if produced_at is None else produced_at.isoformat(timespec="milliseconds"),
+        ),
     ]
     if traceparent:
         headers.append(("traceparent", traceparent))
     return headers
+
+
+_clock: tuple[int, str] = (0, "")
+"""The last ``produced_at`` text and its millisecond: events of one millisecond share it."""
+
+
+def _now_text() -> str:
+    """``datetime.now(UTC).isoformat(timespec="milliseconds")``, formatted once per millisecond."""
+    global _clock  # noqa: PLW0603 - a one-entry cache; a tuple is replaced atomically
+    ms = time.time_ns() // 1_000_000
+    cached_ms, text = _clock
+    if ms != cached_ms:
+        seconds, millis = divmod(ms, 1000)
+        moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+        text = moment.isoformat(timespec="milliseconds")
+        _clock = (ms, text)
+    return text
 
 
 def _as_bytes(raw: str | bytes | None) -> bytes | None:
@@ -136,6 +158,73 @@ def enqueue(
         headers=headers,
     )
     return row_id is not None
+
+
+_MANY_ROW = "(%s, %s, %s::bytea, %s::bytea, %s::bytea[], %s::bytea[])"
+# One statement for the whole batch: ON CONFLICT DO NOTHING skips a (topic, dedupe_id) already
+# queued or met earlier in the same VALUES list, ids follow the list's order, and pg_notify
+# per inserted row is folded by PostgreSQL into one notification per topic per transaction,
+# as oncepipe.enqueue's calls are.
+_MANY_SQL = (
+    "INSERT INTO oncepipe.outbox (topic, dedupe_id, key, value, header_names, header_values)"
+    " VALUES {rows} ON CONFLICT (topic, dedupe_id) DO NOTHING"
+    " RETURNING topic, dedupe_id, pg_notify('oncepipe_outbox', topic)"
+)
+_MANY_CHUNK = 1000
+"""Rows per statement: 6,000 parameters, well under PostgreSQL's 65,535."""
+
+
+def enqueue_many(
+    conn: Any,
+    events: Sequence[BaseModel],
+    *,
+    codec: Codec,
+    topic: str | None = None,
+    traceparent: str | None = None,
+) -> list[bool]:
+    """``enqueue`` each event in the caller's transaction, in one statement per 1,000 events.
+
+    Returns one flag per event, in order: False when an event with the same ``event_id`` was
+    already queued for that topic, or appears earlier in ``events`` (the first one is added).
+    Rows, headers and notifications are those ``enqueue`` writes, one call per event.
+    """
+    if traceparent is None:
+        trace_headers = tracing.current_headers()
+    else:
+        trace_headers = [("traceparent", traceparent)] if traceparent else []
+    wanted: list[tuple[str, str]] = []
+    params: list[Any] = []
+    for encoded in codec.encode_batch(events):
+        headers = event_headers(encoded)
+        headers += trace_headers
+        row_topic = topic or topic_for(encoded.event_type)
+        dedupe_id = str(encoded.event_id)
+        wanted.append((row_topic, dedupe_id))
+        params += (
+            row_topic,
+            dedupe_id,
+            encoded.key,
+            encoded.value,
+            [name.encode() for name, _ in headers],
+            [raw.encode() for _, raw in headers],
+        )
+    added: set[tuple[str, str]] = set()
+    cursor = conn.cursor()
+    try:
+        for start in range(0, len(wanted), _MANY_CHUNK):
+            rows = min(_MANY_CHUNK, len(wanted) - start)
+            cursor.execute(
+                _MANY_SQL.format(rows=", ".join([_MANY_ROW] * rows)),
+                params[start * 6 : (start + rows) * 6],
+            )
+            added.update((str(r[0]), str(r[1])) for r in cursor.fetchall())
+    finally:
+        cursor.close()
+    flags = []
+    for pair in wanted:
+        flags.append(pair in added)
+        added.discard(pair)  # a repeat later in the batch was not added
+    return flags
 
 
 def _headers(names: list[bytes], values: list[bytes | None]) -> list[tuple[str, bytes | None]]:
