@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.errors import OncepipeError
+
 __all__ = ["FALLBACK_ERRORS", "Unsupported", "compile_writer"]
 
 Write = Callable[[Any, list[bytes]], None]
@@ -35,8 +37,8 @@ _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
 
-class Unsupported(Exception):  # noqa: N818 - a signal to fall back, not an error to report
-    """A value or schema the compiled writer does not handle; use fastavro."""
+class Unsupported(OncepipeError):  # noqa: N818 - a signal to fall back, not an error to report
+    """A value or schema the compiled writer does not handle; use fastavro (never escapes)."""
 
 
 FALLBACK_ERRORS = (Unsupported, KeyError, TypeError, AttributeError, ValueError, OverflowError)
