@@ -210,8 +210,11 @@ def check_key_order(ev: Evidence, _obs: Observations) -> CheckResult:
     result = CheckResult("per_key_order_is_submission_order", "5")
     for topic, lines in ev.manifests.items():
         expected: dict[str, list[str]] = defaultdict(list)
+        seen: set[str] = set()  # a restarted simulator writes its replayed submissions again
         for line in sorted(_submitted(lines, "event"), key=lambda x: x["seq"]):
-            expected[line["key"]].append(line["event_id"])
+            if line["event_id"] not in seen:
+                seen.add(line["event_id"])
+                expected[line["key"]].append(line["event_id"])
         keys = {eid: key for key, ids in expected.items() for eid in ids}
         applied: dict[str, list[tuple[tuple[int, int], int, str]]] = defaultdict(list)
         for row in ev.witness:

@@ -31,6 +31,7 @@ from tests.faults.chaos.pipeline import Pipeline, Services
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import end_offsets
+from tests.faults.chaos.verdict import drain_consequences
 from tests.faults.chaos.workers import WorkerSet
 
 __all__ = ["run_chaos"]
@@ -202,6 +203,10 @@ def run_chaos(
         notes.append(f"second consumer group {pipeline.second_group}: checks named (group ...)")
     if config.poison_rate == 0 and not config.raw_poison:
         notes.append("poison off: simulator poison-rate 0 and no raw poison records")
+    checks = run_group_checks(groups)
+    undrained = drain_consequences(checks, drained, drain_detail)
+    if undrained:
+        notes.insert(0, undrained)
     return ChaosResult(
         seed=config.seed,
         duration_s=round(duration, 1),
@@ -209,7 +214,7 @@ def run_chaos(
         config={k: v for k, v in asdict(config).items() if k != "script"},
         events=_events(evidence, injector, pipeline.network),
         faults=faults,
-        checks=run_group_checks(groups),
+        checks=checks,
         exits=workers.exits,
         workdir=str(workdir),
         notes=notes,
