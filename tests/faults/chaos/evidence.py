@@ -96,6 +96,9 @@ class Evidence:
     # poison manifest lines whose dead letter must carry the record's bytes (hostile.py)
     exact: list[dict[str, Any]] = field(default_factory=list)
     shard_claims: list[ShardClaim] = field(default_factory=list)  # the relays' (shard_checks.py)
+    # the poison faults' marked records, and when the end-of-run release began (poison_checks.py)
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    released_at: datetime | None = None
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -156,6 +159,7 @@ def load_shared(
     dlq_topics: dict[str, str],
     manifests: dict[str, list[Path]],
     poison_manifest: Path,
+    marks_manifest: Path | None = None,
 ) -> Evidence:
     """What every group's checks share: the topics, the dead-letter topics, the manifests."""
     evidence = Evidence(topics=topics)
@@ -176,6 +180,7 @@ def load_shared(
         (p["topic"], int(p["partition"]), int(p["offset"])) for p in poison
     ]
     evidence.exact = [p for p in poison if p.get("exact")]
+    evidence.marks = read_manifest(marks_manifest) if marks_manifest is not None else []
     return evidence
 
 

@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -28,6 +29,7 @@ from tests.faults.chaos.faults import FaultRecord, Injector
 from tests.faults.chaos.monitor import Monitor
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline, Services
+from tests.faults.chaos.poison_checks import release_parked
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import end_offsets
@@ -141,6 +143,7 @@ def run_chaos(
     injector = Injector(pipeline)
     faults: list[FaultRecord] = []
     drained, drain_detail, drain_s = False, "not reached", 0.0
+    released_at: datetime | None = None
     monitor.start()
     try:
         for _ in range(config.relays):
@@ -163,6 +166,9 @@ def run_chaos(
             )
         time.sleep(max(0.0, config.duration_s - workers.elapsed()))
         drained, drain_detail, drain_s = _drain(pipeline, config.drain_timeout_s, log)
+        if config.poison_policies:  # parked keys stay parked until someone decides
+            released, release_detail, released_at = release_parked(pipeline, log)
+            drained, drain_detail = drained and released, f"{drain_detail}; {release_detail}"
     finally:
         workers.stop_supervising()
         workers.stop_all()
@@ -175,10 +181,16 @@ def run_chaos(
         dlq_topics=pipeline.dlq_topics(),
         manifests={
             "outbox": [pipeline.manifests["outbox"], pipeline.gap_manifest],
-            "direct": [pipeline.manifests["direct"], pipeline.hostile_manifest],
+            "direct": [
+                pipeline.manifests["direct"],
+                pipeline.hostile_manifest,
+                pipeline.marked_manifest,
+            ],
         },
         poison_manifest=pipeline.poison_manifest,
+        marks_manifest=pipeline.marks_manifest,
     )
+    shared.released_at = released_at
     groups = [
         (
             load_group(shared, pipeline.url, group),
