@@ -58,7 +58,13 @@ def _evidence() -> Evidence:
              ("b2", 2, 71), ("k1", 4, 72)]  # fmt: skip
     ev.witness = [WitnessRow(e, T, 0, o, n, 1) for n, (e, o, _) in enumerate(order)]
     ev.inbox = {e: InboxRow(e, T, 0, o, PRODUCED + timedelta(seconds=s)) for e, o, s in order}
+    # The flaky event: failed at 1 s, retried at 3.2 s (tier 2 s), failed, applied at 11 s.
+    ev.flaky_attempts = {"flaky-id": [(0, at(1)), (1, at(3.2)), (2, at(11))]}
     return ev
+
+
+def at(second: float) -> datetime:
+    return PRODUCED + timedelta(seconds=second)
 
 
 def test_the_policies_kept_pass_every_poison_check() -> None:
@@ -101,7 +107,11 @@ def test_only_a_killer_may_be_a_crash_dead_letter() -> None:
 
 def test_a_retried_event_applied_before_its_delays_or_twice_is_reported() -> None:
     ev = _evidence()
-    ev.inbox["flaky-id"] = InboxRow("flaky-id", T, 0, 5, PRODUCED + timedelta(seconds=2))
+    ev.flaky_attempts["flaky-id"][2] = (2, at(4))  # 0.8 s after the failure, tier 4 s
+    result = check_retried(ev, OBS)
+    assert result.violations == 1
+    assert "attempt 2 0.80s after the last failure (tier 4s)" in result.examples[0]
+    ev.flaky_attempts["flaky-id"].pop()  # applied without its last retry
     assert not check_retried(ev, OBS).passed
     ev = _evidence()
     ev.witness.append(WitnessRow("flaky-id", T, 0, 5, 50, 1))

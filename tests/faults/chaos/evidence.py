@@ -99,6 +99,7 @@ class Evidence:
     # the poison faults' marked records, and when the end-of-run release began (poison_checks.py)
     marks: list[dict[str, Any]] = field(default_factory=list)
     released_at: datetime | None = None
+    flaky_attempts: dict[str, list[tuple[int, datetime]]] = field(default_factory=dict)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -199,6 +200,11 @@ def load_group(shared: Evidence, url: str, group: str) -> Evidence:
     with psycopg.connect(url, application_name="oncepipe-chaos-checks") as conn:
         evidence.witness = load_witness(conn, group)
         evidence.shard_claims = read_shard_claims(conn)
+        if evidence.marks:  # the table exists: the poison policies ran (poison_checks.py)
+            for event_id, attempt, at in conn.execute(
+                "SELECT event_id, attempt, at FROM chaos.flaky_attempts ORDER BY at"
+            ):
+                evidence.flaky_attempts.setdefault(event_id, []).append((attempt, at))
         for event_id, topic, partition, offset, applied_at in conn.execute(
             'SELECT event_id::text, topic, partition, "offset", applied_at FROM oncepipe.inbox'
             " WHERE consumer_group = %(group)s",

@@ -34,7 +34,7 @@ from producers.topics import create_event_topics
 from schemas import dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
-from tests.faults.chaos.poison_checks import RETRY_TIERS
+from tests.faults.chaos.poison_checks import FLAKY_DDL, RETRY_TIERS
 from tests.faults.chaos.poison_faults import (
     MARKED_HANDLER,
     POISON_DEFECTS,
@@ -147,6 +147,7 @@ class Pipeline:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(OFFSET_HISTORY)
             conn.execute(WITNESS_DDL)
+            conn.execute(FLAKY_DDL)
         admin = AdminClient({"bootstrap.servers": self.services.kafka.bootstrap_servers})
         create_event_topics(
             admin, list(self.topics.values()), self.topic_settings, ProducerSettings()
