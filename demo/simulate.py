@@ -84,7 +84,8 @@ def simulate(
     if manifest is not None:
         # Append: a simulator restarted after an exit replays from its first submission, and
         # the events its earlier life submitted must stay in the manifest the checks read.
-        with manifest.open("a") as sink:
+        # Line-buffered: a simulator killed (SIGKILL) keeps every line it wrote.
+        with manifest.open("a", buffering=1) as sink:
             report = simulator.run(sink)
     else:
         report = simulator.run()
