@@ -67,6 +67,9 @@ def test_a_poison_round_passes_every_check(chaos_services: Services, tmp_path: P
 class PoisonDefect:
     must_fail: frozenset[str]
     drain_timeout_s: float = 180.0
+    # False: the defect stops the drain, so the other poison checks may fail as a consequence
+    # (the run's notes say so).
+    alone: bool = True
 
 
 DEFECTS = {
@@ -78,7 +81,9 @@ DEFECTS = {
         )
     ),
     # No crash-loop detection: the killer kills its worker again and again, never dead-lettered.
-    "no_crash_detection": PoisonDefect(frozenset({"each_killer_one_crash_dead_letter"}), 30.0),
+    "no_crash_detection": PoisonDefect(
+        frozenset({"each_killer_one_crash_dead_letter"}), 30.0, alone=False
+    ),
     # Retry tiers of 0 s: the flaky events are applied before their delays.
     "retry_at_once": PoisonDefect(frozenset({"each_retried_event_applied_once_after_its_delays"})),
 }
@@ -95,4 +100,4 @@ def test_a_poison_check_reports_its_defect(
     missed = expected.must_fail - failed
     assert not missed, f"defect {defect}: {sorted(missed)} passed\n{table}"
     others = (failed & set(POISON_CHECKS)) - expected.must_fail
-    assert not others, f"defect {defect}: {sorted(others)} failed too\n{table}"
+    assert not (others and expected.alone), f"defect {defect}: {sorted(others)} failed too\n{table}"
