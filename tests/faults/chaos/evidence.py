@@ -194,6 +194,7 @@ def load_group(shared: Evidence, url: str, group: str) -> Evidence:
         dead_letter_copies={},
         dead_letter_records={},
         inbox={},
+        flaky_attempts={},
     )
     tally_dead_letters(evidence, _dead_letters(evidence, group))
     group_only = {"group": group}
@@ -202,7 +203,9 @@ def load_group(shared: Evidence, url: str, group: str) -> Evidence:
         evidence.shard_claims = read_shard_claims(conn)
         if evidence.marks:  # the table exists: the poison policies ran (poison_checks.py)
             for event_id, attempt, at in conn.execute(
-                "SELECT event_id, attempt, at FROM chaos.flaky_attempts ORDER BY at"
+                "SELECT event_id, attempt, at FROM chaos.flaky_attempts"
+                " WHERE consumer_group = %(group)s ORDER BY at",
+                group_only,
             ):
                 evidence.flaky_attempts.setdefault(event_id, []).append((attempt, at))
         for event_id, topic, partition, offset, applied_at in conn.execute(

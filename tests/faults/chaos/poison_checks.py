@@ -60,6 +60,7 @@ SLACK_S = 0.5
 FLAKY_DDL = """
 CREATE SCHEMA IF NOT EXISTS chaos;
 CREATE TABLE chaos.flaky_attempts (
+    consumer_group text  NOT NULL,
     event_id text        NOT NULL,
     attempt  integer     NOT NULL,
     at       timestamptz NOT NULL DEFAULT clock_timestamp()

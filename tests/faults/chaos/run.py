@@ -90,8 +90,11 @@ def _events(ev: Evidence, injector: Injector, network: Network | None) -> dict[s
     records = sum(len(r) for r in ev.records.values())
     return {
         "distinct_submitted": len({x["event_id"] for x in lines if x["kind"] == "event"}),
-        "duplicates_submitted": sum(1 for x in lines if x["kind"] == "duplicate"),
-        "poison_submitted": sum(1 for x in lines if x["kind"] == "poison"),
+        # A restarted simulator appends its replayed submissions again: count each once.
+        "duplicates_submitted": len(
+            {(x["seq"], x["event_id"]) for x in lines if x["kind"] == "duplicate"}
+        ),
+        "poison_submitted": len({x["event_id"] for x in lines if x["kind"] == "poison"}),
         "gap_events": injector.gap_events,
         "raw_poison_records": injector.poison_records,
         "hostile_records": injector.hostile_records,
