@@ -102,6 +102,10 @@ endif
 chaos: install ## long seeded fault run, invariants checked (DURATION=900 SEED=n BROKERS=3 NETWORK=1)
 	$(INFRA) run -- $(PY) -m tests.faults.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED)) $(if $(filter 1,$(NETWORK)),--network) $(CHAOS_ARGS)
 
+.PHONY: chaos-poison
+chaos-poison: install ## short poison-policy chaos rounds and their defect rounds (~8 min)
+	$(INFRA) run -- $(PY) -m pytest tests/faults/poison_rounds.py $(PYTEST_ARGS)
+
 # `make example-orders ORDERS=10000`: the orders example (examples/orders) end to end on a fresh
 # database: 20% retried requests, two consumer groups, its contract's v2 rolled out mid-run;
 # prints orders/s and the exactness checks (tests/fixtures/orders_rollout.py).

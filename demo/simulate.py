@@ -39,7 +39,9 @@ def simulate(
     rate: float = typer.Option(0.0, min=0.0, help="events per second; 0 = as fast as possible"),
     seed: int = typer.Option(0, help="random seed: the same seed submits the same events"),
     manifest: Path | None = typer.Option(
-        None, help="write every submission as a JSON line to this file"
+        None,
+        help="append every submission as a JSON line to this file (a restarted simulator adds"
+        " its lines, never truncating an earlier run's)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     url: str = typer.Option("", help="http mode: the ingest server, e.g. http://127.0.0.1:8080"),
@@ -80,7 +82,10 @@ def simulate(
     )
     simulator = Simulator(state(ctx).settings, Codec.load(), plan, build_settings(ProducerSettings))
     if manifest is not None:
-        with manifest.open("w") as sink:
+        # Append: a simulator restarted after an exit replays from its first submission, and
+        # the events its earlier life submitted must stay in the manifest the checks read.
+        # Line-buffered: a simulator killed (SIGKILL) keeps every line it wrote.
+        with manifest.open("a", buffering=1) as sink:
             report = simulator.run(sink)
     else:
         report = simulator.run()

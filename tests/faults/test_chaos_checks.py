@@ -27,6 +27,7 @@ from tests.faults.chaos.config import (
     CLUSTER_KINDS,
     FAULT_KINDS,
     NETWORK_KINDS,
+    POISON_KINDS,
     ChaosConfig,
 )
 from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow, tally_dead_letters
@@ -208,10 +209,11 @@ def test_the_same_seed_plans_the_same_faults() -> None:
 
 def test_network_and_leader_faults_are_planned_only_in_their_modes() -> None:
     single = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
-    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS
+    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS - POISON_KINDS
     everything = ChaosConfig(
-        duration_s=3600, seed=7, network=True, brokers=3, kinds=tuple(FAULT_KINDS)
-    )
+        duration_s=3600, seed=7, network=True, brokers=3, kinds=tuple(FAULT_KINDS),
+        poison_policies=True,
+    )  # fmt: skip
     assert {fault.kind for fault in plan_faults(everything)} == set(FAULT_KINDS)
 
 

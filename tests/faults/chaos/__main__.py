@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--relays", type=int, default=3, help="relay processes sharing the outbox")
     parser.add_argument("--workdir", type=Path, default=None, help="logs, manifests, result")
+    parser.add_argument(
+        "--no-poison-policies", action="store_true",
+        help="consumers with the default --on-poison skip, no marked records (poison_faults.py)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="result file (default: workdir)")
     args = parser.parse_args(argv)
 
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         relays=args.relays,
         brokers=services.brokers,
         kinds=kinds,
+        poison_policies=not args.no_poison_policies,
     )
     print(f"chaos: seed {seed}, brokers {services.brokers}, network {args.network}")
     print(f"chaos: workdir {workdir}")

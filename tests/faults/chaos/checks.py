@@ -25,8 +25,10 @@ from typing import Any
 from tests.faults.chaos.crash_checks import check_no_innocent_crash_dead_letters
 from tests.faults.chaos.evidence import Evidence
 from tests.faults.chaos.letter_checks import check_dead_letters_byte_exact, check_outbox_published
+from tests.faults.chaos.poison_checks import POISON_CHECKS, waited_aside
 from tests.faults.chaos.shard_checks import check_shard_leases_exclusive
 from tests.faults.chaos.verdict import CheckResult, Observations
+from tests.fixtures.crash_handlers import KILLER_EXIT
 
 __all__ = [
     "GLOBAL_CHECKS",
@@ -210,8 +212,11 @@ def check_key_order(ev: Evidence, _obs: Observations) -> CheckResult:
     result = CheckResult("per_key_order_is_submission_order", "5")
     for topic, lines in ev.manifests.items():
         expected: dict[str, list[str]] = defaultdict(list)
+        seen: set[str] = set()  # a restarted simulator writes its replayed submissions again
         for line in sorted(_submitted(lines, "event"), key=lambda x: x["seq"]):
-            expected[line["key"]].append(line["event_id"])
+            if line["event_id"] not in seen:
+                seen.add(line["event_id"])
+                expected[line["key"]].append(line["event_id"])
         keys = {eid: key for key, ids in expected.items() for eid in ids}
         applied: dict[str, list[tuple[tuple[int, int], int, str]]] = defaultdict(list)
         for row in ev.witness:
@@ -235,7 +240,10 @@ def check_partition_order(ev: Evidence, _obs: Observations) -> CheckResult:
     """Per partition, the records were applied in offset order (witness apply sequence)."""
     result = CheckResult("applied_in_partition_order", "5")
     by_partition: dict[tuple[str, int], list[tuple[int, tuple[int, int]]]] = defaultdict(list)
+    aside = waited_aside(ev)  # parked or delayed on purpose (park-key, RetryLater)
     for row in ev.witness:
+        if row.event_id in aside:
+            continue
         by_partition[(row.topic, row.partition)].append((row.offset, row.sequence))
     for (topic, partition), rows in by_partition.items():
         rows.sort()
@@ -285,6 +293,9 @@ def check_workers_wait_out_outages(_ev: Evidence, obs: Observations) -> CheckRes
         if role == "simulator":
             result.notes.append(f"{name} exited {code}")
             continue
+        if code == KILLER_EXIT:  # a marked killer record (poison_faults.py), not an outage
+            result.notes.append(f"{name} exited {code}: a killer record")
+            continue
         result.checked += 1
         result.violate(f"{name} exited {code}: {last[:160]}")
     result.checked += 1  # the run itself: no exits is a pass
@@ -308,6 +319,7 @@ CHECKS: list[Check] = [
     check_dead_letters_byte_exact,
     check_shard_leases_exclusive,
     check_no_innocent_crash_dead_letters,
+    *POISON_CHECKS,
 ]
 # Checks of the whole run, not of one group: run once, with the first group's evidence.
 GLOBAL_CHECKS: frozenset[Check] = frozenset(

@@ -1,7 +1,7 @@
 """What one chaos run does: its size, its seed, and which faults it may inject.
 
 Public names: ``ChaosConfig``, ``FaultKind``, ``ScriptedFault``, ``FAULT_KINDS``,
-``NETWORK_KINDS``, ``CLUSTER_KINDS``, ``default_kinds``.
+``NETWORK_KINDS``, ``CLUSTER_KINDS``, ``POISON_KINDS``, ``default_kinds``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ __all__ = [
     "CLUSTER_KINDS",
     "FAULT_KINDS",
     "NETWORK_KINDS",
+    "POISON_KINDS",
     "ChaosConfig",
     "FaultKind",
     "ScriptedFault",
@@ -47,6 +48,9 @@ FaultKind = Literal[
     "read_only_database",
     "partition_unavailable",
     "relay_stall",
+    "poison_key",
+    "killer_record",
+    "flaky_dependency",
 ]
 
 # Relative weights of the seeded random schedule: cheap worker faults often, the ones that
@@ -82,11 +86,16 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "read_only_database": 2,
     "partition_unavailable": 2,  # three brokers only (outages.py says why)
     "relay_stall": 3,  # a relay SIGSTOPped past its shard leases (relay_faults.py)
+    # With poison_policies only: marked records for the poison policies (poison_faults.py).
+    "poison_key": 2,
+    "killer_record": 1,  # each costs 2N restarts of a consumer
+    "flaky_dependency": 2,
 }
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
 )
 CLUSTER_KINDS: frozenset[FaultKind] = frozenset({"leader_chase", "partition_unavailable"})
+POISON_KINDS: frozenset[FaultKind] = frozenset({"poison_key", "killer_record", "flaky_dependency"})
 
 
 def default_kinds() -> tuple[FaultKind, ...]:
@@ -135,6 +144,9 @@ class ChaosConfig:
     defect: str = ""  # a deliberately broken worker (tests.faults.chaos.defects)
     sample_interval_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
+    # Consumers with --on-poison park-key, short retry tiers and the marked-events handler;
+    # the poison faults; the end-of-run release of parked keys (poison_checks.py).
+    poison_policies: bool = False
 
     @property
     def outbox_events(self) -> int:

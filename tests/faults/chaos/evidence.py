@@ -96,6 +96,10 @@ class Evidence:
     # poison manifest lines whose dead letter must carry the record's bytes (hostile.py)
     exact: list[dict[str, Any]] = field(default_factory=list)
     shard_claims: list[ShardClaim] = field(default_factory=list)  # the relays' (shard_checks.py)
+    # the poison faults' marked records, and when the end-of-run release began (poison_checks.py)
+    marks: list[dict[str, Any]] = field(default_factory=list)
+    released_at: datetime | None = None
+    flaky_attempts: dict[str, list[tuple[int, datetime]]] = field(default_factory=dict)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -156,6 +160,7 @@ def load_shared(
     dlq_topics: dict[str, str],
     manifests: dict[str, list[Path]],
     poison_manifest: Path,
+    marks_manifest: Path | None = None,
 ) -> Evidence:
     """What every group's checks share: the topics, the dead-letter topics, the manifests."""
     evidence = Evidence(topics=topics)
@@ -176,6 +181,7 @@ def load_shared(
         (p["topic"], int(p["partition"]), int(p["offset"])) for p in poison
     ]
     evidence.exact = [p for p in poison if p.get("exact")]
+    evidence.marks = read_manifest(marks_manifest) if marks_manifest is not None else []
     return evidence
 
 
@@ -188,12 +194,20 @@ def load_group(shared: Evidence, url: str, group: str) -> Evidence:
         dead_letter_copies={},
         dead_letter_records={},
         inbox={},
+        flaky_attempts={},
     )
     tally_dead_letters(evidence, _dead_letters(evidence, group))
     group_only = {"group": group}
     with psycopg.connect(url, application_name="oncepipe-chaos-checks") as conn:
         evidence.witness = load_witness(conn, group)
         evidence.shard_claims = read_shard_claims(conn)
+        if evidence.marks:  # the table exists: the poison policies ran (poison_checks.py)
+            for event_id, attempt, at in conn.execute(
+                "SELECT event_id, attempt, at FROM chaos.flaky_attempts"
+                " WHERE consumer_group = %(group)s ORDER BY at",
+                group_only,
+            ):
+                evidence.flaky_attempts.setdefault(event_id, []).append((attempt, at))
         for event_id, topic, partition, offset, applied_at in conn.execute(
             'SELECT event_id::text, topic, partition, "offset", applied_at FROM oncepipe.inbox'
             " WHERE consumer_group = %(group)s",

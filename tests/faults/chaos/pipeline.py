@@ -34,6 +34,12 @@ from producers.topics import create_event_topics
 from schemas import dlq_topic_for
 from tests.faults.chaos.config import ChaosConfig
 from tests.faults.chaos.network import Network
+from tests.faults.chaos.poison_checks import FLAKY_DDL, RETRY_TIERS
+from tests.faults.chaos.poison_faults import (
+    MARKED_HANDLER,
+    POISON_DEFECTS,
+    SIMULATOR_POISON_SHARE,
+)
 from tests.faults.chaos.relay_faults import RELAY_LEASE_S
 from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
 from tests.fixtures.witness import WITNESS_DDL
@@ -124,6 +130,8 @@ class Pipeline:
         self.gap_manifest = workdir / "manifest-gap.jsonl"
         self.poison_manifest = workdir / "manifest-poison.jsonl"
         self.hostile_manifest = workdir / "manifest-hostile.jsonl"  # valid hostile events
+        self.marked_manifest = workdir / "manifest-marked.jsonl"  # marked events that apply
+        self.marks_manifest = workdir / "manifest-marks.jsonl"  # every marked record
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.workers = WorkerSet(self._base_env(), workdir / "logs")
         self.load_ends_at = config.load_seconds
@@ -139,6 +147,7 @@ class Pipeline:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(OFFSET_HISTORY)
             conn.execute(WITNESS_DDL)
+            conn.execute(FLAKY_DDL)
         admin = AdminClient({"bootstrap.servers": self.services.kafka.bootstrap_servers})
         create_event_topics(
             admin, list(self.topics.values()), self.topic_settings, ProducerSettings()
@@ -197,7 +206,8 @@ class Pipeline:
     def consumer_argv(self, group: str = "") -> list[str]:
         """``oncepipe consume`` for ``group`` (default: the run's first group), behind the shim
         for a consumer defect, with the handler under the witness."""
-        handler = DEFECT_HANDLERS.get(self.config.defect, HANDLER)
+        default = MARKED_HANDLER if self.config.poison_policies else HANDLER
+        handler = DEFECT_HANDLERS.get(self.config.defect, default)
         topics = [arg for topic in self.topics.values() for arg in ("--topic", topic)]
         return [
             *self._command("consumer"), "consume", "--group", group or self.group, *topics,
@@ -217,9 +227,17 @@ class Pipeline:
             # The raw poison's unknown schema fingerprint holds its partition this long (a
             # schema may be registered late) before it is dead-lettered; 300 s by default.
             "ONCEPIPE_CONSUMER_UNKNOWN_SCHEMA_GRACE_S": "5",
+            **self._poison_env(),
             **self._paths(database=True),
         }
         return self.workers.add(name, role, self.consumer_argv(group), env)
+
+    def _poison_env(self) -> dict[str, str]:
+        if not self.config.poison_policies:
+            return {}
+        return {"ONCEPIPE_CONSUMER_ON_POISON": "park-key",
+                "ONCEPIPE_CONSUMER_RETRY_TIERS": RETRY_TIERS,
+                **POISON_DEFECTS.get(self.config.defect, {})}  # fmt: skip
 
     def add_relay(self) -> Proc:
         """Start one more relay (the relays share the outbox's shards, each leased by one)."""
@@ -237,11 +255,12 @@ class Pipeline:
         config = self.config
         count = config.outbox_events if mode == "outbox" else config.direct_events
         seed = config.seed * 2 + (0 if mode == "outbox" else 1)  # two different upstreams
+        poison_rate = config.poison_rate * (SIMULATOR_POISON_SHARE if config.poison_policies else 1)
         return [
             *DEMO, "simulate", "--mode", mode, "--topic", self.topics[mode],
             "--count", str(count), "--keys", str(config.keys), "--items", str(config.items),
             "--duplicate-rate", str(config.duplicate_rate),
-            "--poison-rate", str(config.poison_rate), "--rate", f"{rate:.3f}",
+            "--poison-rate", str(poison_rate), "--rate", f"{rate:.3f}",
             "--seed", str(seed), "--manifest", str(self.manifests[mode]), "--json",
         ]  # fmt: skip
 

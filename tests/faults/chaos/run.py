@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -28,9 +29,11 @@ from tests.faults.chaos.faults import FaultRecord, Injector
 from tests.faults.chaos.monitor import Monitor
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline, Services
+from tests.faults.chaos.poison_checks import release_parked
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import end_offsets
+from tests.faults.chaos.verdict import drain_consequences
 from tests.faults.chaos.workers import WorkerSet
 
 __all__ = ["run_chaos"]
@@ -87,8 +90,11 @@ def _events(ev: Evidence, injector: Injector, network: Network | None) -> dict[s
     records = sum(len(r) for r in ev.records.values())
     return {
         "distinct_submitted": len({x["event_id"] for x in lines if x["kind"] == "event"}),
-        "duplicates_submitted": sum(1 for x in lines if x["kind"] == "duplicate"),
-        "poison_submitted": sum(1 for x in lines if x["kind"] == "poison"),
+        # A restarted simulator appends its replayed submissions again: count each once.
+        "duplicates_submitted": len(
+            {(x["seq"], x["event_id"]) for x in lines if x["kind"] == "duplicate"}
+        ),
+        "poison_submitted": len({x["event_id"] for x in lines if x["kind"] == "poison"}),
         "gap_events": injector.gap_events,
         "raw_poison_records": injector.poison_records,
         "hostile_records": injector.hostile_records,
@@ -140,6 +146,7 @@ def run_chaos(
     injector = Injector(pipeline)
     faults: list[FaultRecord] = []
     drained, drain_detail, drain_s = False, "not reached", 0.0
+    released_at: datetime | None = None
     monitor.start()
     try:
         for _ in range(config.relays):
@@ -162,6 +169,9 @@ def run_chaos(
             )
         time.sleep(max(0.0, config.duration_s - workers.elapsed()))
         drained, drain_detail, drain_s = _drain(pipeline, config.drain_timeout_s, log)
+        if config.poison_policies:  # parked keys stay parked until someone decides
+            released, release_detail, released_at = release_parked(pipeline, log)
+            drained, drain_detail = drained and released, f"{drain_detail}; {release_detail}"
     finally:
         workers.stop_supervising()
         workers.stop_all()
@@ -174,10 +184,16 @@ def run_chaos(
         dlq_topics=pipeline.dlq_topics(),
         manifests={
             "outbox": [pipeline.manifests["outbox"], pipeline.gap_manifest],
-            "direct": [pipeline.manifests["direct"], pipeline.hostile_manifest],
+            "direct": [
+                pipeline.manifests["direct"],
+                pipeline.hostile_manifest,
+                pipeline.marked_manifest,
+            ],
         },
         poison_manifest=pipeline.poison_manifest,
+        marks_manifest=pipeline.marks_manifest,
     )
+    shared.released_at = released_at
     groups = [
         (
             load_group(shared, pipeline.url, group),
@@ -202,6 +218,10 @@ def run_chaos(
         notes.append(f"second consumer group {pipeline.second_group}: checks named (group ...)")
     if config.poison_rate == 0 and not config.raw_poison:
         notes.append("poison off: simulator poison-rate 0 and no raw poison records")
+    checks = run_group_checks(groups)
+    undrained = drain_consequences(checks, drained, drain_detail)
+    if undrained:
+        notes.insert(0, undrained)
     return ChaosResult(
         seed=config.seed,
         duration_s=round(duration, 1),
@@ -209,7 +229,7 @@ def run_chaos(
         config={k: v for k, v in asdict(config).items() if k != "script"},
         events=_events(evidence, injector, pipeline.network),
         faults=faults,
-        checks=run_group_checks(groups),
+        checks=checks,
         exits=workers.exits,
         workdir=str(workdir),
         notes=notes,

@@ -16,6 +16,7 @@ from tests.faults.chaos.config import (
     CLUSTER_KINDS,
     FAULT_KINDS,
     NETWORK_KINDS,
+    POISON_KINDS,
     ChaosConfig,
     FaultKind,
 )
@@ -49,6 +50,8 @@ def plan_faults(config: ChaosConfig) -> list[PlannedFault]:
         kinds = [k for k in kinds if k not in NETWORK_KINDS]
     if config.brokers < 3:
         kinds = [k for k in kinds if k not in CLUSTER_KINDS]
+    if not config.poison_policies:
+        kinds = [k for k in kinds if k not in POISON_KINDS]
     weights = [FAULT_KINDS[k] for k in kinds]
     planned: list[PlannedFault] = []
     at = rng.uniform(3.0, 8.0)  # the pipeline gets a few seconds to form its group first
