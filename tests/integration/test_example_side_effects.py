@@ -17,8 +17,8 @@ import pytest
 
 from oncepipe.kafka import AdminClient, create_topics
 from schemas import ClickAction
-from side_effects.contract import receipt_id
 from side_effects.downstream import Downstream
+from side_effects.ids import receipt_id  # not .contract: it would register the type here
 from tests.fixtures.relay import RelayThread
 from tests.fixtures.workers import WorkerPool, caught_up, make_clicks, produce_clicks, wait_until
 

@@ -24,7 +24,7 @@ from tests.fixtures.services import Services
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCT = {"schemas", "oncepipe", "producers", "ingest", "consumers", "cli"}
+PRODUCT = {"schemas", "oncepipe", "producers", "ingest", "consumers", "console", "cli"}
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,15 @@ Importing this module registers it with oncepipe (``schemas.event_type``).
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import ClassVar
 
 from schemas import Event, UtcMillis, event_type
+from side_effects.ids import receipt_id
 
 __all__ = ["ReceiptRequested", "receipt_id"]
 
 AVRO = Path(__file__).resolve().parent / "avro"
-_RECEIPTS = uuid.UUID("6f1f3c0e-5a8e-4c1b-9a47-3d2f0b7e9c11")
 
 
 @event_type(AVRO)
@@ -27,8 +26,3 @@ class ReceiptRequested(Event):
     user_id: str
     item_id: str
     purchased_at: UtcMillis
-
-
-def receipt_id(purchase_id: uuid.UUID) -> uuid.UUID:
-    """The receipt's event id, derived from the purchase's: the same on every re-run."""
-    return uuid.uuid5(_RECEIPTS, str(purchase_id))
