@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import pytest
@@ -92,11 +93,13 @@ def test_peak_rss_mark_resets_to_the_current_resident_set() -> None:
     if not _reset_hwm("self"):
         pytest.skip("no /proc/self/clear_refs here (kernel before 4.0)")
     before = _hwm_mb("self")
-    block = bytearray(64 * 1024 * 1024)  # touched: zero-filled pages are written
+    # Fresh pages from the kernel: a bytearray could reuse heap pages that a long test
+    # process freed but still holds resident, and leave the mark where it was.
+    block = mmap.mmap(-1, 64 * 1024 * 1024)
     for offset in range(0, len(block), 4096):
-        block[offset] = 1
+        block[offset] = 1  # touched: each page becomes resident
     grown = _hwm_mb("self")
-    del block
+    block.close()  # unmapped: the pages leave the resident set
     assert _reset_hwm("self")
     after = _hwm_mb("self")
 
