@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from consumers.settings import ConsumerSettings
+
+DEFAULT_SESSION_TIMEOUT_MS: int = ConsumerSettings.model_fields["session_timeout_ms"].default
+
 __all__ = [
     "CLUSTER_KINDS",
     "FAULT_KINDS",
@@ -127,7 +131,8 @@ class ChaosConfig:
     consumers: int = 2  # members at the start; member faults move between 2 and 3
     max_consumers: int = 3
     relays: int = 2
-    session_timeout_ms: int = 6000
+    # The product's default (ConsumerSettings): the run proves the settings users get.
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     batch_size: int = 200
     # Submissions end this share into the run, so faults also hit a draining pipeline.
     load_share: float = 0.85

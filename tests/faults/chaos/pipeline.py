@@ -32,7 +32,7 @@ from oncepipe.settings import Settings
 from producers.settings import ProducerSettings, TopicSettings
 from producers.topics import create_event_topics
 from schemas import dlq_topic_for
-from tests.faults.chaos.config import ChaosConfig
+from tests.faults.chaos.config import DEFAULT_SESSION_TIMEOUT_MS, ChaosConfig
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.poison_checks import FLAKY_DDL, RETRY_TIERS
 from tests.faults.chaos.poison_faults import (
@@ -212,9 +212,15 @@ class Pipeline:
         return [
             *self._command("consumer"), "consume", "--group", group or self.group, *topics,
             "--handler", handler,
-            "--session-timeout-ms", str(self.config.session_timeout_ms),
+            *self._session_timeout_args(),
             "--batch-size", str(self.config.batch_size), "--batch-timeout", "0.3",
         ]  # fmt: skip
+
+    def _session_timeout_args(self) -> list[str]:
+        """The flag only when the run overrides the product's default (which it proves)."""
+        if self.config.session_timeout_ms == DEFAULT_SESSION_TIMEOUT_MS:
+            return []
+        return ["--session-timeout-ms", str(self.config.session_timeout_ms)]
 
     def add_consumer(self, role: Role = "consumer") -> Proc:
         """Start one more member of the first group (or of the second: ``second_consumer``)."""
