@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from console.index import Filter
+from console.index import Filter, page
 from consumers.dlq import (
     DeadLetter,
     DeadLetterReader,
@@ -22,14 +22,17 @@ from consumers.dlq import (
     ReplayOutcome,
     Selection,
     discard_blockers,
-    is_dlq_topic,
+    format_ref,
     ledger_entries,
 )
 from oncepipe.db import connect
+from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 from producers import ProducerSettings
 
 __all__ = ["Outcome", "Plan", "discard", "preview", "replay", "select"]
+
+log = get_logger("console.actions")
 
 
 @dataclass(frozen=True)
@@ -63,29 +66,25 @@ def _outcomes(replayed: list[ReplayOutcome]) -> list[Outcome]:
     return [Outcome(o.ref, o.outcome, o.destination, o.reason) for o in replayed]
 
 
-def _selection(where: Filter, ref: str | None) -> Selection:
-    if ref:
-        return Selection(refs=(ref,))
-    topic = (where.topic,) if where.topic else ()
-    return Selection(
-        topics=topic if topic and not is_dlq_topic(where.topic) else (),
-        dlq_topics=topic if topic and is_dlq_topic(where.topic) else (),
-        group=where.group or None,
-        error=where.error or None,
-        stage=where.stage or None,
-        fingerprint=where.fingerprint or None,
-    )
-
-
 def select(
     settings: Settings, where: Filter, ref: str | None, limit: int
 ) -> tuple[list[DeadLetter], bool]:
     """The dead letters an action takes, and whether more than ``limit`` matched.
 
-    Read from Kafka with the dlq tool's selection, as ``oncepipe dlq replay`` reads them.
+    A filter is answered by the dead-letter index, the rows the console's pages show (one not
+    indexed yet is not taken), and only those records are then read from Kafka: an action on a
+    topic of a million dead letters never scans it.
     """
-    scan = DeadLetterReader(settings).select(_selection(where, ref), limit=limit + 1)
-    return scan.letters[:limit], len(scan.letters) > limit
+    reader = DeadLetterReader(settings)
+    if ref:
+        return reader.select(Selection(refs=(ref,))).letters, False
+    with connect(settings, "oncepipe-console") as conn:
+        rows = page(conn, where, limit=limit + 1)
+    refs = [format_ref(r.dlq_topic, r.dlq_partition, r.dlq_offset) for r in rows[:limit]]
+    scan = reader.fetch_many(refs)
+    for reason in scan.skipped:
+        log.warning("indexed dead letter not taken", reason=reason)
+    return scan.letters, len(rows) > limit
 
 
 def preview(settings: Settings, kind: str, where: Filter, ref: str | None, limit: int) -> Plan:

@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 from cli.status import snapshot
 from console import ConsoleSettings, build, hash_password, sync
 from consumers.deadletter_headers import Failure, dead_letter_headers
+from consumers.dlq import DeadLetterReader
 from oncepipe.kafka import AdminClient, create_producer, create_topics
 from oncepipe.settings import Settings
 from producers.outbox import event_headers
@@ -279,6 +280,28 @@ def test_a_group_replays_once_after_the_preview_and_the_ledger_names_the_user(
     counts = re.findall(r'class="group">\w+</a></td>\s*<td class="num">(\d+)</td>'
                         r'<td class="num">(\d+)</td>', groups)  # fmt: skip
     assert counts == [("3", "3"), ("1", "0")]  # dead letters, replayed
+
+
+def test_an_action_takes_the_indexed_dead_letters_and_reads_only_those_records(
+    settings: Settings, topics: Topics, make_client: Callable[..., TestClient]
+) -> None:
+    write_letters(settings, topics, ["item 1 is unknown"] * 3)
+    sync(settings, [topics.dlq])
+    write_letters(settings, topics, ["item 1 is unknown"] * 2)  # on the topic, not indexed yet
+    client = make_client()
+    login(client)
+    failures = client.get("/failures").text
+    fingerprint = re.findall(r'class="group">(\w+)</a>', failures)[0]
+    selection = {"csrf": csrf(failures), "fingerprint": fingerprint, "topic": topics.dlq}
+
+    preview = client.post("/actions/preview", data=selection | {"kind": "replay"})
+    assert "3 dead letter(s): 3 would-send" in preview.text  # what the pages show, not 5
+
+    scan = DeadLetterReader(settings).fetch_many(
+        [f"{topics.dlq}:0:4", f"{topics.dlq}:0:1", f"{topics.dlq}:0:99", f"{topics.dlq}:1:0"]
+    )
+    assert [x.dlq_offset for x in scan.letters] == [4, 1]  # in the order asked
+    assert [r.split(": ")[1] for r in scan.skipped] == ["no committed record at this offset"] * 2
 
 
 def test_the_console_refuses_to_start_without_a_way_to_authenticate(settings: Settings) -> None:
