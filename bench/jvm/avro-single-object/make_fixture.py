@@ -35,7 +35,9 @@ def main() -> None:
     """Encode the cases and write them."""
     codec = Codec.load()
     newest = codec.newest_fingerprint("ClickEvent")
-    v1 = next(fp for fp, (t, _) in codec.writer_schemas().items() if t == "ClickEvent" and fp != newest)
+    v1 = next(
+        fp for fp, (t, _) in codec.writer_schemas().items() if t == "ClickEvent" and fp != newest
+    )
     events = [
         ("newest schema, with context", None, ClickEvent(
             event_id=uuid.UUID("0b6c1a3e-7d2f-4c55-9a1e-3f2d8c4b5a61"), user_id="user-0042",
@@ -56,7 +58,9 @@ def main() -> None:
     ]  # fmt: skip
     cases = []
     for name, fingerprint, event in events:
-        encoded = codec.encode(event) if fingerprint is None else codec.encode_with(event, fingerprint)
+        encoded = (
+            codec.encode(event) if fingerprint is None else codec.encode_with(event, fingerprint)
+        )
         cases.append({"name": name, "value_hex": encoded.value.hex(), "expected": _expected(event)})
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(cases, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
