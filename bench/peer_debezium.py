@@ -7,7 +7,8 @@ fresh consumer group, values through oncepipe's ``AvroSingleObjectConverter``
 for the ``jsonb`` column. ``InsertField`` adds the consumer group, topic, partition and offset
 columns; the sink upserts by ``(consumer_group, event_id)`` (``insert.mode=upsert``,
 ``primary.key.mode=record_value``) into ``public.bench_peer_rows``, one JDBC batch and
-transaction per ``put`` of at most 500 records (``consumer.max.poll.records``, ``batch.size``).
+transaction per ``put`` of at most ``batch`` records (``consumer.max.poll.records``,
+``batch.size``; 500 by default).
 
 The marks are the other peers': **first** when the task's first non-empty ``put`` starts (its
 DEBUG line ``Received N changes.``, the one logger sent to the worker's stdout), **last** when
@@ -98,6 +99,8 @@ class SinkRun:
     """Records in the topic (duplicates included): the run ends once the sink put them all."""
     rows: int
     """Distinct rows the table must hold for the group at the end."""
+    batch: int = BATCH
+    """Records per put (``consumer.max.poll.records``) and per JDBC batch (``batch.size``)."""
 
 
 def _properties(values: dict[str, str]) -> str:
@@ -119,7 +122,7 @@ def worker_config(run: SinkRun, plugins: Path, offsets: Path) -> dict[str, str]:
         # Every plugin here ships its ServiceLoader manifests: no reflective scan of the jars.
         "plugin.discovery": "service_load",
         "listeners": "http://127.0.0.1:0",
-        "consumer.max.poll.records": str(BATCH),
+        "consumer.max.poll.records": str(run.batch),
     }
 
 
@@ -147,7 +150,7 @@ def connector_config(run: SinkRun) -> dict[str, str]:
         "schema.evolution": "none",
         "collection.name.format": f"{schema}.{table}",
         "quote.identifiers": "true",  # the column "offset" is a reserved word
-        "batch.size": str(BATCH),
+        "batch.size": str(run.batch),
         "transforms": "where",
         "transforms.where.type": "org.apache.kafka.connect.transforms.InsertField$Value",
         "transforms.where.static.field": "consumer_group",
