@@ -124,7 +124,9 @@ def plot_throughput(directory: Path = RESULTS_DIR) -> Path | None:
     lines = _points(peer, lambda n: "default checkpoints" not in n)
     mode = "quick" if peer.get("quick") else "full"
     panels.append((lines, f"peer suite ({mode} run): raw rows only, 20% duplicate records"))
-    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5), squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(panels), figsize=(7 * len(panels), 5), squeeze=False, sharey=True
+    )
     for ax, (panel_lines, title) in zip(axes[0], panels, strict=True):
         _draw(ax, panel_lines, title)
     axes[0][0].set_ylabel("click events/s (median, bars: min-max)")
