@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from bench.events import EventSet
 from bench.peer_debezium import SinkRun, connector_config
 from bench.peer_suite import with_duplicates
@@ -18,7 +20,7 @@ def test_a_fifth_of_the_records_come_again_each_after_its_original() -> None:
         assert encoded.value == data.encoded[data.events.index(event)].value
         seen.add(encoded.value)
     assert len(seen) == 500
-    first_seen = {}
+    first_seen: dict[uuid.UUID, int] = {}
     for n, event in enumerate(doubled.events):
         first_seen.setdefault(event.event_id, n)
     originals = {e.event_id: n for n, e in enumerate(data.events)}
