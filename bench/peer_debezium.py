@@ -1,35 +1,41 @@
-"""The Debezium JDBC sink on Kafka Connect writing the peer comparison's raw rows; one run.
+"""The Debezium JDBC sink on Kafka Connect writing the peer comparison's raw rows.
 
-``run_sink`` starts one standalone Connect worker (one JVM, ``connect-runtime`` from the broker's
-jar set) with the Debezium JDBC sink connector (one task) reading ``topic`` from the start as a
-fresh consumer group, values through oncepipe's ``AvroSingleObjectConverter``
+``ConnectWorker`` starts one standalone Connect worker (one JVM, ``connect-runtime`` from the
+broker's jar set) and keeps it for several runs; each run creates a Debezium JDBC sink connector
+(one task) over the worker's REST API, reading ``topic`` from the start as a fresh consumer
+group, values through oncepipe's ``AvroSingleObjectConverter``
 (``bench/jvm/avro-single-object``): every schema version of ``schemas/avro``, maps as JSON text
 for the ``jsonb`` column. ``InsertField`` adds the consumer group, topic, partition and offset
 columns; the sink upserts by ``(consumer_group, event_id)`` (``insert.mode=upsert``,
 ``primary.key.mode=record_value``) into ``public.bench_peer_rows``, one JDBC batch and
 transaction per ``put`` of at most ``batch`` records (``consumer.max.poll.records``,
-``batch.size``; 500 by default).
+``batch.size``; 500 by default), and the connector is deleted when the run ends. ``run_sink`` is
+one run on a worker of its own.
 
 The marks are the other peers': **first** when the task's first non-empty ``put`` starts (its
 DEBUG line ``Received N changes.``, the one logger sent to the worker's stdout), **last** when
 the rows of the put holding the last record are committed (seen by counting the group's rows,
 polled only from the start of that put). CPU is the JVM's own (every thread, from
-``/proc/<pid>/stat``) between the two. The worker is stopped (SIGTERM) after each run; an ERROR
+``/proc/<pid>/stat``) between the two. The worker is stopped (SIGTERM) at the end; an ERROR
 of a task or the connector (a record the converter refused, a failed write) ends the run at once
 with that line.
 
-Public names: ``SinkRun``, ``SinkFailedError``, ``run_sink``, ``connector_config``.
+Public names: ``SinkRun``, ``SinkFailedError``, ``ConnectWorker``, ``run_sink``,
+``connector_config``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.jvm_jars import JvmPeer
 from infra.workers import Supervisor
 
-__all__ = ["SinkFailedError", "SinkRun", "connector_config", "run_sink"]
+__all__ = ["ConnectWorker", "SinkFailedError", "SinkRun", "connector_config", "run_sink"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas" / "avro"
@@ -50,6 +56,8 @@ CONVERTER = "dev.oncepipe.avro.connect.AvroSingleObjectConverter"
 JVM_OPTIONS = ("-Xms256m", "-Xmx768m", "-Duser.timezone=UTC", "-Djava.awt.headless=true")
 BATCH = 500
 RUN_TIMEOUT_S = 900
+START_TIMEOUT_S = 300
+_LISTENING = re.compile(r"^INFO \S+ REST server listening at (\S+?),")
 _RECEIVED = re.compile(r"^DEBUG \S+ Received (\d+) changes\.$")
 # ERRORs that end a run: a task or the connector failed. Others are not fatal (plugin discovery
 # logs Debezium's CloudEvents converter, which does not load on Kafka 4.4, at ERROR).
@@ -79,6 +87,12 @@ logger.task.additivity = false
 logger.task.appenderRef.out.ref = OUT
 logger.task.appenderRef.err.ref = ERR
 logger.task.appenderRef.err.level = INFO
+logger.rest.name = org.apache.kafka.connect.runtime.rest.RestServer
+logger.rest.level = INFO
+logger.rest.appenderRef.out.ref = OUT
+logger.connect.name = org.apache.kafka.connect.runtime.Connect
+logger.connect.level = INFO
+logger.connect.appenderRef.out.ref = OUT
 """
 
 
@@ -111,10 +125,10 @@ def _properties(values: dict[str, str]) -> str:
     return "".join(f"{key}={escape(value)}\n" for key, value in values.items())
 
 
-def worker_config(run: SinkRun, plugins: Path, offsets: Path) -> dict[str, str]:
+def worker_config(bootstrap: str, plugins: Path, offsets: Path) -> dict[str, str]:
     """The standalone worker's settings (``plugins``: a folder of plugin folders)."""
     return {
-        "bootstrap.servers": run.bootstrap,
+        "bootstrap.servers": bootstrap,
         "key.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
         "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
         "offset.storage.file.filename": str(offsets),
@@ -122,7 +136,8 @@ def worker_config(run: SinkRun, plugins: Path, offsets: Path) -> dict[str, str]:
         # Every plugin here ships its ServiceLoader manifests: no reflective scan of the jars.
         "plugin.discovery": "service_load",
         "listeners": "http://127.0.0.1:0",
-        "consumer.max.poll.records": str(run.batch),
+        # Each connector sets its own consumer.override.max.poll.records (its batch).
+        "connector.client.config.override.policy": "All",
     }
 
 
@@ -151,6 +166,7 @@ def connector_config(run: SinkRun) -> dict[str, str]:
         "collection.name.format": f"{schema}.{table}",
         "quote.identifiers": "true",  # the column "offset" is a reserved word
         "batch.size": str(run.batch),
+        "consumer.override.max.poll.records": str(run.batch),
         "transforms": "where",
         "transforms.where.type": "org.apache.kafka.connect.transforms.InsertField$Value",
         "transforms.where.static.field": "consumer_group",
@@ -175,59 +191,118 @@ def _tail(log: Path) -> str:
     return " | ".join(line for line in lines[-15:] if line.strip())[-1500:]
 
 
-def run_sink(
-    peer: JvmPeer, run: SinkRun, mark: Callable[[str], None], count_rows: Callable[[], int]
-) -> dict[str, Any]:
-    """One run: start the worker, wait until every row is committed, stop it.
+class ConnectWorker:
+    """One standalone Connect worker (a JVM) kept for several runs; connectors come and go.
 
-    ``mark`` is called with ``"first"`` and ``"last"`` as the marks pass; ``count_rows`` counts
-    the group's rows in the table. Returns ``events``, ``wall_s``, ``cpu_s`` (the JVM's) and
-    ``transactions`` (non-empty puts, one JDBC transaction each).
+    Started with no connector; each ``run`` creates one over the worker's REST API (a fresh
+    consumer group), follows it to its last row and deletes it. Keeping the JVM between runs is
+    how Connect is deployed, and it leaves the JIT's warm-up out of every run but the first.
     """
-    if not peer.ok or peer.worker is None:
-        raise SinkFailedError(f"no Connect worker: {peer.error}")
-    with tempfile.TemporaryDirectory(prefix="bench-connect-") as tmp_name:
-        tmp = Path(tmp_name)
+
+    def __init__(self, peer: JvmPeer, bootstrap: str) -> None:
+        if not peer.ok or peer.worker is None:
+            raise SinkFailedError(f"no Connect worker: {peer.error}")
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-connect-")
+        tmp = Path(self._tmp.name)
         (tmp / "log4j2.properties").write_text(_LOG4J)
         # Each folder under plugin.path is one plugin with its own class loader.
         plugins = tmp / "plugins"
         plugins.mkdir()
-        (plugins / "debezium-connector-jdbc").symlink_to(
-            peer.debezium or "", target_is_directory=True
-        )
-        (plugins / "avro-single-object").symlink_to(peer.converter or "", target_is_directory=True)
+        (plugins / "debezium-connector-jdbc").symlink_to(peer.debezium or "", True)
+        (plugins / "avro-single-object").symlink_to(peer.converter or "", True)
         worker = tmp / "worker.properties"
-        worker.write_text(_properties(worker_config(run, plugins, tmp / "offsets")))
-        connector = tmp / "connector.properties"
-        connector.touch(mode=0o600)  # the database password
-        connector.write_text(_properties(connector_config(run)))
+        worker.write_text(_properties(worker_config(bootstrap, plugins, tmp / "offsets")))
         argv = [
             "java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={tmp / 'log4j2.properties'}",
             "-cp", f"{peer.worker}/*", "org.apache.kafka.connect.cli.ConnectStandalone",
-            str(worker), str(connector),
+            str(worker),
         ]  # fmt: skip
-        log = tmp / "connect.log"
-        with Supervisor(cwd=ROOT) as processes:
-            child = processes.start("connect", argv, log=log, stdout_pipe=True)
-            watchdog = threading.Timer(RUN_TIMEOUT_S, child.kill)
-            watchdog.start()
-            try:
-                return _follow(
-                    pid=child.pid, lines=child.output_lines(), run=run, mark=mark,
-                    count_rows=count_rows, log=log,
-                )  # fmt: skip
-            finally:
-                watchdog.cancel()
-                try:
-                    child.stop(30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+        self.log = tmp / "connect.log"
+        self._processes = Supervisor(cwd=ROOT)
+        self._child = self._processes.start("connect", argv, log=self.log, stdout_pipe=True)
+        self._lines = self._child.output_lines()
+        self._url = ""
+        watchdog = threading.Timer(START_TIMEOUT_S, self._child.kill)
+        watchdog.start()
+        try:
+            url = ""
+            for raw in self._lines:
+                found = _LISTENING.match(raw.strip())
+                url = found.group(1).rstrip("/") if found else url
+                if raw.strip().endswith(" Kafka Connect started"):
+                    self._url = url  # the REST resources answer from here on, not before
+                    break
+        finally:
+            watchdog.cancel()
+        if not self._url:
+            self.close()
+            raise SinkFailedError(f"connect worker did not start: {_tail(self.log)}")
+
+    def _rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - our own worker, on loopback
+            f"{self._url}{path}", data=data, method=method,
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=120):  # noqa: S310
+                pass
+        except urllib.error.URLError as exc:
+            raise SinkFailedError(
+                f"connect REST {method} {path}: {exc}: {_tail(self.log)}"
+            ) from exc
+
+    def run(
+        self, run: SinkRun, mark: Callable[[str], None], count_rows: Callable[[], int]
+    ) -> dict[str, Any]:
+        """One run: create the connector, wait until every row is committed, delete it.
+
+        ``mark`` is called with ``"first"`` and ``"last"`` as the marks pass; ``count_rows``
+        counts the group's rows in the table. Returns ``events``, ``wall_s``, ``cpu_s`` (the
+        JVM's) and ``transactions`` (non-empty puts, one JDBC transaction each).
+        """
+        self._rest("PUT", f"/connectors/{run.group}/config", connector_config(run))
+        watchdog = threading.Timer(RUN_TIMEOUT_S, self._child.kill)
+        watchdog.start()
+        try:
+            return _follow(
+                pid=self._child.pid, lines=self._lines, run=run, mark=mark,
+                count_rows=count_rows, log=self.log,
+            )  # fmt: skip
+        finally:
+            watchdog.cancel()
+            if self._child.alive():
+                self._rest("DELETE", f"/connectors/{run.group}")
+
+    def close(self) -> None:
+        """Stop the worker (SIGTERM, then SIGKILL after 30 s) and remove its files."""
+        try:
+            self._child.stop(30)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+        finally:
+            self._processes.kill_all()
+            self._tmp.cleanup()
+
+    def __enter__(self) -> ConnectWorker:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def run_sink(
+    peer: JvmPeer, run: SinkRun, mark: Callable[[str], None], count_rows: Callable[[], int]
+) -> dict[str, Any]:
+    """One run on a worker of its own: start it, ``ConnectWorker.run``, stop it."""
+    with ConnectWorker(peer, run.bootstrap) as worker:
+        return worker.run(run, mark, count_rows)
 
 
 def _follow(
     *,
     pid: int,
-    lines: Any,
+    lines: Iterator[str],
     run: SinkRun,
     mark: Callable[[str], None],
     count_rows: Callable[[], int],

@@ -8,7 +8,8 @@ topic from the start as a fresh consumer group and writes one row per event into
 - ``Quix PostgreSQLSink``: ``bench/peer_quix_app.py`` in ``bench/.venv-quix``, checkpointing
   every 500 messages (oncepipe's batch size: the baseline), and again with Quix's default
   checkpoints (every 5 s), under which a run here drains the topic in about one checkpoint;
-- ``Debezium JDBC sink``: one Kafka Connect standalone worker (``bench/peer_debezium.py``) with
+- ``Debezium JDBC sink``: a Kafka Connect standalone worker kept for the case's runs (one
+  connector per run, created and deleted over REST; ``bench/peer_debezium.py``) with
   oncepipe's Avro single-object converter (``bench/jvm/avro-single-object``), upserting by
   ``(consumer_group, event_id)``, one transaction per put of at most 500 records;
 - ``oncepipe``: ``python -m bench.peer_oncepipe``, ``ConsumerRuntime`` with the handler
@@ -45,7 +46,7 @@ from bench.events import EventSet
 from bench.jvm_jars import JvmPeer, ensure_jvm_peer
 from bench.measure import Sample
 from bench.peer import CREATE_TABLE, TABLE
-from bench.peer_debezium import SinkFailedError, SinkRun, run_sink
+from bench.peer_debezium import ConnectWorker, SinkFailedError, SinkRun
 from bench.quix_venv import APP, QuixEnv, ensure_quix
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
@@ -152,6 +153,7 @@ class Runs:
         self.payload = data.payload_bytes
         self.median_bytes = data.median_bytes
         self.quix, self.jvm = peers
+        self._worker: ConnectWorker | None = None
         self.cpu = ServiceCpu()
         self.base_env = {**os.environ, "ONCEPIPE_DATABASE_URL": env.database_url}
 
@@ -203,8 +205,14 @@ class Runs:
             raise PeerFailedError(str(exc)) from exc
         return sample
 
+    def close(self) -> None:
+        """Stop the Connect worker, if one was started."""
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
     def debezium(self) -> Sample:
-        """One run of the Debezium JDBC sink on a Connect worker."""
+        """One run of the Debezium JDBC sink, on the case's Connect worker (started once)."""
         self._reset()
         group = f"bench-peer-{uuid.uuid4().hex[:8]}"
         snaps: dict[str, dict[str, float]] = {}
@@ -222,9 +230,12 @@ class Runs:
                 def mark(name: str) -> None:
                     snaps[name] = self.cpu.snapshot()
 
-                summary = run_sink(self.jvm, run, mark, count)
+                if self._worker is None:
+                    self._worker = ConnectWorker(self.jvm, settings.kafka_bootstrap_servers)
+                summary = self._worker.run(run, mark, count)
             self._check(group)
         except (SinkFailedError, ChildFailedError) as exc:
+            self.close()
             raise JvmPeerFailedError(str(exc)) from exc
         first, last = snaps["first"], snaps["last"]
         server = {name: last[name] - value for name, value in first.items() if name in last}
@@ -285,7 +296,8 @@ def _notes(quix: QuixEnv, jvm: JvmPeer) -> list[str]:
     else:
         notes.append(
             "Debezium JDBC sink 3.3.1.Final on one Kafka Connect 4.4.0 standalone worker (one "
-            "JVM, one task, heap 256-768 MB), values through oncepipe's AvroSingleObjectConverter "
+            "JVM kept for a case's runs, a connector with one task per run, heap 256-768 MB), "
+            "values through oncepipe's AvroSingleObjectConverter "
             "(Apache Avro's BinaryMessageDecoder, maps as JSON for the jsonb column); client CPU "
             "is the JVM's (every thread, from /proc), from the first put to the commit of the "
             "last row."
@@ -322,7 +334,10 @@ def run_peer(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
                 raw_send(Producer(raw_config(env, idempotent=True)), topic, data)
                 for batch in batches:
                     shared = Runs(env, topic, data, (quix, jvm), kafka_config, batch=batch)
-                    quix, jvm = _case(result, shared, (schema, fingerprint), kind, runs)
+                    try:
+                        quix, jvm = _case(result, shared, (schema, fingerprint), kind, runs)
+                    finally:
+                        shared.close()
     return result
 
 
