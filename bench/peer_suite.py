@@ -143,9 +143,12 @@ class Runs:
         kafka_config: Path,
         *,
         batch: int = BATCH,
+        quick: bool = False,
     ) -> None:
         self.env = env
         self.batch = batch
+        self.quick = quick
+        self.kind = data.kind
         self.kafka_config = kafka_config
         self.topic = topic
         self.total = len(data.encoded)
@@ -260,7 +263,8 @@ def _variants(runs: Runs, schema: Path, fingerprint: str) -> list[Variant]:
             variants.append(
                 Variant(QUIX, "the same with Quix's default commit_interval=5.0", quix(0))
             )
-    if runs.jvm.ok:
+    # Quick runs: Debezium on click events only (its worker's start costs about a minute here).
+    if runs.jvm.ok and not (runs.quick and runs.kind != "click"):
         variants.append(
             Variant(DEBEZIUM, "Connect standalone worker + Debezium JDBC sink 3.3.1, insert.mode="
                     f"upsert, batch.size={batch}; oncepipe's Avro single-object converter",
@@ -333,7 +337,9 @@ def run_peer(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
             with env.topic("peer", PARTITIONS) as topic:
                 raw_send(Producer(raw_config(env, idempotent=True)), topic, data)
                 for batch in batches:
-                    shared = Runs(env, topic, data, (quix, jvm), kafka_config, batch=batch)
+                    shared = Runs(
+                        env, topic, data, (quix, jvm), kafka_config, batch=batch, quick=quick
+                    )
                     try:
                         quix, jvm = _case(result, shared, (schema, fingerprint), kind, runs)
                     finally:
