@@ -184,11 +184,14 @@ def _jvm_cpu_s(pid: int) -> float:
 
 
 def _tail(log: Path) -> str:
+    """The worker's last log lines, and the causes of any exception it logged."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    return " | ".join(line for line in lines[-15:] if line.strip())[-1500:]
+    causes = [line.strip() for line in lines if line.startswith("Caused by: ")]
+    tail = " | ".join(line for line in lines[-15:] if line.strip())[-1500:]
+    return " | ".join([*list(dict.fromkeys(causes))[-4:], tail])
 
 
 class ConnectWorker:

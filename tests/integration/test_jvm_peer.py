@@ -12,7 +12,6 @@ import json
 import subprocess
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +19,7 @@ import pytest
 from bench.events import make_events
 from bench.jvm_jars import JvmPeer, ensure_jvm_peer
 from bench.peer import CREATE_TABLE, TABLE
-from bench.peer_debezium import ConnectWorker, SinkRun
+from bench.peer_debezium import ConnectWorker, SinkFailedError, SinkRun
 from oncepipe.kafka import Producer
 from oncepipe.settings import Settings
 from schemas import ClickEvent, Codec
@@ -99,39 +98,42 @@ def test_the_debezium_sink_writes_one_row_per_event_through_duplicates(
     topic = make_topic("jvmpeer", partitions=2)
     _produce(services.bootstrap_servers, topic, [(r.key, r.value) for r in records])
     url = settings.database_url.get_secret_value()
-    groups = [f"jvmpeer-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    group = f"jvmpeer-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(CREATE_TABLE)
+
+        def count() -> int:
+            row = conn.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE consumer_group = %s", (group,)
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
         # Two runs on one worker, as the suite does: a connector per run, created and deleted.
         with ConnectWorker(jvm_peer, services.bootstrap_servers) as worker:
-            summaries: list[dict[str, Any]] = []
             marks: list[str] = []
-            for group in groups:
-
-                def count(group: str = group) -> int:
-                    row = conn.execute(
-                        f"SELECT count(*) FROM {TABLE} WHERE consumer_group = %s", (group,)
-                    ).fetchone()
-                    return 0 if row is None else int(row[0])
-
-                run = SinkRun(services.bootstrap_servers, topic, group, url, TABLE,
-                              records=120, rows=100, batch=50)  # fmt: skip
-                summaries.append(worker.run(run, marks.append, count))
-        stored = [
-            conn.execute(
-                "SELECT event_id, user_id, item_id, action, occurred_at, session_id, surface,"
-                f' context, topic, "offset" >= 0 FROM {TABLE} WHERE consumer_group = %s'
-                " ORDER BY occurred_at",
-                (group,),
-            ).fetchall()
-            for group in groups
-        ]
-    assert marks == ["first", "last"] * 2
-    assert [s["events"] for s in summaries] == [120, 120]
-    assert all(s["cpu_s"] >= 0 and s["transactions"] >= 3 for s in summaries)  # puts of <= 50
+            run = SinkRun(services.bootstrap_servers, topic, group, url, TABLE,
+                          records=120, rows=100, batch=50)  # fmt: skip
+            summary = worker.run(run, marks.append, count)
+            # A value that is not oncepipe's encoding stops the task, and the run says why.
+            bad = make_topic("jvmpeer-bad", partitions=1)
+            _produce(services.bootstrap_servers, bad, [(b"k", b"\x00\x01 not avro at all")])
+            run = SinkRun(services.bootstrap_servers, bad, f"{group}-bad", url, TABLE,
+                          records=1, rows=1)  # fmt: skip
+            with pytest.raises(SinkFailedError) as refused:
+                worker.run(run, marks.append, lambda: 0)
+        stored = conn.execute(
+            "SELECT event_id, user_id, item_id, action, occurred_at, session_id, surface,"
+            f' context, topic, "offset" >= 0 FROM {TABLE} WHERE consumer_group = %s'
+            " ORDER BY occurred_at",
+            (group,),
+        ).fetchall()
+    assert marks == ["first", "last"]
+    assert summary["events"] == 120
+    assert summary["transactions"] >= 3  # puts of at most 50 records
     expected = [
         (e.event_id, e.user_id, e.item_id, e.action.value, e.occurred_at, e.session_id,
          e.surface, e.context, topic, True)
         for e in sorted(events, key=lambda e: e.occurred_at)
     ]  # fmt: skip
-    assert stored == [expected, expected]
+    assert stored == expected
+    assert f"topic {bad}: not Avro single-object encoding" in str(refused.value)
