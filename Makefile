@@ -91,6 +91,12 @@ bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~5 
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(INFRA) run -- $(PY) -m bench
 
+# `make jvm-peer`: the Debezium peer's jars (converter built by Maven, Debezium JDBC sink plugin,
+# Connect worker = the broker's jar set); the peer suite and its tests also resolve them on demand.
+.PHONY: jvm-peer
+jvm-peer: install ## build the Avro single-object Connect converter, fetch the Debezium JDBC sink
+	$(PY) -m bench.jvm_jars
+
 # `make chaos DURATION=900 SEED=42 [BROKERS=3] [NETWORK=1]`: faults for DURATION seconds (seed
 # from the clock when not given; printed either way), drain, check every invariant. BROKERS=3 runs
 # a three-node cluster and chases partition leaders; NETWORK=1 adds cut, slowed and lost-reply

@@ -2,11 +2,12 @@
 
 Runs ``ConsumerRuntime`` with ``--handler`` (default ``bench.peer:raw_rows``, resolved like
 ``oncepipe consume --handler``) over ``--topic`` as a fresh ``--group`` until ``--events``
-rows are committed. Speaks the same protocol on stdout as ``bench/peer_quix_app.py``: the line
-``first`` when the first records are in hand (the first call of the decoder), ``last`` when
-the transaction holding the last row committed, then one JSON line with ``events``, ``wall_s``
-and ``cpu_s`` between the two (``time.process_time``: every thread, librdkafka's too) and
-``transactions`` (batches committed).
+records are committed (duplicates included: a committed batch moves past them). Speaks the
+same protocol on stdout as ``bench/peer_quix_app.py``: the line ``first`` when the first
+records are in hand (the first call of the decoder), ``last`` when the transaction holding the
+last row committed, then one JSON line with ``events``, ``wall_s`` and ``cpu_s`` between the
+two (``time.process_time``: every thread, librdkafka's too) and ``transactions`` (batches
+committed).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class CountingHooks(NoHooks):
 
     def batch_committed(self, batch: BatchCommitted) -> None:
         """Called after COMMIT, as the runtime's call of ``apply_batch`` returns."""
-        if self._marks.committed(batch.applied):
+        # Records, duplicates included, as the other peers count them.
+        if self._marks.committed(batch.events):
             self._stop()
 
 
