@@ -3,11 +3,13 @@
 - ``consume.png`` (``consume.json``): every consumer variant of the consume suite;
 - ``throughput.png``: the exactly-once and at-least-once consumers of the consume suite (left)
   beside the peer suite's sinks on the same raw rows, Quix Streams, the Debezium JDBC sink and
-  oncepipe (right). Two panels, because they are two runs on different data: compare within one.
+  oncepipe (right). Two panels, because they are two runs on different data: compare within one;
+- ``relays-drain.png`` (``relays.json``): the backlog's pending rows against time, per relay
+  count, every run.
 
 matplotlib comes with the bench extra; without it no plot is drawn and the report says so.
 
-Public names: ``plot_consume``, ``plot_throughput``.
+Public names: ``plot_consume``, ``plot_throughput``, ``plot_drain``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from bench.results import RESULTS_DIR
 
-__all__ = ["plot_consume", "plot_throughput"]
+__all__ = ["plot_consume", "plot_drain", "plot_throughput"]
 
 Points = dict[str, list[tuple[int, float, float, float]]]
 
@@ -133,6 +135,41 @@ def plot_throughput(directory: Path = RESULTS_DIR) -> Path | None:
     figure.suptitle("Throughput against batch size into PostgreSQL (2 shared cores)")
     figure.tight_layout()
     path = directory / "throughput.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_drain(directory: Path = RESULTS_DIR) -> Path | None:
+    """Draw ``relays-drain.png``; return its path, or None without relay data or matplotlib."""
+    source = directory / "relays.json"
+    if not source.exists():
+        return None
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    data = json.loads(source.read_text())
+    curves = next((c["drain_curves"] for c in data["cases"] if c.get("drain_curves")), None)
+    if not curves:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (name, runs) in zip(colours, curves.items(), strict=False):
+        for n, run in enumerate(runs):
+            axes.plot([t for t, _ in run], [pending for _, pending in run], color=colour,
+                      alpha=0.8, linewidth=1.2, label=name if n == 0 else None)  # fmt: skip
+    axes.set_xlabel("seconds since the backlog's COMMIT")
+    axes.set_ylabel("outbox rows not yet published")
+    mode = "quick" if data.get("quick") else "full"
+    axes.set_title(f"Draining one outbox backlog with 1, 2 and 4 relays ({mode} run, every run)")
+    axes.grid(visible=True, alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    path = directory / "relays-drain.png"
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

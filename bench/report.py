@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.plot import plot_consume, plot_throughput
+from bench.plot import plot_consume, plot_drain, plot_throughput
 from bench.results import RESULTS_DIR
 
 __all__ = ["render", "write_report"]
@@ -144,6 +144,8 @@ def render(directory: Path = RESULTS_DIR) -> str:
             continue
         if suite == "consume" and (directory / "consume.png").exists():
             out += ["![consumer throughput against batch size](results/consume.png)", ""]
+        if suite == "relays" and (directory / "relays-drain.png").exists():
+            out += ["![the backlog drained by 1, 2 and 4 relays](results/relays-drain.png)", ""]
         if suite == "peer" and (directory / "throughput.png").exists():
             out += [
                 "![consumers and peers: throughput against batch size](results/throughput.png)",
@@ -158,6 +160,7 @@ def write_report(readme: Path = README, directory: Path = RESULTS_DIR) -> Path:
     """Rewrite the generated section of ``readme`` (and the plot); return its path."""
     plot_consume(directory)
     plot_throughput(directory)
+    plot_drain(directory)
     text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
