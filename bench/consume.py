@@ -17,7 +17,7 @@ The clock runs from the start of the first batch's writes to the start of the la
 (so group joins, the first fetch and shutdown are not timed): the events of every batch in
 between completed a whole cycle (consume, decode, write, commit).
 
-Public names: ``run_consume``, ``BATCH_SIZES``.
+Public names: ``run_consume``, ``run_until``, ``Clock``, ``BATCH_SIZES``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from oncepipe.hooks import BatchStarted, NoHooks
 from oncepipe.kafka import connection_config
 from schemas import Codec
 
-__all__ = ["BATCH_SIZES", "run_consume"]
+__all__ = ["BATCH_SIZES", "Clock", "run_consume", "run_until"]
 
 BATCH_SIZES = (1, 10, 100, 500, 2000)
 PARTITIONS = 6
@@ -155,13 +155,18 @@ def _per_message(conn: Any, events: Sequence[InboundEvent]) -> None:
             conn.commit()
 
 
-def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu) -> Sample:
-    _reset(env)
-    clock = Clock(cpu, total)
-    settings = ConsumerSettings(
-        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks",
-        batch_size=batch, batch_timeout_s=1.0,
-    )  # fmt: skip
+def run_until(
+    env: BenchEnv, topic: str, total: int, clock: Clock, **settings: Any
+) -> ConsumerRuntime:
+    """Run ``ConsumerRuntime`` (click handler) on ``topic`` until ``clock`` counted ``total``.
+
+    ``settings`` are ``ConsumerSettings`` fields (``batch_size``, ``crash_attempts``...); the
+    group is a fresh one. Returns the stopped runtime.
+    """
+    fields: dict[str, Any] = {"batch_size": 500, "batch_timeout_s": 1.0, **settings}
+    consumer = ConsumerSettings(
+        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks", **fields
+    )
     holder: list[ConsumerRuntime] = []
 
     def handler(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
@@ -170,10 +175,17 @@ def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu
             holder[0].stop()
 
     runtime = ConsumerRuntime(
-        env.settings, settings, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
+        env.settings, consumer, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
     )
     holder.append(runtime)
     runtime.run()
+    return runtime
+
+
+def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu) -> Sample:
+    _reset(env)
+    clock = Clock(cpu, total)
+    run_until(env, topic, total, clock, batch_size=batch)
     return clock.sample()
 
 
