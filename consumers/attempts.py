@@ -189,7 +189,8 @@ class Attempts:
             cleanup=self.close,
         ):
             conn = self._connection()
-            with conn.transaction():
+            # Pipeline mode: BEGIN, SET and SELECT in one round trip, INSERT and COMMIT in one.
+            with conn.pipeline(), conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
                 known = {
                     (t, int(p)): Range(int(s), int(e), int(last), int(n), until)
@@ -204,7 +205,7 @@ class Attempts:
                 # The attempt is one record alone while its partition's range is narrowed.
                 single = next((w for w in firsts if after[w].narrow_until is not None), None)
                 counted = list(firsts) if single is None else [single]
-                rows = conn.execute(
+                inserted = conn.execute(
                     _BEGIN,
                     {
                         "group": self._group,
@@ -217,7 +218,8 @@ class Attempts:
                         "counts": [after[w].attempts for w in counted],
                         "untils": [after[w].narrow_until for w in counted],
                     },
-                ).fetchall()
+                )
+            rows = inserted.fetchall()
         if single is None:
             return Narrowed(records=list(records))
         attempts = next((int(n) for t, p, n in rows if (t, int(p)) == single), 0)
