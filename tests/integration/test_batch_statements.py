@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from consumers.attempts import Attempts
 from consumers.batch import BatchResult, apply_batch
 from consumers.context import HandlerContext
 from consumers.decoding import Rejected
@@ -155,9 +156,15 @@ class _Points(NoHooks):
 
 
 def _round_trips(trace: str) -> int:
-    """Client waits: each Sync (extended protocol) or Query (simple protocol) message sent."""
-    sent = [line.split("\t")[2].split(" ")[0] for line in trace.splitlines() if line[:1] == "F"]
-    return sum(1 for kind in sent if kind in {"Sync", "Query"})
+    """Client waits: each run of messages sent followed by one received (libpq's trace)."""
+    trips, last = 0, ""
+    for line in trace.splitlines():
+        direction = line[:1]
+        if direction == "B" and last == "F":
+            trips += 1
+        if direction in {"B", "F"}:
+            last = direction
+    return trips
 
 
 def test_a_plain_batch_takes_four_round_trips_to_postgresql(settings: Settings) -> None:
@@ -181,3 +188,51 @@ def test_a_plain_batch_takes_four_round_trips_to_postgresql(settings: Settings) 
     assert result.applied == 20
     assert hooks.points == ["consumer.before_handler", "consumer.after_handler"]
     assert _round_trips(trace) == 4, trace
+
+
+class _Record:
+    """The three accessors of a Kafka record the attempt record reads."""
+
+    def __init__(self, offset: int) -> None:
+        self._offset = offset
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def test_the_attempt_record_takes_two_round_trips_and_counts_as_before(
+    settings: Settings,
+) -> None:
+    """BEGIN, SET and the state read in one; the attempt row and COMMIT in the other."""
+    url = settings.database_url.get_secret_value()
+    with tempfile.TemporaryFile() as out:
+        opened: list[psycopg.Connection[Any]] = []
+
+        def connect() -> psycopg.Connection[Any]:
+            conn = psycopg.connect(url)
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            opened.append(conn)
+            return conn
+
+        attempts = Attempts(connect, "g", None, limit=3)
+        attempts.begin([_Record(0), _Record(1)], {(TOPIC, 0): None})
+        opened[0].pgconn.untrace()
+        out.seek(0)
+        trace = out.read().decode("utf-8", "replace")
+        # The next attempt at the same range counts on: the first one committed.
+        attempts.begin([_Record(0), _Record(1)], {(TOPIC, 0): None})
+        attempts.close()
+    assert _round_trips(trace) == 2, trace
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT start_offset, end_offset, attempts FROM oncepipe.consumer_attempts"
+            " WHERE consumer_group = 'g'"
+        ).fetchone()
+    assert row == (0, 2, 2)
