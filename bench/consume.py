@@ -22,9 +22,15 @@ Public names: ``run_consume``, ``run_until``, ``Clock``, ``BATCH_SIZES``.
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -269,3 +275,72 @@ def run_consume(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
     for name in topics.values():
         env.delete_topic(name)
     return result
+
+
+# -- peak RSS of a worker process -------------------------------------------------------------
+
+WORKER_RSS_CASES = (("click", 500), ("click", 2000), ("click-2k", 500), ("click-2k", 2000))
+
+
+def worker_peak_rss(env: BenchEnv, topic: str, total: int, batch: int) -> float:
+    """Peak RSS (MB) of one consumer worker process (``bench.effects``) applying ``total``.
+
+    The worker runs alone in its own process, as ``oncepipe consume`` does; its ``VmHWM`` is
+    read once every event's batch committed, before it is stopped.
+    """
+    _reset(env)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "effects.log"
+        child_env = {**os.environ, "ONCEPIPE_DATABASE_URL": env.database_url,
+                     "ONCEPIPE_LOG_LEVEL": "WARNING"}  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bench.effects", "--topic", topic, "--group",
+             f"bench-{uuid.uuid4().hex[:8]}", "--out", str(out), "--batch-size", str(batch),
+             "--batch-timeout", "1"],
+            env=child_env,
+        )  # fmt: skip
+        try:
+            seen = 0
+            while seen < total:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited ({worker.returncode}) early")
+                time.sleep(0.2)
+                seen = sum(1 for _ in out.open()) if out.exists() else 0
+            peak = _hwm_mb(worker.pid)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    if peak is None:
+        raise RuntimeError("cannot read the worker's VmHWM")
+    return peak
+
+
+def _hwm_mb(pid: int) -> float | None:
+    """``VmHWM`` of ``pid`` in MB (10^6 bytes), or None."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.consume --worker-rss``: a worker's peak RSS per event kind and batch."""
+    parser = argparse.ArgumentParser(prog="python -m bench.consume")
+    parser.add_argument("--worker-rss", action="store_true", required=True)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    env = BenchEnv()
+    codec = Codec.load()
+    print("kind\tbatch\tevents\tworker peak RSS (MB)")
+    for kind in dict.fromkeys(k for k, _ in WORKER_RSS_CASES):
+        with env.topic("rss", PARTITIONS) as topic:
+            _fill(env, topic, EventSet.build(kind, args.events, codec))
+            for case_kind, batch in WORKER_RSS_CASES:
+                if case_kind == kind:
+                    peak = worker_peak_rss(env, topic, args.events, batch)
+                    print(f"{kind}\t{batch}\t{args.events}\t{peak:.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,7 @@ one by one left, for a batch holding a duplicate, a redelivered event, poison an
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -221,7 +222,7 @@ def test_the_attempt_record_takes_two_round_trips_and_counts_as_before(
             opened.append(conn)
             return conn
 
-        attempts = Attempts(connect, "g", None, limit=3)
+        attempts = Attempts(connect, "g", uuid.uuid4(), limit=3)
         attempts.begin([_Record(0), _Record(1)], {(TOPIC, 0): None})
         opened[0].pgconn.untrace()
         out.seek(0)
