@@ -46,6 +46,7 @@ __all__ = [
     "BenchPostgres",
     "Effects",
     "FlinkJob",
+    "applied_rows",
     "create_flink_tables",
     "effects",
     "expected",
@@ -98,6 +99,10 @@ class BenchPostgres:
         apply_migrations(url)
         create_flink_tables(url)
         return url
+
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs."""
+        return self._pg.pid()
 
     def stop(self) -> None:
         """Stop the cluster (its data stays for the next run)."""
@@ -219,6 +224,8 @@ class FlinkJob:
         self.checkpoints.mkdir(exist_ok=True)
         classpath = build_flink_job()
         extra = ["--restore", str(restore)] if restore is not None else []
+        if self._log is not None:  # a restart after a kill
+            self._log.close()
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
