@@ -171,13 +171,19 @@ def _throughput(
 
 
 def _fault(
-    side: str, url: str, records: list[ClickEvent], topic: str, workdir: Path
+    side: str, url: str, records: list[ClickEvent], topic: str, workdir: Path, *, write: str = "xa"
 ) -> dict[str, Any]:
     """One SIGKILL once a third of the events are visible, a restart, the end and the check."""
     distinct = len({e.event_id for e in records})
     group = f"{side}-kill-{uuid.uuid4().hex[:8]}"
     prefix = "flink_" if side == "flink" else ""
-    runner = _runner(side, url, topic, group, workdir)
+    if side == "flink":
+        bootstrap = load_settings().kafka_bootstrap_servers
+        runner: FlinkJob | _Oncepipe = FlinkJob(
+            url=url, bootstrap=bootstrap, topic=topic, group=group, workdir=workdir, write=write
+        )
+    else:
+        runner = _Oncepipe(url, topic, group, workdir)
 
     def count() -> int:
         return applied_rows(url, group, prefix)
@@ -187,23 +193,27 @@ def _fault(
     runner.kill()
     at_kill = count()
     if at_kill >= distinct:
-        raise RuntimeError(
-            f"{side} finished all {distinct} events before the kill; use more events"
-        )
+        raise RuntimeError(f"{side} finished all {distinct} events before the kill: use more")
     restore = latest_checkpoint(runner.checkpoints) if isinstance(runner, FlinkJob) else None
     restarted = time.monotonic()
     if isinstance(runner, FlinkJob):
         runner.start(restore=restore)
     else:
         runner.start()
+    out: dict[str, Any] = {
+        "rows_visible_at_kill": at_kill,
+        "restored_from": restore.name if restore is not None else None,
+    }
     try:
         progress = _wait_rows(count, at_kill + 1, _alive(runner))
         done = _wait_rows(count, distinct, _alive(runner))
+    except RuntimeError as exc:
+        cause = runner.first_cause() if isinstance(runner, FlinkJob) else ""
+        return {**out, "failed": f"{exc}; {cause}", "exact": False}
     finally:
         runner.stop()
     return {
-        "rows_visible_at_kill": at_kill,
-        "restored_from": restore.name if restore is not None else None,
+        **out,
         "restart_to_next_commit_s": round(progress - restarted, 2),
         "restart_to_end_s": round(done - restarted, 2),
         "exact": effects(url, group, prefix) == expected(records),
@@ -267,8 +277,11 @@ def run_flink(env: BenchEnv, *, quick: bool) -> Path:
             # More events than the throughput run: the kill must land before the end.
             many = clicks(4 * events, 0.2, seed=13)
             produce(env.settings, topic, many)
-            for side in ("oncepipe", "flink"):
-                result[side]["fault"] = _fault(side, url, many, topic, Path(tmp) / f"{side}-kill")
+            result["oncepipe"]["fault"] = _fault("oncepipe", url, many, topic, Path(tmp) / "o")
+            for write in ("xa", "xa-if-new"):
+                result["flink"][f"fault ({write})"] = _fault(
+                    "flink", url, many, topic, Path(tmp) / write, write=write
+                )
     finally:
         postgres.stop()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,9 @@ class FlinkJob:
         checkpoint_ms: int = 1000,
         parallelism: int = 1,
         batch_size: int = 500,
+        write: str = "xa",
     ) -> None:
+        """``write``: ``xa`` (effects as they come) or ``xa-if-new`` (only for new raw rows)."""
         self.checkpoints = workdir / "checkpoints"
         self.log_path = workdir / "flink.log"
         self._workdir = workdir
@@ -213,7 +215,7 @@ class FlinkJob:
             "--pg-password", str(conninfo.get("password", "")),
             "--schemas-dir", str(SCHEMAS_DIR), "--checkpoint-dir", str(self.checkpoints),
             "--checkpoint-ms", str(checkpoint_ms), "--parallelism", str(parallelism),
-            "--batch-size", str(batch_size),
+            "--batch-size", str(batch_size), "--write", write,
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -257,6 +259,15 @@ class FlinkJob:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def first_cause(self) -> str:
+        """The log's first ``ERROR:`` or ``Caused by`` line (why the job ended), or ''."""
+        if not self.log_path.exists():
+            return ""
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if "ERROR:" in line or line.startswith("Caused by"):
+                return line.strip()[:300]
+        return ""
 
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the JVM's log (for a failure's message)."""
