@@ -15,7 +15,7 @@ tables, the Flink job (one JVM, checkpoints every second, XA sink) into the ``fl
   time from the restart to the next committed row and to the end, how many rows were visible at
   the kill, and the exactness check (rows and counters equal those of each event applied once).
 
-Writes ``bench/results/flink.json``; nothing is asserted here beyond exactness being reported.
+Writes ``bench/results/flink.json`` and its plot ``flink.png``; nothing is asserted here beyond exactness being reported.
 
 Public names: ``run_flink``.
 """
@@ -36,6 +36,7 @@ from typing import Any
 from bench.consumer_clicks import clicks, produce
 from bench.env import BenchEnv
 from bench.flink_latency import measure_latency
+from bench.flink_plot import plot_flink
 from bench.flink_run import (
     BenchPostgres,
     FlinkJob,
@@ -287,4 +288,5 @@ def run_flink(env: BenchEnv, *, quick: bool) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "flink.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
+    plot_flink()
     return path
