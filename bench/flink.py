@@ -10,12 +10,16 @@ tables, the Flink job (one JVM, checkpoints every second, XA sink) into the ``fl
   JVM's start-up and the first checkpoint are outside the window), CPU seconds per 1000 events of
   each side's process, the benchmark's PostgreSQL and the broker over the whole run, and each
   process's peak resident set (``VmHWM``).
+- **latency**: 1000 events/s for each side, the Flink job with checkpoints every 1, 5 and 30 s
+  (``bench.flink_latency``).
 - **faults**: one SIGKILL of each side once about a third of the events are visible, then a
   restart (the Flink job from its newest retained checkpoint, oncepipe's worker plainly): the
   time from the restart to the next committed row and to the end, how many rows were visible at
   the kill, and the exactness check (rows and counters equal those of each event applied once).
+  The Flink job is killed twice: with its plain XA write and with ``--write xa-if-new``.
 
-Writes ``bench/results/flink.json`` and its plot ``flink.png``; nothing is asserted here beyond exactness being reported.
+Writes ``bench/results/flink.json`` and its plot ``flink.png``; nothing is asserted (exactness
+and failures are reported).
 
 Public names: ``run_flink``.
 """
