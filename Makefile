@@ -97,6 +97,11 @@ bench: install ## side-by-side benchmarks into bench/results (BENCH_QUICK=1: ~5 
 jvm-peer: install ## build the Avro single-object Connect converter, fetch the Debezium JDBC sink
 	$(PY) -m bench.jvm_jars
 
+# `make jvm-flink`: the Flink peer's job (bench/jvm/flink-clicks) and its classpath, built by Maven.
+.PHONY: jvm-flink
+jvm-flink: install ## build the Flink peer's job (Kafka source, JDBC XA sink) and its classpath
+	$(PY) -m bench.flink_jars
+
 # `make chaos DURATION=900 SEED=42 [BROKERS=3] [NETWORK=1]`: faults for DURATION seconds (seed
 # from the clock when not given; printed either way), drain, check every invariant. BROKERS=3 runs
 # a three-node cluster and chases partition leaders; NETWORK=1 adds cut, slowed and lost-reply

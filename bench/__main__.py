@@ -25,6 +25,7 @@ from oncepipe.settings import load_settings
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
     "security", "observe", "ingest", "relays", "tracing", "console", "failover",
+    "flink",
 )  # fmt: skip
 
 
@@ -35,6 +36,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.consume import run_consume  # noqa: PLC0415
     from bench.dlq import run_dlq  # noqa: PLC0415
     from bench.failover import run_failover  # noqa: PLC0415
+    from bench.flink import run_flink  # noqa: PLC0415
     from bench.ingest import run_ingest  # noqa: PLC0415
     from bench.latency import run_latency  # noqa: PLC0415
     from bench.machine import run_machine  # noqa: PLC0415
@@ -64,6 +66,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "tracing": lambda: run_tracing(env, quick=quick, runs=runs).write(),
         "console": lambda: run_console(env, quick=quick).write(),
         "failover": lambda: run_failover(env, quick=quick, runs=runs),
+        "flink": lambda: run_flink(env, quick=quick),
     }
 
 
