@@ -42,6 +42,8 @@ CONSUMER_CRASH_POINTS = (
 )
 RELAY_CRASH_POINTS = ("relay.after_ack", "relay.after_mark")
 STALL_POINT = "consumer.before_transaction"
+# How long an outbox gap keeps its lower id uncommitted waiting for a relay to publish the higher.
+GAP_PUBLISH_WAIT_S = 45
 WORKER_APPS = {
     "consumers": "oncepipe-consumer:%",
     "relays": "oncepipe-relay%",
@@ -348,15 +350,19 @@ class Injector(RecordFaults, RelayFaults, PoisonFaults):
             high_id = self._enqueue(high, late)  # id n+1
             high.commit()
             self._write_gap(late)
-            # Let the relay publish the higher id first, as a high-water-mark relay would.
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not self._published(high_id):
+            # Let the relay publish the higher id first, as a high-water-mark relay would. The
+            # wait is long: relays starting on a loaded machine (or restarted by a fault) may
+            # take many seconds, and a gap closed before they look exposes nothing.
+            deadline = time.monotonic() + GAP_PUBLISH_WAIT_S
+            while not (exposed := self._published(high_id)) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(rng.uniform(0.2, 1.5))
             low.commit()
             self._write_gap(early)
         record.target = f"outbox ids {low_id} < {high_id}"
-        record.detail = f"{high_id} committed first, {low_id} after"
+        record.detail = f"{high_id} committed first, {low_id} after" + (
+            "" if exposed else f" (not exposed: {high_id} unpublished after {GAP_PUBLISH_WAIT_S}s)"
+        )
 
     def _published(self, row_id: int) -> bool:
         with self.pipeline.connect() as conn:
