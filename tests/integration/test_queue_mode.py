@@ -15,16 +15,16 @@ import psycopg
 import pytest
 
 from oncepipe.settings import Settings
+from schemas import ClickEvent
 from tests.fixtures.workers import (
     WorkerPool,
+    expected_totals,
     make_clicks,
     produce_clicks,
     read_totals,
-    expected_totals,
     wait_until,
     with_duplicates,
 )
-from schemas import ClickEvent
 
 
 @pytest.fixture
@@ -70,14 +70,12 @@ def test_six_workers_on_two_partitions_count_20000_events_with_duplicates_exactl
 ) -> None:
     events = make_clicks(20_000, seed=28)
     records = with_duplicates(events, 0.2, seed=28)
-    # 100 ms a batch of at most 200: the work outlasts the group's assignment of six members.
-    workers = [
-        queue_pool.start(handler="tests.fixtures.workers:slow_clicks", batch_size="200")
-        for _ in range(6)
-    ]
+    workers = [queue_pool.start() for _ in range(6)]
     for worker in workers:
         wait_until(worker.logged("queue consumer started"), 60, f"{worker.name} to start")
-    produce_clicks(queue_pool.settings, queue_pool.topic, records)
+    # A live stream (small record batches, each acquired whole) that outlasts the group's
+    # assignment of its six members.
+    produce_clicks(queue_pool.settings, queue_pool.topic, records, rate=2500)
     url = queue_pool.settings.database_url.get_secret_value()
     group = queue_pool.group
 
