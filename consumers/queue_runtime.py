@@ -14,9 +14,11 @@ of ``apply_batch``: inbox rows, handler, derived events and dead letters into th
 3. records delivered before (a crash, a lock expiry, a release): one per transaction, so a
    killer or a slow record cannot push innocent neighbours towards the limit.
 
-After COMMIT the group's records are accepted; after a failed transaction, or once the batch
-deadline (below the lock duration) passed, the records not committed are released. Then the
-acknowledgements are sent.
+After COMMIT the group's records are accepted at once (acknowledgements sent), after a failed
+transaction released. No transaction starts once the poll's batch deadline (below the lock
+duration) passed: the records left are released, to be taken by a member with time for them.
+A transaction that runs late (a stall past the lock) still commits: its records may have gone
+to another member meanwhile, and whichever commits second finds the inbox rows of the first.
 
 Public names: ``QueueRuntime``.
 """
@@ -45,7 +47,7 @@ from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
-from oncepipe.hooks import NO_HOOKS, BatchFailed, FanOut, Hooks, NoHooks
+from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
 from oncepipe.kafka import (
     KafkaShareConsumer,
     Record,
@@ -60,21 +62,6 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
 __all__ = ["QueueRuntime"]
-
-
-class DeadlinePassedError(Exception):
-    """The batch deadline passed before COMMIT: the records go back, their locks still held."""
-
-
-class _Deadline(NoHooks):
-    """A check of the batch deadline just before COMMIT (heard after the worker's hooks)."""
-
-    def __init__(self, deadline: float) -> None:
-        self._deadline = deadline
-
-    def point(self, name: str) -> None:
-        if name == "consumer.after_handler" and time.monotonic() > self._deadline:
-            raise DeadlinePassedError("the batch deadline passed before COMMIT")
 
 
 class QueueRuntime:
@@ -174,7 +161,7 @@ class QueueRuntime:
         paired = list(zip(records, counts, strict=True))
         last = [r for r, c in paired if c >= limits.delivery_limit]
         fresh = [r for r, c in paired if c == 1 < limits.delivery_limit]
-        again = [r for r, c in paired if 1 < c < limits.delivery_limit]
+        again = [(r, c) for r, c in paired if 1 < c < limits.delivery_limit]
         if last:
             self._log.warning(
                 "records on their last delivery, dead-lettered without the handler",
@@ -186,24 +173,23 @@ class QueueRuntime:
         # A poll may return more than the batch size (the client treats it as a hint).
         size = self._config.batch_size
         groups += [(fresh[n : n + size], []) for n in range(0, len(fresh), size)]
-        groups += [([r], []) for r in again]
-        accepted: list[Record] = []
-        released: list[Record] = []
+        groups += [([r], []) for r, _ in _suspects_in_turn(again)]
+        rest: list[Record] = []
         for n, (todo, killers) in enumerate(groups):
             mine = todo or last
             # Past the deadline (or asked to stop) the rest goes back at once, its locks held.
             if n > 0 and (self._stopping.is_set() or time.monotonic() > deadline):
-                released += mine
+                rest += mine
                 continue
-            if self._apply(todo, killers, deadline):
-                accepted += mine
+            # Acknowledged at once: should the next record kill the worker, these are done.
+            if self._apply(todo, killers):
+                self._acknowledge(mine, [])
             else:
-                released += mine
-        self._acknowledge(accepted, released)
+                self._acknowledge([], mine)
+        if rest:
+            self._acknowledge([], rest)
 
-    def _apply(
-        self, records: Sequence[Record], killers: Sequence[Rejected], deadline: float
-    ) -> bool:
+    def _apply(self, records: Sequence[Record], killers: Sequence[Rejected]) -> bool:
         """One transaction for ``records`` (and ``killers``); True once committed."""
         try:
             decoded = decode_records(self._decoder, records)
@@ -233,12 +219,8 @@ class QueueRuntime:
                 handler=self._handler,
                 policy=self._policy,
                 sink=self._sink,
-                hooks=FanOut(self._hooks, _Deadline(deadline)),
+                hooks=self._hooks,
             )
-        except DeadlinePassedError:
-            self._log.warning("batch deadline passed, records released", events=len(records))
-            self._hooks.batch_failed(BatchFailed(self._group, "deadline", len(records)))
-            return False
         except FencedError:
             # Only a held record (a failure that may still pass) moves an offset here: the
             # records go back and come again, alone.
@@ -339,8 +321,14 @@ class QueueRuntime:
 
     def _close(self) -> None:
         if self._consumer is not None:
+            bound = self._config.close_timeout_s
             try:
-                self._consumer.close()
+                if not self._consumer.close(bound):
+                    self._log.warning(
+                        "left the share group without a clean close",
+                        reason=f"no answer within {bound:g}s (ONCEPIPE_CONSUMER_CLOSE_TIMEOUT_S);"
+                        " records not acknowledged go back when their locks expire",
+                    )
             except Exception as exc:  # noqa: BLE001 - leaving is best effort; locks expire
                 self._log.warning("share consumer close failed", reason=str(exc))
             self._consumer = None
@@ -348,6 +336,25 @@ class QueueRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped", **self.counts.snapshot())
+
+
+def _suspects_in_turn(again: Sequence[tuple[Record, int]]) -> list[tuple[Record, int]]:
+    """Records delivered before, in the order that spares innocent neighbours of a killer.
+
+    A worker that dies on a record charges one more delivery to every record of its poll not
+    acknowledged yet. Records of a batch that died together share a delivery count; taking
+    them by offset, ascending on even counts and descending on odd ones, puts the records
+    charged behind the killer in one round ahead of it in the next: they are acknowledged
+    before it runs again and stay a delivery behind it, so a delivery limit of 4 or more
+    dead-letters the killer alone (after 3 deaths: one in its batch, two alone).
+    """
+    return sorted(
+        again,
+        key=lambda pair: (
+            pair[1], pair[0].topic(), pair[0].partition(),
+            pair[0].offset() if pair[1] % 2 == 0 else -pair[0].offset(),
+        ),
+    )  # fmt: skip
 
 
 def _crash(record: Record, limit: int) -> Rejected:

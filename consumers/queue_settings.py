@@ -40,7 +40,11 @@ class QueueSettings(BaseSettings):
         None, ge=1_000, description="set the group's record lock duration (default: keep it)"
     )
     delivery_limit: int | None = Field(
-        None, ge=2, le=10, description="set the group's delivery count limit (default: keep it)"
+        None,
+        ge=4,
+        le=10,
+        description="set the group's delivery count limit (default: keep it, 5); 4 at least, "
+        "so the innocent neighbours of a killer record never reach it",
     )
     batch_deadline_s: float | None = Field(
         None,

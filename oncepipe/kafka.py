@@ -804,9 +804,26 @@ class KafkaShareConsumer:
             if error is not None
         ]
 
-    def close(self) -> None:
-        """Send what is acknowledged and leave the group (unacknowledged records go back)."""
-        self._client.close()
+    def close(self, timeout_s: float) -> bool:
+        """Send what is acknowledged and leave the group; False if that took over ``timeout_s``.
+
+        The close goes on in a daemon thread past ``timeout_s`` (the client's own bound is the
+        socket timeout): records it still holds go back when their locks expire.
+        """
+        failed: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                self._client.close()
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                failed.append(exc)
+
+        closing = threading.Thread(target=close, name="oncepipe-share-close", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        if failed:
+            raise failed[0]
+        return not closing.is_alive()
 
 
 def delivery_count(record: Record) -> int:
