@@ -111,6 +111,11 @@ class QueueRuntime:
 
     def run(self) -> None:
         """Configure the group, join it and consume until ``stop``."""
+        if self._config.on_poison == "park-key":
+            raise ConfigError(
+                "--on-poison park-key needs per-key order, which queue mode gives up: use "
+                "--on-poison skip with --mode queue, or --mode partition"
+            )
         self.limits = self._configure_group()
         try:
             self._connection()
@@ -245,6 +250,11 @@ class QueueRuntime:
         self._backoff.reset()
         self._hooks.point("consumer.after_commit")
         self._committed(result, records)
+        if result.retrying:
+            # RetryLater has no tier table here: the records go back and come again (alone);
+            # those this batch applied come back as duplicates the inbox absorbs.
+            self._log.info("events deferred (RetryLater), records released", events=len(records))
+            return False
         return True
 
     def _committed(self, result: BatchResult, records: Sequence[Record]) -> None:
