@@ -36,7 +36,7 @@ from consumers.dispatch import EventHandlers, TypedHandler, UnhandledEventTypeEr
 from consumers.events import Coordinates, InboundEvent, Key
 from consumers.inbox_partitions import covered_until, list_partitions, maintain
 from consumers.progress import PartitionProgress, read_progress
-from consumers.queue_counts import QueueCounts
+from consumers.queue_counts import QueueCounts, QueueMember, read_members
 from consumers.queue_runtime import QueueRuntime
 from consumers.queue_settings import QueueSettings, consume_mode, load_queue_settings
 from consumers.registry import Handler, register, resolve
@@ -59,6 +59,7 @@ __all__ = [
     "OutboxSink",
     "PartitionProgress",
     "QueueCounts",
+    "QueueMember",
     "QueueRuntime",
     "QueueSettings",
     "RetryLater",
@@ -78,6 +79,7 @@ __all__ = [
     "offsets",
     "out_of_range",
     "outbox_sink",
+    "read_members",
     "read_progress",
     "register",
     "resolve",

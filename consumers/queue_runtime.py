@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,8 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
 __all__ = ["QueueRuntime"]
+
+_PUBLISH_EVERY_S = 1.0
 
 
 class QueueRuntime:
@@ -104,6 +107,9 @@ class QueueRuntime:
             hooks=hooks,
         )
         self.limits: GroupLimits | None = None
+        # This worker's row of oncepipe.queue_members: its client id and a random suffix.
+        self._member = f"{consumer_settings.client_id}-{uuid.uuid4().hex[:8]}"
+        self._published = 0.0
 
     def stop(self) -> None:
         """Finish the poll in flight, acknowledge it, leave the group and return."""
@@ -193,6 +199,19 @@ class QueueRuntime:
                 self._acknowledge([], mine)
         if rest:
             self._acknowledge([], rest)
+        self._publish()
+
+    def _publish(self, *, left: bool = False) -> None:
+        """Report the counts in PostgreSQL, at most once a second (best effort)."""
+        now = time.monotonic()
+        if not left and now - self._published < _PUBLISH_EVERY_S:
+            return
+        self._published = now
+        try:
+            self.counts.publish(self._connection(), self._member, left=left)
+        except (psycopg.Error, RetriableError) as exc:
+            self._log.debug("queue counts not published", reason=first_line(exc))
+            self._drop_sessions()  # the next batch starts on a new session
 
     def _apply(self, records: Sequence[Record], killers: Sequence[Rejected]) -> bool:
         """One transaction for ``records`` (and ``killers``); True once committed."""
@@ -343,6 +362,8 @@ class QueueRuntime:
                 self._log.warning("share consumer close failed", reason=str(exc))
             self._consumer = None
         self._failures.close()
+        if self._conn is not None and not self._conn.closed and not self._conn.broken:
+            self._publish(left=True)
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped", **self.counts.snapshot())

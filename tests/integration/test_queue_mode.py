@@ -6,7 +6,9 @@ processes.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from schemas import ClickEvent
 from tests.fixtures.poison import dead_letters, good_record, poison_record, produce_records
 from tests.fixtures.relay import RelayThread
 from tests.fixtures.workers import (
+    ONCEPIPE,
     WorkerPool,
     expected_totals,
     make_clicks,
@@ -89,6 +92,22 @@ def assert_exact_without_offsets(url: str, group: str, records: list[ClickEvent]
     assert totals.stored_offsets == {}  # the share partition's state is the cursor
 
 
+def queue_status(pool: WorkerPool) -> dict[str, Any]:
+    """``oncepipe status --json`` of the pool's group."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": pool.settings.kafka_bootstrap_servers,
+        "ONCEPIPE_DATABASE_URL": pool.settings.database_url.get_secret_value(),
+    }
+    done = subprocess.run(
+        [ONCEPIPE, "status", "--json", "--group", pool.group],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode in {0, 1}, done.stderr
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
 def inbox_count(url: str, group: str) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute(
@@ -124,6 +143,12 @@ def test_six_workers_on_two_partitions_count_20000_events_with_duplicates_exactl
         assert applied > 0, f"{worker.name} applied nothing"
     lines = committed(queue_pool.lines())
     assert sum(line["applied"] for line in lines) == len(events)
+    # `oncepipe status` shows what each member saw, from oncepipe.queue_members.
+    members = queue_status(queue_pool)["queue_members"]
+    assert len(members) == 6
+    assert all(m["left"] and m["in_flight"] == 0 for m in members)
+    assert all(m["acquired"] == m["acknowledged"] + m["released"] for m in members)
+    assert sum(m["acknowledged"] for m in members) >= len(records)
     assert sum(line["duplicates"] for line in lines) == sum(line["events"] for line in lines) - len(
         events
     )
