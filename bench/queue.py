@@ -104,6 +104,7 @@ def _run(env: BenchEnv, data: EventSet, mode: str, workers: int, *, slow: bool) 
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{mode} x{workers}: not every event applied in 600 s")
                 time.sleep(0.5)
+            cpu_s = sum(_cpu_s(proc.pid) for proc in started)
         finally:
             for proc in started:
                 proc.send_signal(signal.SIGTERM)
@@ -114,8 +115,15 @@ def _run(env: BenchEnv, data: EventSet, mode: str, workers: int, *, slow: bool) 
                     proc.kill()
     if slow:
         done_95 = times[int(len(times) * 0.95) - 1]
-        return Sample(len(times), done_95 - times[0], 0.0, extra={"all_s": times[-1] - times[0]})
-    return Sample(len(times), times[-1] - times[0], 0.0)
+        span = {"all_s": times[-1] - times[0]}
+        return Sample(len(times), done_95 - times[0], cpu_s, extra=span)
+    return Sample(len(times), times[-1] - times[0], cpu_s)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live worker process, start-up and group join included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _events(count: int, codec: Codec, *, slow: bool) -> EventSet:

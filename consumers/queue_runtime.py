@@ -192,8 +192,15 @@ class QueueRuntime:
             if n > 0 and (self._stopping.is_set() or time.monotonic() > deadline):
                 rest += mine
                 continue
+            committed = self._apply(todo, killers)
+            # Released at their last delivery, Kafka would archive them without a dead letter:
+            # the crash dead letters (no handler runs) are tried again while their locks hold.
+            while killers and not committed and time.monotonic() < deadline:
+                if self._stopping.is_set():
+                    break
+                committed = self._apply(todo, killers)
             # Acknowledged at once: should the next record kill the worker, these are done.
-            if self._apply(todo, killers):
+            if committed:
                 self._acknowledge(mine, [])
             else:
                 self._acknowledge([], mine)

@@ -244,3 +244,30 @@ def test_a_worker_stalled_past_the_lock_loses_its_records_and_its_late_commit_is
     stopped = next(line for line in other.lines() if line.get("event") == "consumer stopped")
     assert stopped["redelivered"] >= late[0]["events"]
     assert sum(line["applied"] for line in committed(other.lines())) == len(events)
+
+
+def test_a_bad_mode_and_a_deadline_past_the_lock_are_refused_with_one_line(
+    queue_pool: WorkerPool,
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ONCEPIPE_KAFKA_BOOTSTRAP_SERVERS": queue_pool.settings.kafka_bootstrap_servers,
+        "ONCEPIPE_DATABASE_URL": queue_pool.settings.database_url.get_secret_value(),
+    }
+    argv = [ONCEPIPE, "consume", "--group", queue_pool.group, "--topic", queue_pool.topic,
+            "--handler", "clicks"]  # fmt: skip
+    bad_mode = subprocess.run(
+        [*argv, "--mode", "share"], env=env, capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert bad_mode.returncode == 2
+    assert bad_mode.stderr.strip().count("\n") == 0, bad_mode.stderr
+    assert "invalid consumer mode 'share'" in bad_mode.stderr
+    late = subprocess.run(
+        [*argv, "--mode", "queue"], env={**env, "ONCEPIPE_QUEUE_BATCH_DEADLINE_S": "45"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert late.returncode == 2
+    refused = [line for line in late.stderr.splitlines() if "BATCH_DEADLINE_S" in line]
+    assert refused, late.stderr
+    assert "is not below the group's record lock duration (30 s)" in refused[0]
