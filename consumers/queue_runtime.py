@@ -41,6 +41,7 @@ from consumers.context import OutboxSink
 from consumers.decoding import Decoder, Rejected, decode_records, read_headers
 from consumers.events import Coordinates
 from consumers.failures import FailureLog
+from consumers.inbox_partitions import Maintainer
 from consumers.queue_counts import QueueCounts
 from consumers.queue_settings import GroupLimits, QueueSettings
 from consumers.registry import Handler
@@ -142,11 +143,27 @@ class QueueRuntime:
             delivery_limit=self.limits.delivery_limit,
             batch_deadline_s=self.limits.batch_deadline_s,
         )
+        maintainer = self._start_maintainer()
         try:
             while not self._stopping.is_set():
                 self._step(self.limits)
         finally:
+            if maintainer is not None:
+                maintainer.stop()
             self._close()
+
+    def _start_maintainer(self) -> Maintainer | None:
+        """The inbox partitions' watch, as in partition mode (it warns before they run out)."""
+        if not self._config.inbox_maintenance_interval_s:
+            return None
+        maintainer = Maintainer(
+            lambda: connect(self._settings, "oncepipe-inbox-maintenance", autocommit=True),
+            retention_days=self._config.inbox_retention_days,
+            interval_s=self._config.inbox_maintenance_interval_s,
+            log=self._log,
+        )
+        maintainer.start()
+        return maintainer
 
     def _configure_group(self) -> GroupLimits:
         """Set the group configs queue mode needs (logged), then read what the group applies."""
