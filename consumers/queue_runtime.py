@@ -111,6 +111,7 @@ class QueueRuntime:
         # This worker's row of oncepipe.queue_members: its client id and a random suffix.
         self._member = f"{consumer_settings.client_id}-{uuid.uuid4().hex[:8]}"
         self._published = 0.0
+        self._transient = False  # the last transaction failed on a transient error
 
     def stop(self) -> None:
         """Finish the poll in flight, acknowledge it, leave the group and return."""
@@ -210,9 +211,12 @@ class QueueRuntime:
                 rest += mine
                 continue
             committed = self._apply(todo, killers)
-            # Released at their last delivery, Kafka would archive them without a dead letter:
-            # the crash dead letters (no handler runs) are tried again while their locks hold.
-            while killers and not committed and time.monotonic() < deadline:
+            # Tried again while the locks hold: after a transient failure (PostgreSQL down or
+            # read-only, a session dropped), as each release charges every record one more
+            # delivery and an outage of seconds would push innocent ones to the limit; and
+            # the crash dead letters (no handler runs), which Kafka, released at their last
+            # delivery, would archive without a dead letter.
+            while not committed and (killers or self._transient) and time.monotonic() < deadline:
                 if self._stopping.is_set():
                     break
                 committed = self._apply(todo, killers)
@@ -239,11 +243,13 @@ class QueueRuntime:
 
     def _apply(self, records: Sequence[Record], killers: Sequence[Rejected]) -> bool:
         """One transaction for ``records`` (and ``killers``); True once committed."""
+        self._transient = False
         try:
             decoded = decode_records(self._decoder, records)
         except psycopg.OperationalError as exc:
             self._log.warning("decoding failed, will retry", reason=str(exc).strip())
             self._pause("decoding failed")
+            self._transient = True
             return False
         decoded.rejected = sorted(
             [*decoded.rejected, *killers], key=lambda r: (r.topic, r.partition, r.offset)
@@ -289,6 +295,7 @@ class QueueRuntime:
             self._hooks.batch_failed(BatchFailed(self._group, "transient", len(records)))
             self._drop_sessions()
             self._pause("batch failed")
+            self._transient = True
             return False
         self._backoff.reset()
         self._hooks.point("consumer.after_commit")

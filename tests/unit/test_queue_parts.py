@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 
 from consumers.queue_counts import QueueCounts
-from consumers.queue_runtime import _suspects_in_turn
+from consumers.queue_runtime import QueueRuntime, _suspects_in_turn
 from consumers.queue_settings import GroupLimits, QueueSettings, consume_mode
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaShareConsumer
@@ -94,3 +96,72 @@ def test_a_share_consumer_refuses_the_keys_queue_mode_owns() -> None:
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:9", database_url="postgresql://x@y/z")
     with pytest.raises(ConfigError, match=r"isolation\.level is refused"):
         KafkaShareConsumer.create(settings, "g", {"isolation.level": "read_uncommitted"})
+
+
+@dataclass
+class ShareRecord(FakeRecord):
+    """A record as the share consumer hands it out, delivered for the first time."""
+
+    def delivery_count(self) -> int:
+        return 1
+
+    def error(self) -> None:
+        return None
+
+
+@dataclass
+class FakeShareConsumer:
+    records: list[ShareRecord]
+    accepted: list[int] = field(default_factory=list)
+    released: list[int] = field(default_factory=list)
+
+    def poll(self, _timeout: float) -> list[ShareRecord]:
+        polled, self.records = self.records, []
+        return polled
+
+    def accept(self, record: ShareRecord) -> None:
+        self.accepted.append(record.offset())
+
+    def release(self, record: ShareRecord) -> None:
+        self.released.append(record.offset())
+
+    def commit(self, _timeout: float) -> list[str]:
+        return []
+
+
+def test_a_transient_failure_is_retried_under_the_locks_not_released(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-only or restarting database fails the transaction twice: the worker tries the
+    same records again while the poll's deadline allows, instead of releasing them (each
+    release would charge them one more delivery, towards an innocent crash dead letter)."""
+    from consumers import queue_runtime
+    from consumers.decoding import DecodedBatch
+    from consumers.settings import ConsumerSettings
+
+    failures = [psycopg.errors.ReadOnlySqlTransaction("read-only"), psycopg.OperationalError("x")]
+
+    def apply_batch(*_args: object, **_kwargs: object) -> SimpleNamespace:
+        if failures:
+            raise failures.pop(0)
+        return SimpleNamespace(events=2, applied=2, duplicates=0, emitted=0, dead_letters=0,
+                               retrying=False)  # fmt: skip
+
+    monkeypatch.setattr(queue_runtime, "apply_batch", apply_batch)
+    monkeypatch.setattr(queue_runtime, "decode_records", lambda *_: DecodedBatch())
+    settings = Settings(kafka_bootstrap_servers="127.0.0.1:9", database_url="postgresql://x@y/z")
+    consumer_settings = ConsumerSettings(
+        group="g", topics=("t",), handler="m:f", retry_initial_s=0.001, retry_max_s=0.001
+    )
+    runtime = QueueRuntime(
+        settings, consumer_settings, QueueSettings(),
+        decoder=None,  # type: ignore[arg-type]  # decode_records is replaced
+        handler=lambda *_: None,
+    )  # fmt: skip
+    kafka = FakeShareConsumer([ShareRecord(5), ShareRecord(6)])
+    monkeypatch.setattr(runtime, "_kafka", lambda: kafka)
+    monkeypatch.setattr(runtime, "_connection", lambda: None)
+    monkeypatch.setattr(runtime, "_publish", lambda **_: None)
+    runtime._step(GroupLimits(15.0, 5, 7.5))
+    assert failures == []
+    assert (kafka.accepted, kafka.released) == ([5, 6], [])
