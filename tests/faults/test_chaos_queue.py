@@ -46,3 +46,28 @@ def test_a_queue_round_with_a_kill_a_stall_past_the_lock_and_a_killer_passes(
     assert [f.kind for f in result.faults] == [f.kind for f in SCRIPT], table
     assert not [f for f in result.faults if f.error], table
     assert any("not applicable in queue mode" in note for note in result.notes), table
+
+
+def test_a_worker_that_acknowledges_before_commit_is_caught(
+    chaos_services: Services, tmp_path: Path
+) -> None:
+    """The defect ``queue_ack_before_commit`` (queue_defects.py) under one kill between its
+    acknowledgement and its COMMIT: the records are gone from the share group, never applied."""
+    config = queue_config(
+        ChaosConfig(
+            duration_s=15, seed=round_seed(), events=600, poison_rate=0.0, raw_poison=False,
+            script=(ScriptedFault(3, "consumer_crash_point", "consumer.before_transaction"),),
+            # The lost records never settle: the drain always runs to its end. Long enough
+            # for the simulators of a loaded machine to finish submitting.
+            defect="queue_ack_before_commit", drain_timeout_s=60,
+        )
+    )  # fmt: skip
+    result, table = run_round(config, chaos_services, tmp_path)
+    assert result.events["distinct_submitted"] == 600, table
+    failed = set(result.failed_checks())
+    assert {"each_event_applied_exactly_once", "every_record_applied_or_dead_lettered"} <= failed, (
+        table
+    )
+    assert "never applied" in " ".join(
+        next(c for c in result.checks if c.name == "each_event_applied_exactly_once").examples
+    ), table

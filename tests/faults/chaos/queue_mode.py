@@ -1,13 +1,17 @@
 """The chaos harness in queue mode (``--mode queue``): share-group workers, what applies to them.
 
-The consumers run ``oncepipe consume --mode queue`` on topics of 2 partitions, 3 workers at
-the start and 4 at most (member faults move between them): always more members than
-partitions, so the share group hands one partition's records to several live members and a
-record whose worker died or stalled is redelivered to another one. The group's record lock is
-15 s (the broker's minimum: a stall past it stays short, so a run sees many) with the default
-batch deadline (half of it), and the delivery limit is 6: a killer record dies 5 times, and an
-innocent record may be in flight at 5 faults (kills, stalls, outages) before it would be
-wrongly dead-lettered as a ``crash``.
+The consumers run ``oncepipe consume --mode queue`` on the run's two topics of one partition
+each, 4 workers at the start and 5 at most (member faults move between them). The share group
+spreads a group's topic-partitions over its members, each partition to one member only while
+there are no more members than partitions (measured: with 2 topics of 2 partitions and 3
+members, a killed member's records came back only when its share session expired, ~47 s, not
+at its 15 s locks). With at least twice as many members as topic-partitions every partition
+has two members or more, so a record whose worker died or stalled is redelivered to another
+live member once its lock expires. The group's record lock is 15 s (the broker's minimum: a
+stall past it stays short, so a run sees many) with the default batch deadline (half of it),
+and the delivery limit is 6: a killer record dies 5 times (a lock duration each) before its
+``crash`` dead letter, and an innocent record would have to be in flight at 5 faults (kills,
+stalls, outages) to be wrongly dead-lettered as one.
 
 Faults not drawn in queue mode (``NOT_APPLICABLE_KINDS``): ``poison_key`` (``--on-poison
 park-key`` needs per-key order, and queue mode refuses it) and ``flaky_dependency`` (its check
@@ -21,9 +25,9 @@ offsets (``oncepipe.consumer_offsets`` stays empty for a share group) or assume 
 ``every_record_consumed``, and the drain waits for the same: every record of the topics applied
 (its event in the group's inbox) or dead-lettered by the group.
 
-Public names: ``QUEUE_ENV``, ``NOT_APPLICABLE_KINDS``, ``NOT_APPLICABLE_CHECKS``,
-``QUEUE_ONLY_KINDS``, ``queue_config``, ``applicable_kinds``, ``queue_drained``,
-``check_every_record_settled``, ``queue_note``.
+Public names: ``LOCK_DURATION_MS``, ``DELIVERY_LIMIT``, ``NOT_APPLICABLE_KINDS``,
+``NOT_APPLICABLE_CHECKS``, ``QUEUE_ONLY_KINDS``, ``queue_config``, ``queue_consumer_env``,
+``applicable_kinds``, ``queue_drained``, ``check_every_record_settled``, ``queue_note``.
 """
 
 from __future__ import annotations
@@ -73,8 +77,8 @@ NOT_APPLICABLE_CHECKS: dict[str, str] = {
 
 
 def queue_config(config: ChaosConfig) -> ChaosConfig:
-    """``config`` for queue mode: 2 partitions, 3 to 4 workers."""
-    return dataclasses.replace(config, mode="queue", partitions=2, consumers=3, max_consumers=4)
+    """``config`` for queue mode: 1 partition per topic, 4 to 5 workers."""
+    return dataclasses.replace(config, mode="queue", partitions=1, consumers=4, max_consumers=5)
 
 
 def queue_consumer_env(config: ChaosConfig) -> dict[str, str]:
