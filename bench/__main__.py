@@ -25,7 +25,7 @@ from oncepipe.settings import load_settings
 SUITES = (
     "machine", "codec", "produce", "outbox", "latency", "consume", "dlq", "peer", "profile",
     "security", "observe", "ingest", "relays", "tracing", "console", "failover",
-    "flink",
+    "flink", "queue",
 )  # fmt: skip
 
 
@@ -45,6 +45,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
     from bench.peer_suite import run_peer  # noqa: PLC0415
     from bench.produce import run_produce  # noqa: PLC0415
     from bench.profile import main as profile_consumer  # noqa: PLC0415
+    from bench.queue import run_queue  # noqa: PLC0415
     from bench.relays import run_relays  # noqa: PLC0415
     from bench.security import run_security  # noqa: PLC0415
     from bench.tracing import run_tracing  # noqa: PLC0415
@@ -67,6 +68,7 @@ def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], obj
         "console": lambda: run_console(env, quick=quick).write(),
         "failover": lambda: run_failover(env, quick=quick, runs=runs),
         "flink": lambda: run_flink(env, quick=quick),
+        "queue": lambda: run_queue(env, quick=quick, runs=runs).write(),
     }
 
 

@@ -15,7 +15,11 @@ from cli.shared import state
 from consumers import (
     ConsumerRuntime,
     ConsumerSettings,
+    QueueCounts,
+    QueueRuntime,
+    consume_mode,
     load_consumer_settings,
+    load_queue_settings,
     outbox_sink,
     resolve,
 )
@@ -113,10 +117,18 @@ def consume(
         "(they wait in order until `oncepipe dlq replay` or `dlq discard` of it) "
         "[env ONCEPIPE_CONSUMER_ON_POISON]",
     ),
+    mode: str | None = typer.Option(
+        None,
+        "--mode",
+        help="partition (a consumer group, default) or queue (a Kafka share group: more "
+        "workers than partitions, no per-key order; preview) [env ONCEPIPE_CONSUMER_MODE]",
+    ),
     metrics_port: int | None = METRICS_PORT,
 ) -> None:
     """Apply events to PostgreSQL exactly once per group; SIGTERM finishes the batch, exits 0."""
     settings = state(ctx).settings
+    queue = consume_mode(mode) == "queue"
+    queue_settings = load_queue_settings() if queue else None
     consumer_settings = load_consumer_settings(
         group=group,
         topics=tuple(topic) if topic else None,
@@ -144,14 +156,23 @@ def consume(
         check_consumer_acls(settings, consumer_settings.group, consumer_settings.topics)
         # After the checks: a refused start stays one line.
         tracing.setup_worker("oncepipe-consumer")
-        runtime = ConsumerRuntime(
-            settings,
-            consumer_settings,
-            decoder=codec,
-            handler=handler_fn,
-            sink=outbox_sink(codec),
-            hooks=observed.hooks,
-        )
+        runtime: ConsumerRuntime | QueueRuntime
+        if queue_settings is not None:
+            registry = observed.metrics.registry if observed.metrics is not None else None
+            runtime = QueueRuntime(
+                settings, consumer_settings, queue_settings, decoder=codec, handler=handler_fn,
+                sink=outbox_sink(codec), hooks=observed.hooks,
+                counts=QueueCounts(consumer_settings.group, registry),
+            )  # fmt: skip
+        else:
+            runtime = ConsumerRuntime(
+                settings,
+                consumer_settings,
+                decoder=codec,
+                handler=handler_fn,
+                sink=outbox_sink(codec),
+                hooks=observed.hooks,
+            )
         install_stop_handlers(runtime.stop)
         runtime.run()
     finally:

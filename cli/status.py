@@ -25,8 +25,8 @@ import psycopg
 import typer
 
 from cli.shared import EXIT_FAILURE, emit_json, state
+from consumers import QueueMember, read_members, read_progress
 from consumers import group as kafka_group
-from consumers import read_progress
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError, first_line
 from oncepipe.kafka import KafkaConsumer
@@ -160,6 +160,7 @@ def snapshot(
             owners = _owners(conn)
             failures = conn.execute(_FAILURES, {"group": group}).fetchall()
             replayed = {row[0]: (row[1], row[2]) for row in conn.execute(_REPLAYED)}
+            queue = read_members(conn, group)
         dlq_topics = {dlq_topic_for(p.topic) for p in progress} | set(replayed)
         dead = broker.dead_letter_counts(dlq_topics, every=group is None)
         members = {
@@ -222,11 +223,41 @@ def snapshot(
             "stale": backlog.oldest_age_s > stale_after_s,
         },
         "relay_shards": _relay_shards(owners),
+        "queue_members": _queue_members(queue, now),
         "dead_letters": [
             {"topic": topic, "records": count, "replayed": replayed.get(topic, (0, 0))[0]}
             for topic, count in sorted(dead.items())
         ],
     }
+
+
+def _queue_members(members: list[QueueMember], now: datetime) -> list[dict[str, Any]]:
+    """Queue mode: each share-group member's counts, as that worker saw them."""
+    return [
+        {
+            "group": m.group,
+            "member": m.member,
+            "acquired": m.acquired,
+            "in_flight": m.in_flight,
+            "acknowledged": m.acknowledged,
+            "released": m.released,
+            "redelivered": m.redelivered,
+            "refused": m.refused,
+            "updated_age_s": round((now - m.updated_at).total_seconds(), 1),
+            "left": m.left_at is not None,
+        }
+        for m in members
+    ]
+
+
+def _render_queue(members: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"queue {m['group']} member {m['member']}{' (left)' if m['left'] else ''}: "
+        f"acquired {m['acquired']}, in flight {m['in_flight']}, acknowledged "
+        f"{m['acknowledged']}, released {m['released']}, redelivered {m['redelivered']} "
+        f"({m['updated_age_s']}s ago)"
+        for m in members
+    ]
 
 
 def _red(text: str, color: bool) -> str:
@@ -265,6 +296,7 @@ def render(data: dict[str, Any], *, color: bool) -> str:
         outbox += f", {len(box['held_partitions'])} partition(s) held"
     lines.append(_red(outbox + " STALE", color) if box["stale"] else outbox)
     lines += _render_shards(data["relay_shards"])
+    lines += _render_queue(data["queue_members"])
     for d in data["dead_letters"]:
         records = "?" if d["records"] is None else d["records"]
         lines.append(f"dead letters: {d['topic']}: {records} record(s), {d['replayed']} replayed")

@@ -1,5 +1,7 @@
 """The consuming side: Kafka events into PostgreSQL with exactly-once effects.
 
+- Queue mode (``oncepipe consume --mode queue``, a share group): ``QueueRuntime`` with
+  ``QueueSettings`` (``load_queue_settings``, ``consume_mode``), its view in ``QueueCounts``.
 - Running a worker (``oncepipe consume``): ``ConsumerRuntime`` with ``ConsumerSettings``
   (``load_consumer_settings``); a batch is applied by ``apply_batch`` in one transaction
   (inbox dedupe, handler writes, offsets, dead letters), after ``decode_records``.
@@ -34,6 +36,9 @@ from consumers.dispatch import EventHandlers, TypedHandler, UnhandledEventTypeEr
 from consumers.events import Coordinates, InboundEvent, Key
 from consumers.inbox_partitions import covered_until, list_partitions, maintain
 from consumers.progress import PartitionProgress, read_progress
+from consumers.queue_counts import QueueCounts, QueueMember, read_members
+from consumers.queue_runtime import QueueRuntime
+from consumers.queue_settings import QueueSettings, consume_mode, load_queue_settings
 from consumers.registry import Handler, register, resolve
 from consumers.retries import RetryLater
 from consumers.runtime import ConsumerRuntime
@@ -53,21 +58,28 @@ __all__ = [
     "Key",
     "OutboxSink",
     "PartitionProgress",
+    "QueueCounts",
+    "QueueMember",
+    "QueueRuntime",
+    "QueueSettings",
     "RetryLater",
     "Stage",
     "TypedHandler",
     "UnhandledEventTypeError",
     "apply_batch",
+    "consume_mode",
     "covered_until",
     "dead_letter_headers",
     "decode_records",
     "group",
     "list_partitions",
     "load_consumer_settings",
+    "load_queue_settings",
     "maintain",
     "offsets",
     "out_of_range",
     "outbox_sink",
+    "read_members",
     "read_progress",
     "register",
     "resolve",

@@ -16,7 +16,8 @@ Public names: ``connection_config``, ``consumer_config``, ``producer_config``,
 ``broker_error``, ``probe_brokers``, ``refused_login``, ``message_headers``, and the client
 types re-exported for the rest of oncepipe; for secured clusters, ``AclRule``,
 ``PipelinePrincipals``, ``pipeline_acls`` and ``apply_acls`` (one principal per component,
-least privilege).
+least privilege). Queue mode (share groups, a preview in librdkafka): ``KafkaShareConsumer``,
+``share_group_configs``, ``set_share_group_configs``.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ from typing import Any, Literal, Protocol, cast
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    AcknowledgeType,
     Consumer,
     KafkaError,
     KafkaException,
     Message,
     Producer,
+    ShareConsumer,
     TopicCollection,
     TopicPartition,
 )
@@ -47,6 +50,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AclOperation,
     AclPermissionType,
     AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
     ResourcePatternType,
     ResourceType,
 )
@@ -67,6 +73,7 @@ __all__ = [
     "KafkaError",
     "KafkaException",
     "KafkaProducer",
+    "KafkaShareConsumer",
     "Message",
     "PipelinePrincipals",
     "Producer",
@@ -83,6 +90,7 @@ __all__ = [
     "create_consumer",
     "create_producer",
     "create_topics",
+    "delivery_count",
     "is_fatal",
     "message_headers",
     "pipeline_acls",
@@ -90,6 +98,8 @@ __all__ = [
     "producer_config",
     "refused_login",
     "security_config",
+    "set_share_group_configs",
+    "share_group_configs",
 ]
 
 RawHeaders = Sequence[tuple[str, str | bytes | None]]
@@ -729,3 +739,132 @@ def missing_consumer_acls(
     if not _may_read(group_future, KafkaError.GROUP_AUTHORIZATION_FAILED, timeout):
         missing.append(f"READ on group {group}")
     return missing
+
+
+# -- share groups (queue mode) ------------------------------------------------------------
+
+# Keys a share consumer must not be given: the group's configs or oncepipe's acknowledgement
+# discipline own them (``isolation.level`` is refused by the client itself).
+_SHARE_REFUSED = ("isolation.level", "enable.auto.commit", "share.acknowledgement.mode")
+
+
+class KafkaShareConsumer:
+    """A share-group member in explicit acknowledgement mode (librdkafka's preview client).
+
+    Every record a ``poll`` returned must be accepted or released before the next ``poll``;
+    ``commit`` sends those acknowledgements and says which partitions refused them (a lock
+    that expired meanwhile: the record went, or goes, to another member).
+    """
+
+    def __init__(self, client: ShareConsumer) -> None:
+        self._client = client
+
+    @classmethod
+    def create(
+        cls, settings: Settings, group_id: str, extra: Mapping[str, Any] | None = None
+    ) -> KafkaShareConsumer:
+        """A member of share group ``group_id``; ``extra`` tunes the client (never the above)."""
+        extra = dict(extra or {})
+        for key in _SHARE_REFUSED:
+            if key in extra:
+                raise ConfigError(
+                    f"share consumer setting {key} is refused: queue mode sets it (read "
+                    "committed records come from the group config share.isolation.level)"
+                )
+        config = {
+            **connection_config(settings),
+            "group.id": group_id,
+            **extra,
+            "share.acknowledgement.mode": "explicit",
+        }
+        return cls(ShareConsumer(config))
+
+    def subscribe(self, topics: Iterable[str]) -> None:
+        """Join the share group for ``topics``."""
+        self._client.subscribe(list(topics))
+
+    def poll(self, timeout: float) -> list[Record]:
+        """The records (errors included) acquired within ``timeout`` seconds, each under a lock."""
+        return cast("list[Record]", list(self._client.poll(timeout)))
+
+    def accept(self, record: Record) -> None:
+        """Mark ``record`` done (sent with the next ``commit``)."""
+        self._client.acknowledge(cast("Message", record), AcknowledgeType.ACCEPT)
+
+    def release(self, record: Record) -> None:
+        """Give ``record`` back for redelivery (its delivery count grows)."""
+        self._client.acknowledge(cast("Message", record), AcknowledgeType.RELEASE)
+
+    def commit(self, timeout: float) -> list[str]:
+        """Send the acknowledgements; the partitions that refused them, as ``topic[p]: why``."""
+        results = self._client.commit_sync(timeout)
+        return [
+            f"{tp.topic}[{tp.partition}]: {error}"
+            for tp, error in (results or {}).items()
+            if error is not None
+        ]
+
+    def close(self, timeout_s: float) -> bool:
+        """Send what is acknowledged and leave the group; False if that took over ``timeout_s``.
+
+        The close goes on in a daemon thread past ``timeout_s`` (the client's own bound is the
+        socket timeout): records it still holds go back when their locks expire.
+        """
+        failed: list[BaseException] = []
+
+        def close() -> None:
+            try:
+                self._client.close()
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                failed.append(exc)
+
+        closing = threading.Thread(target=close, name="oncepipe-share-close", daemon=True)
+        closing.start()
+        closing.join(timeout_s)
+        if failed:
+            raise failed[0]
+        return not closing.is_alive()
+
+
+def delivery_count(record: Record) -> int:
+    """How many times the share group handed ``record`` out (1: the first time)."""
+    count = cast("Message", record).delivery_count()
+    return int(count) if count is not None else 1
+
+
+def _group_resource(group: str, entries: Mapping[str, str] | None = None) -> Any:
+    if entries is None:
+        return ConfigResource(ResourceType.GROUP, group)
+    return ConfigResource(
+        ResourceType.GROUP,
+        group,
+        incremental_configs=[
+            ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+            for name, value in entries.items()
+        ],
+    )
+
+
+def share_group_configs(admin: AdminClient, group: str, timeout: float = 30.0) -> dict[str, str]:
+    """The ``share.*`` configs of ``group`` as the broker applies them (defaults included)."""
+    resource = _group_resource(group)
+    try:
+        found = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        raise broker_error(exc, f"reading the configs of share group {group!r}") from exc
+    return {
+        name: str(entry.value)
+        for name, entry in found.items()
+        if name.startswith("share.") and entry.value is not None
+    }
+
+
+def set_share_group_configs(
+    admin: AdminClient, group: str, configs: Mapping[str, str], timeout: float = 30.0
+) -> None:
+    """Set ``configs`` on ``group`` (an incremental alter: other configs stay as they are)."""
+    resource = _group_resource(group, configs)
+    try:
+        admin.incremental_alter_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        raise broker_error(exc, f"setting the configs of share group {group!r}") from exc

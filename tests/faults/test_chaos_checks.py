@@ -32,6 +32,7 @@ from tests.faults.chaos.config import (
 )
 from tests.faults.chaos.evidence import ClickRow, Evidence, InboxRow, tally_dead_letters
 from tests.faults.chaos.hostile import HOSTILE_HEADERS, HostileRecord, exact_line
+from tests.faults.chaos.queue_mode import NOT_APPLICABLE_KINDS, QUEUE_ONLY_KINDS
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.shard_checks import ShardClaim
 from tests.faults.chaos.topic import TopicRecord, value_digest
@@ -209,12 +210,16 @@ def test_the_same_seed_plans_the_same_faults() -> None:
 
 def test_network_and_leader_faults_are_planned_only_in_their_modes() -> None:
     single = {fault.kind for fault in plan_faults(ChaosConfig(duration_s=3600, seed=7))}
-    assert single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS - POISON_KINDS
+    assert (
+        single == set(FAULT_KINDS) - NETWORK_KINDS - CLUSTER_KINDS - POISON_KINDS - QUEUE_ONLY_KINDS
+    )
     everything = ChaosConfig(
         duration_s=3600, seed=7, network=True, brokers=3, kinds=tuple(FAULT_KINDS),
         poison_policies=True,
     )  # fmt: skip
-    assert {fault.kind for fault in plan_faults(everything)} == set(FAULT_KINDS)
+    assert {fault.kind for fault in plan_faults(everything)} == set(FAULT_KINDS) - QUEUE_ONLY_KINDS
+    queue = {fault.kind for fault in plan_faults(replace(everything, mode="queue"))}
+    assert queue == set(FAULT_KINDS) - NOT_APPLICABLE_KINDS
 
 
 def dead_lettered(ev: Evidence, source: tuple[str, int, int], **changes: object) -> TopicRecord:

@@ -15,6 +15,7 @@ from infra import Kafka, Postgres
 from infra.paths import layout
 from tests.faults.chaos.config import ChaosConfig, default_kinds
 from tests.faults.chaos.pipeline import Services
+from tests.faults.chaos.queue_mode import queue_config
 from tests.faults.chaos.report import render
 from tests.faults.chaos.run import run_chaos
 
@@ -36,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         help="consumers with the default --on-poison skip, no marked records (poison_faults.py)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, help="result file (default: workdir)")
+    parser.add_argument(
+        "--mode", choices=("partition", "queue"), default="partition",
+        help="queue: share-group workers (tests/faults/chaos/queue_mode.py says what applies)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     kinds = default_kinds()
@@ -58,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         kinds=kinds,
         poison_policies=not args.no_poison_policies,
     )
-    print(f"chaos: seed {seed}, brokers {services.brokers}, network {args.network}")
+    if args.mode == "queue":
+        config = queue_config(config)
+    print(
+        f"chaos: seed {seed}, mode {config.mode}, brokers {services.brokers}, "
+        f"network {args.network}"
+    )
     print(f"chaos: workdir {workdir}")
     result = run_chaos(config, services, workdir, log=lambda line: print(line, flush=True))
     out = args.json or workdir / "result.json"

@@ -55,6 +55,7 @@ FaultKind = Literal[
     "poison_key",
     "killer_record",
     "flaky_dependency",
+    "lock_stall",
 ]
 
 # Relative weights of the seeded random schedule: cheap worker faults often, the ones that
@@ -94,6 +95,7 @@ FAULT_KINDS: dict[FaultKind, int] = {
     "poison_key": 2,
     "killer_record": 1,  # each costs 2N restarts of a consumer
     "flaky_dependency": 2,
+    "lock_stall": 3,  # --mode queue only: a worker SIGSTOPped past its locks (queue_faults.py)
 }
 NETWORK_KINDS: frozenset[FaultKind] = frozenset(
     {"pg_path_cut", "pg_path_slow", "commit_reply_lost", "broker_path_cut", "broker_path_slow"}
@@ -152,6 +154,7 @@ class ChaosConfig:
     # Consumers with --on-poison park-key, short retry tiers and the marked-events handler;
     # the poison faults; the end-of-run release of parked keys (poison_checks.py).
     poison_policies: bool = False
+    mode: str = "partition"  # "queue": share-group workers (queue_mode.py)
 
     @property
     def outbox_events(self) -> int:

@@ -9,7 +9,7 @@ Public names: ``check_no_innocent_crash_dead_letters``.
 
 from __future__ import annotations
 
-from consumers.deadletter_headers import STAGE
+from consumers.deadletter_headers import CONSUMER_GROUP, STAGE
 from tests.faults.chaos.evidence import Evidence, source_of
 from tests.faults.chaos.poison_checks import killer_sources
 from tests.faults.chaos.verdict import CheckResult, Observations
@@ -18,11 +18,13 @@ __all__ = ["check_no_innocent_crash_dead_letters"]
 
 
 def check_no_innocent_crash_dead_letters(ev: Evidence, _obs: Observations) -> CheckResult:
-    """Every dead letter read back from ``.dlq`` has a stage other than ``crash``."""
+    """Every dead letter of the group read back from ``.dlq`` has a stage other than ``crash``."""
     result = CheckResult("no_innocent_crash_dead_letters", "23.2")
     killers = killer_sources(ev)  # the poison faults' killer records are guilty
     for records in ev.dlq_records.values():
         for record in records:
+            if record.headers.get(CONSUMER_GROUP) != ev.group:
+                continue  # another group's dead letter: checked with that group
             result.checked += 1
             if record.headers.get(STAGE) == "crash" and source_of(record) not in killers:
                 result.violate(f"innocent record {source_of(record)} dead-lettered as a crash")

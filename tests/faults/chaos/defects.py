@@ -43,6 +43,7 @@ import psycopg
 
 from consumers.context import HandlerContext
 from consumers.events import InboundEvent
+from tests.faults.chaos.queue_defects import queue_ack_before_commit
 from tests.fixtures.witness import witnessed
 
 __all__ = [
@@ -63,6 +64,7 @@ DEFECTS = (
     "dead_letter_outside_txn",
     "dead_letter_id_without_group",
     "reversed_batch",
+    "queue_ack_before_commit",
 )
 
 
@@ -219,6 +221,7 @@ PATCHES = {
     "relay_shared_shards": _relay_shared_shards,
     "dead_letter_outside_txn": _dead_letter_outside_txn,
     "dead_letter_id_without_group": _dead_letter_id_without_group,
+    "queue_ack_before_commit": queue_ack_before_commit,  # queue_defects.py
 }
 
 

@@ -27,6 +27,7 @@ from tests.faults.chaos.hostile_faults import RecordFaults
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline
 from tests.faults.chaos.poison_faults import PoisonFaults
+from tests.faults.chaos.queue_faults import QueueFaults
 from tests.faults.chaos.relay_faults import RelayFaults
 from tests.faults.chaos.workers import Proc, Role
 from tests.faults.leaders import await_in_sync, leader_of
@@ -64,7 +65,7 @@ class FaultRecord:
 
 
 @dataclass
-class Injector(RecordFaults, RelayFaults, PoisonFaults):
+class Injector(RecordFaults, RelayFaults, PoisonFaults, QueueFaults):
     """Injects faults into ``pipeline``; ``rng`` picks targets and options (the record and
     refusal faults are in hostile_faults.py)."""
 

@@ -40,6 +40,7 @@ from tests.faults.chaos.poison_faults import (
     POISON_DEFECTS,
     SIMULATOR_POISON_SHARE,
 )
+from tests.faults.chaos.queue_mode import queue_consumer_env
 from tests.faults.chaos.relay_faults import RELAY_LEASE_S
 from tests.faults.chaos.workers import DEFECT_SHIM, ONCEPIPE, Proc, Role, WorkerSet
 from tests.fixtures.witness import WITNESS_DDL
@@ -81,6 +82,7 @@ DEFECT_ROLES = {
     "dead_letter_outside_txn": "consumer",
     "dead_letter_id_without_group": "consumer",
     "reversed_batch": "consumer",
+    "queue_ack_before_commit": "consumer",
 }
 # Every consumer runs its handler under the witness (tests/fixtures/witness.py).
 HANDLER = "tests.fixtures.witness:witnessed_clicks"
@@ -214,6 +216,7 @@ class Pipeline:
             "--handler", handler,
             *self._session_timeout_args(),
             "--batch-size", str(self.config.batch_size), "--batch-timeout", "0.3",
+            *(["--mode", "queue"] if self.config.mode == "queue" else []),
         ]  # fmt: skip
 
     def _session_timeout_args(self) -> list[str]:
@@ -234,6 +237,7 @@ class Pipeline:
             # schema may be registered late) before it is dead-lettered; 300 s by default.
             "ONCEPIPE_CONSUMER_UNKNOWN_SCHEMA_GRACE_S": "5",
             **self._poison_env(),
+            **(queue_consumer_env(self.config) if self.config.mode == "queue" else {}),
             **self._paths(database=True),
         }
         return self.workers.add(name, role, self.consumer_argv(group), env)

@@ -30,6 +30,8 @@ from tests.faults.chaos.monitor import Monitor
 from tests.faults.chaos.network import Network
 from tests.faults.chaos.pipeline import Pipeline, Services
 from tests.faults.chaos.poison_checks import release_parked
+from tests.faults.chaos.queue_checks import run_queue_checks
+from tests.faults.chaos.queue_mode import queue_drained, queue_note
 from tests.faults.chaos.report import ChaosResult
 from tests.faults.chaos.scheduler import plan_faults
 from tests.faults.chaos.topic import end_offsets
@@ -77,7 +79,7 @@ def _drain(pipeline: Pipeline, timeout: float, log: Log) -> tuple[bool, str, flo
             proc.signal(signal.SIGCONT)  # no zombie is left stopped
     detail = ""
     while time.monotonic() - started < timeout:
-        done, detail = _drained(pipeline)
+        done, detail = (queue_drained if pipeline.config.mode == "queue" else _drained)(pipeline)
         if done:
             return True, "drained", time.monotonic() - started
         time.sleep(1.0)
@@ -218,7 +220,9 @@ def run_chaos(
         notes.append(f"second consumer group {pipeline.second_group}: checks named (group ...)")
     if config.poison_rate == 0 and not config.raw_poison:
         notes.append("poison off: simulator poison-rate 0 and no raw poison records")
-    checks = run_group_checks(groups)
+    checks = run_queue_checks(groups) if config.mode == "queue" else run_group_checks(groups)
+    if config.mode == "queue":
+        notes.append(queue_note())
     undrained = drain_consequences(checks, drained, drain_detail)
     if undrained:
         notes.insert(0, undrained)

@@ -20,6 +20,7 @@ from tests.faults.chaos.config import (
     ChaosConfig,
     FaultKind,
 )
+from tests.faults.chaos.queue_mode import applicable_kinds
 
 __all__ = ["PlannedFault", "plan_faults"]
 
@@ -52,6 +53,7 @@ def plan_faults(config: ChaosConfig) -> list[PlannedFault]:
         kinds = [k for k in kinds if k not in CLUSTER_KINDS]
     if not config.poison_policies:
         kinds = [k for k in kinds if k not in POISON_KINDS]
+    kinds = applicable_kinds(config, kinds)
     weights = [FAULT_KINDS[k] for k in kinds]
     planned: list[PlannedFault] = []
     at = rng.uniform(3.0, 8.0)  # the pipeline gets a few seconds to form its group first

@@ -33,8 +33,8 @@ ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
 DEFECT_SHIM = [sys.executable, "-m", "tests.faults.chaos.defects"]
 # The log line after which a worker has installed its SIGTERM handler and joined the pipeline.
 READY_EVENTS = {
-    "consumer": '"consumer started"',
-    "second_consumer": '"consumer started"',
+    "consumer": 'consumer started"',  # "queue consumer started" in queue mode
+    "second_consumer": 'consumer started"',
     "relay": '"relay starting"',
     "simulator": "",
 }
