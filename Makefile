@@ -117,6 +117,10 @@ chaos: install ## long seeded fault run, invariants checked (DURATION=900 SEED=n
 chaos-poison: install ## short poison-policy chaos rounds and their defect rounds (~8 min)
 	$(INFRA) run -- $(PY) -m pytest tests/faults/poison_rounds.py $(PYTEST_ARGS)
 
+.PHONY: chaos-queue
+chaos-queue: install ## short queue-mode (share group) chaos round and its defect round (~3 min)
+	$(INFRA) run -- $(PY) -m pytest tests/faults/queue_rounds.py $(PYTEST_ARGS)
+
 # `make example-orders ORDERS=10000`: the orders example (examples/orders) end to end on a fresh
 # database: 20% retried requests, two consumer groups, its contract's v2 rolled out mid-run;
 # prints orders/s and the exactness checks (tests/fixtures/orders_rollout.py).
