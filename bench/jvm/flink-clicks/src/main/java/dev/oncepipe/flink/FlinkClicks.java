@@ -28,8 +28,9 @@ import org.postgresql.xa.PGXADataSource;
  * <p>KafkaSource ({@code read_committed}) on the click topic, decoded with the shared Avro
  * single-object decoder, keyed by event_id and deduplicated in keyed state with a TTL, then ONE
  * statement per event (raw row, per-item and per-user-item counter upserts) through the JDBC sink
- * in exactly-once mode: one XA transaction per checkpoint, prepared at the checkpoint and
- * committed when it completes. The sink runs at parallelism 1: the counter rows are shared, and
+ * in exactly-once mode: one XA transaction per checkpoint, prepared at the checkpoint's barrier;
+ * connector 4.0.0-2.0 commits it in the writer's own snapshot, before the checkpoint completes
+ * (bench/README.md, "What the kill showed"). The sink runs at parallelism 1: the counter rows are shared, and
  * two XA transactions holding the same rows until a checkpoint would wait on each other.
  *
  * <p>Arguments ({@code --name value}): bootstrap, topic, group (Kafka group and the rows'
