@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.plot import pyplot
 from bench.results import RESULTS_DIR
 
 __all__ = ["plot_flink"]
@@ -28,12 +29,8 @@ def plot_flink(directory: Path = RESULTS_DIR) -> Path | None:
     source = directory / "flink.json"
     if not source.exists():
         return None
-    try:
-        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
-
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     data = json.loads(source.read_text())
     cases = [("oncepipe", label, v) for label, v in data["oncepipe"]["latency"].items()]

@@ -9,7 +9,7 @@
 
 matplotlib comes with the bench extra; without it no plot is drawn and the report says so.
 
-Public names: ``plot_consume``, ``plot_throughput``, ``plot_drain``.
+Public names: ``plot_consume``, ``plot_throughput``, ``plot_drain``, ``pyplot``.
 """
 
 from __future__ import annotations
@@ -21,9 +21,21 @@ from typing import Any
 
 from bench.results import RESULTS_DIR
 
-__all__ = ["plot_consume", "plot_drain", "plot_throughput"]
+__all__ = ["plot_consume", "plot_drain", "plot_throughput", "pyplot"]
 
 Points = dict[str, list[tuple[int, float, float, float]]]
+
+
+def pyplot() -> Any | None:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or None without the bench extra."""
+    try:
+        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
+
+        mpl.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return None
+    return plt
 
 
 def plot_consume(directory: Path = RESULTS_DIR) -> Path | None:
@@ -31,12 +43,8 @@ def plot_consume(directory: Path = RESULTS_DIR) -> Path | None:
     source = directory / "consume.json"
     if not source.exists():
         return None
-    try:
-        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
-
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     data = json.loads(source.read_text())
     lines: dict[str, list[tuple[int, float, float, float]]] = {}
@@ -107,12 +115,8 @@ def plot_throughput(directory: Path = RESULTS_DIR) -> Path | None:
     source = directory / "peer.json"
     if not source.exists():
         return None
-    try:
-        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
-
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     peer = json.loads(source.read_text())
     panels = []
@@ -145,12 +149,8 @@ def plot_drain(directory: Path = RESULTS_DIR) -> Path | None:
     source = directory / "relays.json"
     if not source.exists():
         return None
-    try:
-        import matplotlib as mpl  # noqa: PLC0415 - optional, the bench extra
-
-        mpl.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     data = json.loads(source.read_text())
     curves = next((c["drain_curves"] for c in data["cases"] if c.get("drain_curves")), None)

@@ -27,7 +27,8 @@ transient error, a fence, a held record) are not crashes: the worker remembers t
 next attempt at the same offset does not count. A worker counts only on partitions it took
 last (``oncepipe.consumer_owners``), so a zombie counts nothing.
 
-Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``, ``Range``, ``next_range``.
+Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``, ``Range``, ``crash_rejection``,
+``next_range``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from oncepipe.db import wrap_as_unavailable
 from oncepipe.errors import PoisonError, RetriableError
 from oncepipe.logging import get_logger
 
-__all__ = ["Attempts", "CrashLoopError", "Narrowed", "Range", "next_range"]
+__all__ = ["Attempts", "CrashLoopError", "Narrowed", "Range", "crash_rejection", "next_range"]
 
 
 class CrashLoopError(PoisonError):
@@ -289,6 +290,17 @@ def _start(position: int | None, first: int) -> int:
 
 def _killer(record: Any, crashes: int) -> Rejected:
     """The record the worker died on every time it ran it alone, as a ``crash`` rejection."""
+    return crash_rejection(
+        record,
+        CrashLoopError(
+            f"the worker died {crashes} times in a row while this record was the only one in "
+            "flight (segfault, OOM kill or exit in the handler); dead-lettered without running it"
+        ),
+    )
+
+
+def crash_rejection(record: Any, error: CrashLoopError) -> Rejected:
+    """``record`` as a ``crash`` rejection: dead-lettered with ``error``, its handler not run."""
     headers, headers_error = read_headers(record)
     _, timestamp = record.timestamp()
     event_id = None
@@ -296,10 +308,6 @@ def _killer(record: Any, crashes: int) -> Rejected:
         if name == "event_id" and raw:
             event_id = (raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))[:64]
             break
-    error = CrashLoopError(
-        f"the worker died {crashes} times in a row while this record was the only one in "
-        "flight (segfault, OOM kill or exit in the handler); dead-lettered without running it"
-    )
     return Rejected(
         record.topic(), record.partition(), record.offset(), record.key(), record.value(),
         headers, timestamp if timestamp >= 0 else None, "crash", error, event_id, headers_error,

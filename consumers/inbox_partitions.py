@@ -43,7 +43,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from consumers.settings import ConsumerSettings
+from oncepipe.db import connect
 from oncepipe.migrations import act_as_owner
+from oncepipe.settings import Settings
 
 __all__ = [
     "LEGACY",
@@ -277,6 +280,22 @@ class Maintainer:
         self._log = log
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inbox-watcher", daemon=True)
+
+    @classmethod
+    def for_worker(
+        cls, settings: Settings, config: ConsumerSettings, log: Any
+    ) -> Maintainer | None:
+        """A started watch for a consumer worker, or None when its interval is 0 (off)."""
+        if not config.inbox_maintenance_interval_s:
+            return None
+        maintainer = cls(
+            lambda: connect(settings, "oncepipe-inbox-maintenance", autocommit=True),
+            retention_days=config.inbox_retention_days,
+            interval_s=config.inbox_maintenance_interval_s,
+            log=log,
+        )
+        maintainer.start()
+        return maintainer
 
     def start(self) -> None:
         """Start the thread (once)."""

@@ -33,12 +33,12 @@ from typing import Any
 
 import psycopg
 
-from consumers.attempts import CrashLoopError
+from consumers.attempts import CrashLoopError, crash_rejection
 from consumers.backoff import Backoff
 from consumers.batch import BatchResult, apply_batch
 from consumers.classify import is_transient
 from consumers.context import OutboxSink
-from consumers.decoding import Decoder, Rejected, decode_records, read_headers
+from consumers.decoding import Decoder, Rejected, decode_records
 from consumers.events import Coordinates
 from consumers.failures import FailureLog
 from consumers.inbox_partitions import Maintainer
@@ -154,17 +154,8 @@ class QueueRuntime:
             self._close()
 
     def _start_maintainer(self) -> Maintainer | None:
-        """The inbox partitions' watch, as in partition mode (it warns before they run out)."""
-        if not self._config.inbox_maintenance_interval_s:
-            return None
-        maintainer = Maintainer(
-            lambda: connect(self._settings, "oncepipe-inbox-maintenance", autocommit=True),
-            retention_days=self._config.inbox_retention_days,
-            interval_s=self._config.inbox_maintenance_interval_s,
-            log=self._log,
-        )
-        maintainer.start()
-        return maintainer
+        """The inbox partitions' watch (it warns before they run out), unless turned off."""
+        return Maintainer.for_worker(self._settings, self._config, self._log)
 
     def _configure_group(self) -> GroupLimits:
         """Set the group configs queue mode needs (logged), then read what the group applies."""
@@ -421,19 +412,11 @@ def _suspects_in_turn(again: Sequence[tuple[Record, int]]) -> list[tuple[Record,
 
 def _crash(record: Record, limit: int) -> Rejected:
     """A record on its last allowed delivery, as a ``crash`` rejection (handler not run)."""
-    headers, headers_error = read_headers(record)
-    _, timestamp = record.timestamp()
-    event_id = None
-    for name, raw in headers:
-        if name == "event_id" and raw:
-            event_id = (raw if isinstance(raw, str) else raw.decode("utf-8", "replace"))[:64]
-            break
-    error = CrashLoopError(
-        f"the share group delivered this record {limit} times without an acknowledgement "
-        "(the worker died, stalled past the lock, or released it each time); dead-lettered "
-        "without running the handler"
+    return crash_rejection(
+        record,
+        CrashLoopError(
+            f"the share group delivered this record {limit} times without an acknowledgement "
+            "(the worker died, stalled past the lock, or released it each time); "
+            "dead-lettered without running the handler"
+        ),
     )
-    return Rejected(
-        record.topic(), record.partition(), record.offset(), record.key(), record.value(),
-        headers, timestamp if timestamp >= 0 else None, "crash", error, event_id, headers_error,
-    )  # fmt: skip

@@ -186,16 +186,8 @@ class ConsumerRuntime:
             self._close()
 
     def _start_maintainer(self) -> Maintainer | None:
-        if not self._config.inbox_maintenance_interval_s:
-            return None
-        maintainer = Maintainer(
-            lambda: connect(self._settings, "oncepipe-inbox-maintenance", autocommit=True),
-            retention_days=self._config.inbox_retention_days,
-            interval_s=self._config.inbox_maintenance_interval_s,
-            log=self._log,
-        )
-        maintainer.start()
-        return maintainer
+        """The inbox partitions' watch (it warns before they run out), unless turned off."""
+        return Maintainer.for_worker(self._settings, self._config, self._log)
 
     # -- the loop -------------------------------------------------------------------------
 

@@ -440,20 +440,28 @@ class KafkaConsumer:
         if timeout_s is None:
             self._client.close()
             return True
-        failed: list[BaseException] = []
+        return _close_within(self._client.close, timeout_s, "oncepipe-kafka-close")
 
-        def close() -> None:
-            try:
-                self._client.close()
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
-                failed.append(exc)
 
-        closing = threading.Thread(target=close, name="oncepipe-kafka-close", daemon=True)
-        closing.start()
-        closing.join(timeout_s)
-        if failed:
-            raise failed[0]
-        return not closing.is_alive()
+def _close_within(close: Callable[[], None], timeout_s: float, name: str) -> bool:
+    """Run a client's ``close`` in a daemon thread; False if it took over ``timeout_s``.
+
+    An error it raised in time is raised here, in the caller's thread.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            close()
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+            failed.append(exc)
+
+    closing = threading.Thread(target=run, name=name, daemon=True)
+    closing.start()
+    closing.join(timeout_s)
+    if failed:
+        raise failed[0]
+    return not closing.is_alive()
 
 
 def _rebalance(callback: RebalanceCallback) -> Callable[[Consumer, list[TopicPartition]], None]:
@@ -810,20 +818,7 @@ class KafkaShareConsumer:
         The close goes on in a daemon thread past ``timeout_s`` (the client's own bound is the
         socket timeout): records it still holds go back when their locks expire.
         """
-        failed: list[BaseException] = []
-
-        def close() -> None:
-            try:
-                self._client.close()
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
-                failed.append(exc)
-
-        closing = threading.Thread(target=close, name="oncepipe-share-close", daemon=True)
-        closing.start()
-        closing.join(timeout_s)
-        if failed:
-            raise failed[0]
-        return not closing.is_alive()
+        return _close_within(self._client.close, timeout_s, "oncepipe-share-close")
 
 
 def delivery_count(record: Record) -> int:
