@@ -25,10 +25,9 @@ from tests.fixtures.relay import RelayThread
 from tests.fixtures.workers import (
     ONCEPIPE,
     WorkerPool,
-    expected_totals,
+    assert_effects_exact,
     make_clicks,
     produce_clicks,
-    read_totals,
     wait_until,
     with_duplicates,
 )
@@ -81,14 +80,7 @@ def committed(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def assert_exact_without_offsets(url: str, group: str, records: list[ClickEvent]) -> None:
     """Counters equal the distinct counts; one raw row and one inbox row each; no offsets."""
-    totals = read_totals(url, group)
-    items, user_items = expected_totals(records)
-    distinct = {e.event_id for e in records}
-    assert len(totals.raw_ids) == len(set(totals.raw_ids)) == len(distinct)
-    assert set(totals.raw_ids) == distinct
-    assert totals.inbox == len(distinct)
-    assert totals.items == dict(items)
-    assert totals.user_items == dict(user_items)
+    totals = assert_effects_exact(url, group, records)
     assert totals.stored_offsets == {}  # the share partition's state is the cursor
 
 
