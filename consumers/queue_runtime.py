@@ -53,10 +53,9 @@ from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
 from oncepipe.kafka import (
     KafkaShareConsumer,
     Record,
-    broker_error,
     create_admin,
     delivery_count,
-    is_fatal,
+    records_without_errors,
     set_share_group_configs,
     share_group_configs,
 )
@@ -172,7 +171,7 @@ class QueueRuntime:
         self._hooks.heartbeat()
         polled = self._kafka().poll(self._config.batch_timeout_s)
         deadline = time.monotonic() + limits.batch_deadline_s
-        records = self._without_errors(polled)
+        records = records_without_errors(polled, self._log, "consuming from the share group")
         if not records:
             return
         self.counts.add("acquired", len(records))
@@ -329,18 +328,6 @@ class QueueRuntime:
         )  # fmt: skip
 
     # -- plumbing -------------------------------------------------------------------------
-
-    def _without_errors(self, records: Sequence[Record]) -> list[Record]:
-        kept = []
-        for record in records:
-            error = record.error()
-            if error is None:
-                kept.append(record)
-            elif is_fatal(error):
-                raise broker_error(error, "consuming from the share group")
-            else:
-                self._log.warning("consumer error", error=error.str(), code=error.name())
-        return kept
 
     def _connection(self) -> psycopg.Connection[Any]:
         while self._conn is None or self._conn.closed or self._conn.broken:

@@ -43,8 +43,7 @@ from oncepipe.kafka import (
     KafkaException,
     Record,
     TopicPartition,
-    broker_error,
-    is_fatal,
+    records_without_errors,
 )
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
@@ -201,7 +200,7 @@ class ConsumerRuntime:
         records = self._bounds.within(
             [
                 r
-                for r in self._without_errors(records)
+                for r in records_without_errors(records, self._log, "consuming")
                 if (r.topic(), r.partition()) not in self._holds
                 and (r.topic(), r.partition()) not in self._bounds
             ]
@@ -339,19 +338,6 @@ class ConsumerRuntime:
                 self._hooks.point("consumer.after_commit")
 
     # -- records and Kafka offsets ---------------------------------------------------------
-
-    def _without_errors(self, records: Sequence[Record]) -> list[Record]:
-        kept = []
-        for record in records:
-            error = record.error()
-            if error is None:
-                kept.append(record)
-            elif is_fatal(error):
-                raise broker_error(error, "consuming")
-            else:
-                # Transport hiccups and the like: librdkafka recovers on its own.
-                self._log.warning("consumer error", error=error.str(), code=error.name())
-        return kept
 
     def _commit_to_kafka(self, result: BatchResult) -> None:
         """Best effort, for external lag tools only: PostgreSQL holds the offsets that count."""

@@ -96,6 +96,7 @@ __all__ = [
     "pipeline_acls",
     "probe_brokers",
     "producer_config",
+    "records_without_errors",
     "refused_login",
     "security_config",
     "set_share_group_configs",
@@ -504,6 +505,24 @@ def is_fatal(error: KafkaError) -> bool:
     reports ``fatal()`` false, yet the client is unusable after it: the worker must exit.
     """
     return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
+def records_without_errors(records: Sequence[Record], log: Any, doing: str) -> list[Record]:
+    """The records of a poll that carry data; raises on a fatal error (context ``doing``).
+
+    Other error events (transport hiccups and the like) are logged: librdkafka recovers on its
+    own.
+    """
+    kept = []
+    for record in records:
+        error = record.error()
+        if error is None:
+            kept.append(record)
+        elif is_fatal(error):
+            raise broker_error(error, doing)
+        else:
+            log.warning("consumer error", error=error.str(), code=error.name())
+    return kept
 
 
 def broker_error(exc: KafkaException | KafkaError, context: str) -> BrokerError:
