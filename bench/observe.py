@@ -59,7 +59,7 @@ class _Timed(NoHooks):
 
 def _free_port() -> int:
     """A port in this checkout's range (Kafka's port + 100..199), never outside it."""
-    base = int(os.environ.get("ONCEPIPE_INFRA_KAFKA_PORT", "39092"))
+    base = int(os.environ.get("ONCEPIPE_INFRA_KAFKA_PORT", "29092"))
     for port in range(base + 100, base + 200):
         with socket.socket() as probe:
             try:

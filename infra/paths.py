@@ -86,9 +86,9 @@ def layout() -> InfraLayout:
         cache_dir=Path(
             os.environ.get("ONCEPIPE_INFRA_CACHE_DIR", cache_home / "oncepipe")
         ).resolve(),
-        kafka_port=_env_int("ONCEPIPE_INFRA_KAFKA_PORT", 39092),
-        kafka_controller_port=_env_int("ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT", 39093),
-        postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 35432),
+        kafka_port=_env_int("ONCEPIPE_INFRA_KAFKA_PORT", 29092),
+        kafka_controller_port=_env_int("ONCEPIPE_INFRA_KAFKA_CONTROLLER_PORT", 29093),
+        postgres_port=_env_int("ONCEPIPE_INFRA_POSTGRES_PORT", 25432),
         kafka_brokers=_kafka_brokers(),
         kafka_security=_kafka_security(),
         postgres_security=_postgres_security(),

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ONCEPIPE_", frozen=True, extra="ignore")
 
     kafka_bootstrap_servers: str = Field(
-        "127.0.0.1:39092", description="Kafka bootstrap servers, host:port[,host:port]"
+        "127.0.0.1:29092", description="Kafka bootstrap servers, host:port[,host:port]"
     )
     # --- Kafka security (README "Kafka security (clients)"); rules in oncepipe.kafka_security.
     # Secrets come from *_FILE variables or the secrets directory, never inline or from argv.
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     )
     # --- end of Kafka security
     database_url: SecretStr = Field(
-        SecretStr("postgresql://oncepipe@127.0.0.1:35432/oncepipe"),
+        SecretStr("postgresql://oncepipe@127.0.0.1:25432/oncepipe"),
         description="PostgreSQL connection string: a postgresql:// URL or libpq key=value pairs",
     )
     database_pooler: Literal["none", "session", "transaction"] = Field(
