@@ -2,8 +2,10 @@
 
 python -m bench [--quick] [--only produce,outbox,...] [--runs N]
 
-``BENCH_QUICK=1`` in the environment is the same as ``--quick`` (a smoke run of about five
-minutes). The services must run and ``ONCEPIPE_*`` point at them: ``make bench`` does that.
+``BENCH_QUICK=1`` in the environment is the same as ``--quick``: a smoke run of about five
+minutes, one run per variant, of the core suites (``QUICK_SUITES``); the others (the JVM peers,
+fail-over, relays, queue, ...) run quick only when named in ``--only``.
+The services must run and ``ONCEPIPE_*`` point at them: ``make bench`` does that.
 Each suite writes ``bench/results/<suite>.json``; the report regenerates the tables of
 ``bench/README.md`` from every JSON file there.
 """
@@ -27,6 +29,8 @@ SUITES = (
     "security", "observe", "ingest", "relays", "tracing", "console", "failover",
     "flink", "queue",
 )  # fmt: skip
+# The write -> Kafka -> PostgreSQL path; what a quick run without --only covers in ~5 minutes.
+QUICK_SUITES = ("machine", "codec", "produce", "outbox", "latency", "consume", "dlq")
 
 
 def _suites(env: BenchEnv, quick: bool, runs: int) -> dict[str, Callable[[], object]]:
@@ -77,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     parser.add_argument("--only", default="", help=f"comma-separated, from {', '.join(SUITES)}")
-    parser.add_argument("--runs", type=int, default=3, help="runs of each variant (>= 3)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs of each variant (default 3; 1 with --quick)"
+    )
     args = parser.parse_args(argv)
     quick = args.quick or os.environ.get("BENCH_QUICK", "") not in ("", "0")
-    chosen = [name.strip() for name in args.only.split(",") if name.strip()] or list(SUITES)
+    runs = args.runs if args.runs is not None else (1 if quick else 3)
+    named = [name.strip() for name in args.only.split(",") if name.strip()]
+    chosen = named or list(QUICK_SUITES if quick else SUITES)
     configure_logging(load_settings(log_level="WARNING"))
     env = BenchEnv()
-    suites = _suites(env, quick, args.runs)
+    suites = _suites(env, quick, runs)
     failed = []
     for name in chosen:
         if name not in suites:
