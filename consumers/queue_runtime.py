@@ -173,6 +173,7 @@ class QueueRuntime:
         deadline = time.monotonic() + limits.batch_deadline_s
         records = records_without_errors(polled, self._log, "consuming from the share group")
         if not records:
+            self._publish()  # an idle member shows in `oncepipe status` too
             return
         self.counts.add("acquired", len(records))
         counts = [delivery_count(r) for r in records]
