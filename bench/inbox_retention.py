@@ -1,14 +1,15 @@
 """The inbox look-up against the retention: ``oncepipe.inbox_claim`` per event, fresh vs 14 days.
 
-``python -m bench.inbox_retention [--rows 50000] [--batches 20] [--runs 3] [--before]``: in
-throw-away databases on the same PostgreSQL server (``<database>_inbox_fresh`` and
-``..._inbox_14d``, dropped afterwards), a fresh inbox (today's rows only, three empty days
+``python -m bench.inbox_retention [--rows 50000] [--batches 20] [--runs 3] [--variant both]``:
+in throw-away databases on the same PostgreSQL server (``<database>_inbox_<variant>_fresh``
+and ``..._14d``, dropped afterwards), a fresh inbox (today's rows only, three empty days
 ahead) and one holding 14 past daily partitions of ``--rows`` rows each (half uuid4 ids, half
 UUIDv7 ids whose time is their day's), each also holding ``--rows`` rows today. It then claims
 ``--batches`` batches of 500 new ids per run, one transaction each (the consumer's batch), uuid4
 and UUIDv7 ids in turn, and prints the median µs per event of ``--runs`` runs, with the 14-day
-over fresh ratio and the load average. ``--before`` builds the databases without migration
-0022 (the look-up in every partition), for the before/after comparison.
+over fresh ratio and the load average. Each is measured before (databases migrated without
+0022: the look-up in every partition) and after, the cells interleaved; ``--variant``
+measures one only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ def _fill(url: str, *, past_days: int, rows: int) -> None:
                     rows=sql.Literal(rows),
                 )
             )
-        conn.execute("ANALYZE oncepipe.inbox")
+        conn.execute("VACUUM ANALYZE oncepipe.inbox")  # no autovacuum run during the timing
 
 
 def _claim_us(url: str, make_id: Callable[[], uuid.UUID], batches: int, run: int) -> float:
@@ -136,38 +137,52 @@ def _claim_us(url: str, make_id: Callable[[], uuid.UUID], batches: int, run: int
 
 
 def main() -> None:
-    """Build both inboxes, time the claims, print µs per event and the ratios."""
+    """Build the inboxes, time the claims interleaved, print µs per event and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=50_000, help="rows per past day")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows per day")
     parser.add_argument("--batches", type=int, default=20, help="batches of 500 per run")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--before", action="store_true", help="without migration 0022")
+    parser.add_argument(
+        "--variant", choices=("both", "before", "after"), default="both",
+        help="before: without migration 0022 (the look-up in every partition)",
+    )  # fmt: skip
     args = parser.parse_args()
     base = load_settings().database_url.get_secret_value()
     stem = base.partition("?")[0].rpartition("/")[2] or "oncepipe"
     kinds: dict[str, Callable[[], uuid.UUID]] = {"uuid4": uuid.uuid4, "uuid7": uuid7}
-    results: dict[tuple[str, str], float] = {}
-    load_before = os.getloadavg()[0]
-    for label, past in (("fresh", 0), ("14d", PAST_DAYS)):
-        with _database(base, f"{stem}_inbox_{label}", before=args.before) as url:
+    variants = ("before", "after") if args.variant == "both" else (args.variant,)
+    cells = [
+        (v, label, past) for v in variants for label, past in (("fresh", 0), ("14d", PAST_DAYS))
+    ]
+    samples: dict[tuple[str, str, str], list[float]] = {}
+    with ExitStack() as stack:
+        urls = {}
+        for variant, label, past in cells:
+            name = f"{stem}_inbox_{variant}_{label}"
+            url = stack.enter_context(_database(base, name, before=variant == "before"))
             _fill(url, past_days=past, rows=args.rows)
-            samples: dict[str, list[float]] = {kind: [] for kind in kinds}
-            for run in range(args.runs):
+            urls[variant, label] = url
+        with psycopg.connect(urls[cells[0][:2]], autocommit=True) as conn:
+            conn.execute("CHECKPOINT")  # the fills' writes, before the timing
+        load_before = os.getloadavg()[0]
+        # Interleaved, so that the machine's load drifts over every cell alike.
+        for run in range(args.runs):
+            for variant, label, _ in cells:
                 for kind, make_id in kinds.items():
-                    samples[kind].append(_claim_us(url, make_id, args.batches, run))
-            for kind in kinds:
-                results[label, kind] = statistics.median(samples[kind])
-    load_after = os.getloadavg()[0]
-    version = "before (no 0022)" if args.before else "after (0022)"
+                    us = _claim_us(urls[variant, label], make_id, args.batches, run)
+                    samples.setdefault((variant, label, kind), []).append(us)
+        load_after = os.getloadavg()[0]
     print(
-        f"inbox_claim, {version}: {args.batches} x {BATCH} new ids per run, median of"
-        f" {args.runs}; {args.rows} rows per day; load average {load_before:.1f} ->"
-        f" {load_after:.1f} on {os.cpu_count()} cores"
+        f"inbox_claim: {args.batches} x {BATCH} new ids per run, median of {args.runs} runs;"
+        f" {args.rows} rows per day; load average {load_before:.1f} -> {load_after:.1f}"
+        f" on {os.cpu_count()} cores"
     )
-    print(f"{'ids':<6} {'fresh µs/event':>15} {'14 days µs/event':>17} {'14d / fresh':>12}")
-    for kind in kinds:
-        fresh, old = results["fresh", kind], results["14d", kind]
-        print(f"{kind:<6} {fresh:>15.1f} {old:>17.1f} {old / fresh:>11.2f}x")
+    print(f"{'':<7}{'ids':<6} {'fresh µs/event':>15} {'14 days µs/event':>17} {'14d / fresh':>12}")
+    for variant in variants:
+        for kind in kinds:
+            fresh = statistics.median(samples[variant, "fresh", kind])
+            old = statistics.median(samples[variant, "14d", kind])
+            print(f"{variant:<7}{kind:<6} {fresh:>15.1f} {old:>17.1f} {old / fresh:>11.2f}x")
 
 
 if __name__ == "__main__":
