@@ -8,9 +8,11 @@ that day would have written them, then the claim of a duplicate.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,7 +22,10 @@ from pydantic import BaseModel
 from consumers.events import InboundEvent
 from consumers.inbox import claim_new
 from consumers.inbox_partitions import maintain
+from oncepipe.migrations import MIGRATIONS_DIR, apply_migrations
 from schemas import uuid7, uuid7_time
+from tests.fixtures.database import create_database, drop_database, with_database
+from tests.fixtures.services import Services
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +219,40 @@ def test_the_look_up_of_fresh_uuid7_ids_never_probes_the_old_partitions(
     assert not any(fresh[name] for name in old), fresh
     assert fresh[f"inbox_p{today:%Y%m%d}"]
     assert all(full[name] for name in old), full
+
+
+@pytest.fixture
+def before_pruning(services: Services, admin_url: str, tmp_path: Path) -> Iterator[str]:
+    """A database migrated up to the migration before 0022_inbox_prune."""
+    old = tmp_path / "sql"
+    old.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if path.stem < "0022_inbox_prune":
+            shutil.copy(path, old / path.name)
+    name = f"oncepipe_prune_{uuid.uuid4().hex[:8]}"
+    create_database(admin_url, name)
+    url = with_database(services.database_url, name)
+    apply_migrations(url, source=old)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+def test_the_migration_records_the_rows_already_applied_ahead_of_their_time(
+    before_pruning: str,
+) -> None:
+    ahead, fresh = uuid7(_ms(datetime.now(UTC) + timedelta(days=10))), uuid7()
+    with psycopg.connect(before_pruning, autocommit=True) as conn:
+        conn.execute(
+            "SELECT * FROM oncepipe.inbox_claim('g', %s, '{t,t}', '{0,0}', '{1,2}')",
+            ([ahead, fresh],),
+        )
+
+    assert "0022_inbox_prune" in apply_migrations(before_pruning)
+
+    with psycopg.connect(before_pruning, autocommit=True) as conn:
+        recorded = conn.execute("SELECT event_id FROM oncepipe.inbox_ahead").fetchall()
+        assert recorded == [(ahead,)]
+        # The copy sits in the converted table, which ends tonight: before the id's look-from.
+        assert _claim(conn, ahead, fresh) == []
