@@ -27,7 +27,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- The earliest applied_at a row of this id may have without a row in inbox_ahead: an hour
--- before the id's time, or -infinity (every partition) for an id that is not a UUIDv7.
+-- before the id's time, or -infinity (every partition) for an id that is not a UUIDv7. The
+-- rows already stored keep to the margin they were inserted with: it may grow, never shrink.
 CREATE FUNCTION oncepipe.inbox_look_from(p_id uuid) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(to_timestamp((oncepipe.uuid_v7_ms(p_id) - 3600000) / 1000.0),
