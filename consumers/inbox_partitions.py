@@ -13,6 +13,10 @@ never by a worker: a consumer only watches how far ahead the partitions reach an
 3. the detached table is dropped under a short ``lock_timeout``, retried: nothing but a
    straggler that planned with it before the detach can hold a lock on it.
 
+The rows of ``oncepipe.inbox_ahead`` (ids applied before their UUIDv7 time said, migration
+0022) go once no partition that could hold their inbox row is left: those applied before the
+oldest remaining partition's start.
+
 A DEFAULT partition and one ending at MAXVALUE are never dropped, and no day inside an
 existing range is created; while a DEFAULT partition exists (it forbids ``CONCURRENTLY``) the
 detach is a plain one under a short ``lock_timeout``. A step that fails is reported and the
@@ -116,6 +120,8 @@ class MaintenanceReport:
     """Partitions a step failed for, with the reason; the other steps still ran."""
     skipped: bool = False
     """Another maintainer held the lock; this run did nothing."""
+    expired_ahead: int = 0
+    """Rows of ``oncepipe.inbox_ahead`` deleted with the partitions their inbox rows were in."""
 
 
 def list_partitions(conn: psycopg.Connection[Any]) -> list[Partition]:
@@ -181,6 +187,20 @@ def _drop(conn: psycopg.Connection[Any], partition: Partition, *, concurrently: 
     _briefly(conn, sql.SQL("DROP TABLE {}").format(table))
 
 
+def _expire_ahead(conn: psycopg.Connection[Any], report: MaintenanceReport) -> None:
+    """Delete the inbox_ahead rows older than every partition left (none while one is open)."""
+    exists = conn.execute("SELECT to_regclass('oncepipe.inbox_ahead') IS NOT NULL").fetchone()
+    remaining = list_partitions(conn)
+    if not exists or not exists[0] or not remaining:
+        return
+    lowers = [p.lower for p in remaining]
+    if any(lower is None for lower in lowers):
+        return  # a partition from MINVALUE (or a DEFAULT one) may hold rows of any age
+    floor = min(lower for lower in lowers if lower is not None)
+    deleted = conn.execute("DELETE FROM oncepipe.inbox_ahead WHERE applied_at < %s", (floor,))
+    report.expired_ahead = deleted.rowcount
+
+
 def _create(conn: psycopg.Connection[Any], day: date) -> None:
     conn.execute("SELECT oncepipe.inbox_create_partition(%s)", (day,))
 
@@ -215,7 +235,8 @@ def maintain(
     """Create the next ``ahead_days`` days' partitions, drop those older than the retention.
 
     ``conn`` must be in autocommit mode (DETACH ... CONCURRENTLY cannot run in a transaction).
-    A partition is dropped once its whole range ends before ``today - retention_days``; a
+    A partition is dropped once its whole range ends before ``today - retention_days``, and the
+    ``inbox_ahead`` rows older than every partition left are deleted; a
     DEFAULT partition and one that ends at MAXVALUE are kept, and days inside an existing range
     are not created. A step that fails is listed in ``failed``; the others still run.
     """
@@ -252,6 +273,8 @@ def maintain(
             ):
                 continue
             report.dropped.append(partition.name)
+        if not dry_run:
+            _step(conn, report, "inbox_ahead", _expire_ahead, report)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return report

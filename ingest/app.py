@@ -50,7 +50,7 @@ from ingest.store import (
     request_hash,
 )
 from oncepipe.logging import get_logger
-from schemas import Codec, Event, SchemaError
+from schemas import Codec, Event, SchemaError, uuid7
 
 __all__ = ["IngestApp", "create_app"]
 
@@ -182,7 +182,7 @@ class IngestApp:
         self._admit(client)
         payload = await self._json_body(request)
         _hash(model.event_type, batch, payload)  # the same Unicode check, and the same work
-        events = self._events(model, payload, batch, lambda _index: uuid.uuid4())
+        events = self._events(model, payload, batch, lambda _index: uuid7())
         log["events"] = len(events)
         await self._database(
             enqueue_only,

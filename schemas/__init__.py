@@ -18,7 +18,8 @@
   ``OncepipeError``, the root of every oncepipe error, defined here at the bottom of the
   import graph so that the contract too can derive from it;
 - topics: ``topic_for`` (``events.<name>``), ``dlq_topic_for`` (``<topic>.dlq``) and
-  ``topic_name_problem`` (Kafka's rule for a legal name).
+  ``topic_name_problem`` (Kafka's rule for a legal name);
+- ids: ``uuid7`` (event ids that carry their time, for a flat inbox look-up), ``uuid7_time``.
 
 Imports nothing of oncepipe's own, so producers, consumers and tools can all depend on it.
 """
@@ -48,6 +49,7 @@ from schemas.errors import (
     UnknownFingerprintError,
     ValidationFailedError,
 )
+from schemas.ids import uuid7, uuid7_time
 from schemas.models import EVENT_MODELS, ClickAction, ClickEvent, Event, Identifier, UtcMillis
 from schemas.registry import (
     ENTRY_POINT_GROUP,
@@ -103,5 +105,7 @@ __all__ = [
     "snake_case",
     "topic_for",
     "topic_name_problem",
+    "uuid7",
+    "uuid7_time",
     "versions_by_type",
 ]
