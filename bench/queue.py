@@ -1,8 +1,10 @@
 """Queue mode (share groups) beside the partition-based consumer, on a 2-partition topic.
 
 Each run starts N ``oncepipe consume`` workers of a fresh group (``--mode partition`` or
-``--mode queue``) on a fresh 2-partition topic, lets them join, then produces the events at
-once (pre-encoded) and waits until every event has its inbox row. The clock is PostgreSQL's:
+``--mode queue``) on a fresh 2-partition topic, waits until every worker has joined (a consumer
+group Stable with N members; N live rows in ``oncepipe.queue_members``), so no rebalance falls
+inside the timed span, then produces the events at once (pre-encoded) and waits until every
+event has its inbox row. The clock is PostgreSQL's:
 from the first inbox row's ``applied_at`` (its transaction's start) to the last, so process
 starts and group joins are not timed.
 
@@ -10,8 +12,12 @@ starts and group joins are not timed.
   partition); a share group uses all. On a 2-core machine the workers, the broker and
   PostgreSQL share the two cores: past 2 busy workers the CPU, not the partition count, binds.
 - ``one slow record``: 4 workers, one event early in partition 0 whose handler sleeps
-  ``SLOW_S``. Timed: until 95 % of the events are applied (the partition consumer holds every
-  record behind the slow one in its partition; the share group hands them to other workers).
+  ``SLOW_S``. Timed: until 95 % of the events are applied; beside it ``held_applied``, the
+  events applied while the slow record's batch was held (from its transaction's start for
+  ``SLOW_S``). The partition consumer holds every record behind the slow one in its partition;
+  the share group hands them to other workers, but only within the share partition's window of
+  in-flight records (``share.partition.max.record.locks``, 2,000 by default, at most 4,000 per
+  group): past it, the partition waits for the slow record too.
 
 Public names: ``run_queue``, ``slow_one_clicks``.
 """
@@ -27,6 +33,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
+
 from bench.env import BenchEnv
 from bench.events import EventSet
 from bench.measure import Sample
@@ -41,8 +50,6 @@ __all__ = ["run_queue", "slow_one_clicks"]
 
 ONCEPIPE = str(Path(sys.executable).with_name("oncepipe"))
 PARTITIONS = 2
-WARM_UP_S = 8.0
-"""Time for every worker to join its group before the events arrive."""
 SLOW_ITEM = "slow-item"
 SLOW_S = float(os.environ.get("BENCH_QUEUE_SLOW_S", "10"))
 RESET = (
@@ -66,6 +73,45 @@ def _applied(env: BenchEnv, group: str) -> list[float]:
             (group,),
         ).fetchall()
     return [float(r[0]) for r in rows]
+
+
+def _wait_joined(env: BenchEnv, mode: str, group: str, workers: int) -> None:
+    """Block until all ``workers`` are members (the partition group Stable), at most 180 s."""
+    admin = AdminClient({"bootstrap.servers": env.settings.kafka_bootstrap_servers})
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if mode == "partition":
+            described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            joined = (
+                described.state == ConsumerGroupState.STABLE and len(described.members) == workers
+            )
+        else:
+            with env.connect(autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM oncepipe.queue_members"
+                    " WHERE consumer_group = %s AND left_at IS NULL",
+                    (group,),
+                ).fetchone()
+            joined = row is not None and row[0] == workers
+        if joined:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{mode} x{workers}: the workers did not all join {group} in 180 s")
+
+
+def _held_applied(env: BenchEnv, group: str) -> int:
+    """Events applied while the slow record's batch slept (from its transaction's start)."""
+    with env.connect(autocommit=True) as conn:
+        row = conn.execute(
+            "WITH slow AS (SELECT i.applied_at FROM oncepipe.inbox i"
+            " JOIN public.click_events c USING (consumer_group, event_id)"
+            " WHERE i.consumer_group = %s AND c.item_id = %s)"
+            " SELECT count(*) FROM oncepipe.inbox i, slow"
+            " WHERE i.consumer_group = %s AND i.applied_at > slow.applied_at"
+            " AND i.applied_at < slow.applied_at + make_interval(secs => %s)",
+            (group, SLOW_ITEM, group, SLOW_S),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _run(env: BenchEnv, data: EventSet, mode: str, workers: int, *, slow: bool) -> Sample:
@@ -96,7 +142,7 @@ def _run(env: BenchEnv, data: EventSet, mode: str, workers: int, *, slow: bool) 
                         stderr=subprocess.DEVNULL,
                     )
                 )
-            time.sleep(WARM_UP_S)
+            _wait_joined(env, mode, group, workers)
             producer = Producer(raw_config(env, idempotent=True))
             raw_send(producer, topic, data)
             deadline = time.monotonic() + 600
@@ -115,7 +161,7 @@ def _run(env: BenchEnv, data: EventSet, mode: str, workers: int, *, slow: bool) 
                     proc.kill()
     if slow:
         done_95 = times[int(len(times) * 0.95) - 1]
-        span = {"all_s": times[-1] - times[0]}
+        span = {"all_s": times[-1] - times[0], "held_applied": float(_held_applied(env, group))}
         return Sample(len(times), done_95 - times[0], cpu_s, extra=span)
     return Sample(len(times), times[-1] - times[0], cpu_s)
 
