@@ -1,8 +1,11 @@
 """``python -m bench.effects``: an oncepipe consumer that logs when each effect committed.
 
-Runs ``ConsumerRuntime`` with the click handler and appends ``<event_id> <unix time>`` for
-every event of a batch right after that batch's transaction committed (the runtime's
-``batch_committed`` hook). Stops on SIGTERM. Used by the end-to-end latency benchmark.
+Runs ``ConsumerRuntime`` with the click handler and appends ``<event_id> <committed>
+<read> <polling>`` (unix times) for every event of a batch right after that batch's
+transaction committed (the runtime's ``batch_committed`` hook): when the batch committed, when
+it was read and decoded (the ``consumer.before_transaction`` point) and when the loop step that
+read it started polling (its ``heartbeat``). Stops on SIGTERM. Used by the end-to-end latency
+benchmark.
 """
 
 from __future__ import annotations
@@ -48,14 +51,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _CommitLog(NoHooks):
-    """Appends ``<event_id> <unix time>`` for each event of a batch once it committed."""
+    """Appends ``<event_id> <committed> <read> <polling>`` for each event of a committed batch."""
 
     def __init__(self, out: TextIO) -> None:
         self._out = out
+        self._polling = self._read = 0.0
+
+    def heartbeat(self) -> None:
+        self._polling = time.time()  # a loop step starts: it polls next
+
+    def point(self, name: str) -> None:
+        if name == "consumer.before_transaction":
+            self._read = time.time()
 
     def batch_committed(self, batch: BatchCommitted) -> None:
         now = time.time()
-        self._out.write("".join(f"{event_id} {now:.6f}\n" for event_id in batch.event_ids))
+        times = f"{now:.6f} {self._read:.6f} {self._polling:.6f}"
+        self._out.write("".join(f"{event_id} {times}\n" for event_id in batch.event_ids))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,13 @@ def consume(
     batch_timeout: float | None = typer.Option(
         None,
         "--batch-timeout",
-        help="seconds to fill a batch [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]",
+        help="seconds to wait for a batch's first record [env ONCEPIPE_CONSUMER_BATCH_TIMEOUT_S]",
+    ),
+    batch_linger: float | None = typer.Option(
+        None,
+        "--batch-linger",
+        help="then seconds to wait for more (0: take what arrived) "
+        "[env ONCEPIPE_CONSUMER_BATCH_LINGER_S]",
     ),
     session_timeout_ms: int | None = typer.Option(
         None,
@@ -135,6 +141,7 @@ def consume(
         handler=handler,
         batch_size=batch_size,
         batch_timeout_s=batch_timeout,
+        batch_linger_s=batch_linger,
         session_timeout_ms=session_timeout_ms,
         group_protocol=group_protocol,
         instance_id=instance_id,

@@ -195,7 +195,7 @@ class ConsumerRuntime:
         self._hooks.heartbeat()
         self._holds.resume_due()
         self._bounds.recheck()
-        records = self._kafka().consume(self._config.batch_size, self._config.batch_timeout_s)
+        records = self._read()
         self._rebalance.raise_error()
         records = self._bounds.within(
             [
@@ -258,6 +258,22 @@ class ConsumerRuntime:
         if result.held:
             self._survive(dict(result.held))
             self._holds.hold(result.held)
+
+    def _read(self) -> list[Record]:
+        """Records for one batch: wait for the first, then at most the linger for more.
+
+        A batch closes with what the client has fetched once its first record is in (plus
+        ``batch_linger_s``), rather than waiting ``batch_timeout_s`` to fill: below the
+        throughput the worker keeps up with, waiting to fill only adds latency; above it, the
+        client's queue fills whole batches anyway. Group callbacks may run in either call,
+        like within one call: the records of a partition revoked meanwhile are dropped by
+        ``Assignment.admit``.
+        """
+        kafka, size = self._kafka(), self._config.batch_size
+        records = kafka.consume(1, self._config.batch_timeout_s)
+        if records and size > 1:
+            records += kafka.consume(size - 1, self._config.batch_linger_s)
+        return records
 
     def _survive(self, starts: Mapping[Coordinates, int | None]) -> None:
         if self._attempts is not None:

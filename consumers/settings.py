@@ -33,7 +33,14 @@ class ConsumerSettings(BaseSettings):
     handler: str = Field("", description="a registered handler name, or module:function")
     batch_size: int = Field(500, ge=1, le=100_000, description="records per transaction")
     batch_timeout_s: float = Field(
-        1.0, gt=0, le=60, description="wait at most this long to fill a batch"
+        1.0, gt=0, le=60, description="wait at most this long for a batch's first record"
+    )
+    batch_linger_s: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        description="after a batch's first record, wait at most this long for more (0: the "
+        "batch takes what has arrived, up to batch_size, and goes)",
     )
     group_protocol: Literal["classic", "consumer"] = Field(
         "classic",

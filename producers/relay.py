@@ -20,7 +20,8 @@
    span restarts, the consumer's inbox absorbs them. So does a relay stalled in a pass past
    its lease: the shard's next owner re-reads every row that pass did not mark.
 6. Sleep until NOTIFY (sent at the outbox transaction's COMMIT) or the poll interval (at most
-   a third of the lease, so leases are renewed in time).
+   a third of the lease, so leases are renewed in time). The relay LISTENs before its first
+   pass, so a row committed between a pass's read and the wait still wakes it.
 
 Published rows older than the retention are deleted in small chunks. ``request_stop`` (wired to
 SIGTERM) ends the loop after the batch in flight is published and marked, and releases the
@@ -163,6 +164,7 @@ class Relay:
         ):
             while not self._stop.is_set():
                 self._hooks.heartbeat()
+                self._listen()
                 self.run_once()
                 self._maybe_cleanup()
                 if not self._more:
@@ -374,14 +376,22 @@ class Relay:
         except psycopg.Error as exc:
             log.warning("could not release shards; they expire with the lease", error=str(exc))
 
-    def _wait_for_work(self) -> None:
-        if not self._relay.listen:
-            self._stop.wait(min(self._relay.poll_interval_s, self._relay.lease_s / 3))
-            return
-        if self._listener is None or self._listener.closed:
+    def _listen(self) -> None:
+        """LISTEN before the pass that precedes a wait, never after it.
+
+        A row committed after LISTEN wakes the wait; one committed before is read by the pass.
+        Listening only once the pass found nothing would leave a gap in which a commit waits
+        the whole poll interval.
+        """
+        if self._relay.listen and (self._listener is None or self._listener.closed):
             self._listener = connect(self._settings, "oncepipe-relay-listen", autocommit=True)
             self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def _wait_for_work(self) -> None:
         timeout = min(self._relay.poll_interval_s, self._relay.lease_s / 3)
+        if self._listener is None:
+            self._stop.wait(timeout)
+            return
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             break
 
