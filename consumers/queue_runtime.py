@@ -11,8 +11,11 @@ of ``apply_batch``: inbox rows, handler, derived events and dead letters into th
 1. records on their last allowed delivery (delivery count at the group's limit): dead-lettered
    with stage ``crash`` without running the handler (a killer would kill the worker again);
 2. records delivered for the first time, together;
-3. records delivered before (a crash, a lock expiry, a release): one per transaction, so a
-   killer or a slow record cannot push innocent neighbours towards the limit.
+3. records delivered before (a crash, a lock expiry, a release): in chunks of about the
+   square root of their number while far from the limit (a poll returns whole producer
+   batches, and one transaction each would outlast the deadline, charging the rest one more
+   delivery poll after poll), one per transaction at the last two deliveries before it, so a
+   killer or a slow record cannot push innocent neighbours to the limit.
 
 After COMMIT the group's records are accepted at once (acknowledgements sent), after a failed
 transaction released. No transaction starts once the poll's batch deadline (below the lock
@@ -25,6 +28,7 @@ Public names: ``QueueRuntime``.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -192,7 +196,7 @@ class QueueRuntime:
         # A poll may return more than the batch size (the client treats it as a hint).
         size = self._config.batch_size
         groups += [(fresh[n : n + size], []) for n in range(0, len(fresh), size)]
-        groups += [([r], []) for r, _ in _suspects_in_turn(again)]
+        groups += [(chunk, []) for chunk in _redelivered_groups(again, limits.delivery_limit)]
         rest: list[Record] = []
         for n, (todo, killers) in enumerate(groups):
             mine = todo or last
@@ -376,6 +380,29 @@ class QueueRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped", **self.counts.snapshot())
+
+
+def _redelivered_groups(again: Sequence[tuple[Record, int]], limit: int) -> list[list[Record]]:
+    """The transactions of a poll's records delivered before: whole chunks early, alone late.
+
+    A poll hands out whole producer batches (``max.poll.records`` is only a hint: a poll asked
+    for 50 returns a batch of 1,000, redelivered ones too), so the records of a worker that died
+    come back together. One transaction each (about 15 a second on a loaded machine) would
+    outlast the batch deadline, and each record left is released, charged one more delivery,
+    poll after poll, until innocent ones reach the limit. So below the last two deliveries
+    before the limit (``count < limit - 2``) the records of one delivery count run in
+    chunks of ``ceil(sqrt(n))``: a poll of 1,000 in 32 transactions. A killer
+    among them charges its chunk and the records after it, which the alternating order puts
+    first next time; from ``limit - 2`` on they run alone, so its neighbours, acknowledged on
+    one side in one round and on the other in the next, never reach the limit.
+    """
+    ordered = _suspects_in_turn(again)
+    groups: list[list[Record]] = []
+    for count in sorted({c for _, c in ordered}):
+        records = [r for r, c in ordered if c == count]
+        size = math.isqrt(len(records) - 1) + 1 if count < limit - 2 else 1  # ceil(sqrt n)
+        groups += [records[n : n + size] for n in range(0, len(records), size)]
+    return groups
 
 
 def _suspects_in_turn(again: Sequence[tuple[Record, int]]) -> list[tuple[Record, int]]:
