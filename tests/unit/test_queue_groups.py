@@ -7,11 +7,14 @@ the killer kills the worker, charging everything not acknowledged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
 from consumers.queue_runtime import _redelivered_groups
+from oncepipe.kafka import Record
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,12 @@ class FakeRecord:
         return self.at
 
 
+def groups_of(again: Sequence[tuple[FakeRecord, int]], limit: int) -> list[list[int]]:
+    """The offsets of each transaction ``_redelivered_groups`` makes of ``again``."""
+    pairs = cast("Sequence[tuple[Record, int]]", again)
+    return [[r.offset() for r in group] for group in _redelivered_groups(pairs, limit)]
+
+
 def crash_letters(records: int, killer: int, limit: int, batch: int = 50) -> set[int]:
     """The offsets dead-lettered ``crash`` (at their last delivery) until every record settled."""
     counts = dict.fromkeys(range(records), 0)
@@ -41,7 +50,7 @@ def crash_letters(records: int, killer: int, limit: int, batch: int = 50) -> set
         fresh = sorted(a for a, c in counts.items() if c == 1)
         again = [(FakeRecord(a), c) for a, c in counts.items() if c > 1]
         groups = [fresh[n : n + batch] for n in range(0, len(fresh), batch)]
-        groups += [[r.offset() for r in g] for g in _redelivered_groups(again, limit)]  # type: ignore[arg-type]
+        groups += groups_of(again, limit)
         for group in groups:
             if killer in group:
                 break  # the worker dies: the rest of the poll is charged again
@@ -58,10 +67,10 @@ def test_a_killer_is_the_only_crash_dead_letter_whatever_its_place(limit: int, k
 
 def test_a_poll_of_1000_redelivered_records_takes_32_transactions_far_from_the_limit() -> None:
     again = [(FakeRecord(n), 2) for n in range(1000)]
-    groups = _redelivered_groups(again, 6)  # type: ignore[arg-type]
+    groups = groups_of(again, 6)
     assert len(groups) == 32
-    assert sorted(r.offset() for g in groups for r in g) == list(range(1000))
+    assert sorted(at for group in groups for at in group) == list(range(1000))
     # Ascending on an even count: the records before a killer are acknowledged before it runs.
-    assert [r.offset() for r in groups[0]] == list(range(32))
+    assert groups[0] == list(range(32))
     # The last two deliveries before the limit: one record per transaction.
-    assert {len(g) for g in _redelivered_groups([(r, 4) for r, _ in again], 6)} == {1}  # type: ignore[arg-type]
+    assert {len(g) for g in groups_of([(r, 4) for r, _ in again], 6)} == {1}
