@@ -23,7 +23,7 @@ duration) passed: the records left are released, to be taken by a member with ti
 A transaction that runs late (a stall past the lock) still commits: its records may have gone
 to another member meanwhile, and whichever commits second finds the inbox rows of the first.
 
-Public names: ``QueueRuntime``.
+Public names: ``QueueRuntime``, ``queue_retry_policy``.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from oncepipe.kafka import (
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
-__all__ = ["QueueRuntime"]
+__all__ = ["QueueRuntime", "queue_retry_policy"]
 
 _PUBLISH_EVERY_S = 1.0
 
@@ -128,6 +128,7 @@ class QueueRuntime:
                 "--on-poison skip with --mode queue, or --mode partition"
             )
         self.limits = self._configure_group()
+        self._policy = queue_retry_policy(self._failures, self._config, self.limits, self._hooks)
         try:
             self._connection()
         except RetriableError as exc:
@@ -380,6 +381,27 @@ class QueueRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped", **self.counts.snapshot())
+
+
+def queue_retry_policy(
+    failures: FailureLog, config: ConsumerSettings, limits: GroupLimits, hooks: Hooks
+) -> RetryPolicy:
+    """The retry policy of queue mode: every hold must end below the delivery limit.
+
+    A held record (an unexpected decode failure, an unknown writer schema) is released, and
+    the share group hands it out again at once, one delivery more: a hold cannot wait out the
+    schema grace here (the deliveries would run out within a second, ending as a ``crash``
+    dead letter the record did not earn), and more attempts than deliveries would do the same.
+    So an unknown schema is dead-lettered at its first failure (``oncepipe dlq replay`` once
+    the schema is registered), and an unexpected failure after ``delivery limit - 1``
+    attempts at most.
+    """
+    return RetryPolicy(
+        failures,
+        max_attempts=min(config.max_attempts, limits.delivery_limit - 1),
+        unknown_schema_grace_s=0.0,
+        hooks=hooks,
+    )
 
 
 def _redelivered_groups(again: Sequence[tuple[Record, int]], limit: int) -> list[list[Record]]:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import cast
 
 import pytest
 
-from consumers.queue_runtime import _redelivered_groups
+from consumers.decoding import Rejected
+from consumers.failures import FailureLog, History
+from consumers.queue_runtime import _redelivered_groups, queue_retry_policy
+from consumers.queue_settings import GroupLimits
+from consumers.settings import ConsumerSettings
+from oncepipe.hooks import NO_HOOKS
 from oncepipe.kafka import Record
+from schemas.errors import UnknownFingerprintError
 
 
 @dataclass(frozen=True)
@@ -74,3 +81,33 @@ def test_a_poll_of_1000_redelivered_records_takes_32_transactions_far_from_the_l
     assert groups[0] == list(range(32))
     # The last two deliveries before the limit: one record per transaction.
     assert {len(g) for g in groups_of([(r, 4) for r, _ in again], 6)} == {1}
+
+
+class OneFailureLog:
+    """Every record failed once so far: now (a FailureLog without PostgreSQL)."""
+
+    def record(self, record: object) -> History:
+        now = datetime.now(UTC)
+        return History(1, now, now)
+
+    def history(self, records: object) -> dict[object, History]:
+        return {}
+
+
+def rejected(error: BaseException) -> Rejected:
+    return Rejected("t", 0, 7, None, b"x", [], None, "decode", error)
+
+
+@pytest.mark.parametrize("limit", [4, 6])
+def test_a_record_queue_mode_would_hold_is_dead_lettered_before_the_limit(limit: int) -> None:
+    """A hold releases the record and the group hands it out again at once, one delivery more:
+    an unknown schema held for its grace burnt the deliveries in a second and ended as an
+    innocent ``crash`` dead letter."""
+    config = ConsumerSettings(group="g", topics=("t",), max_attempts=10)
+    limits = GroupLimits(15.0, limit, 7.5)
+    failures = cast("FailureLog", OneFailureLog())
+    policy = queue_retry_policy(failures, config, limits, NO_HOOKS)
+    verdicts = policy.decide([rejected(UnknownFingerprintError("fingerprint ab12 unknown"))])
+    assert [c.rejected.offset for c in verdicts.to_dead_letter] == [7]
+    assert not verdicts.held
+    assert policy._max_attempts == limit - 1  # an unexpected failure: a delivery to spare
