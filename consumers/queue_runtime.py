@@ -52,7 +52,7 @@ from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
-from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
+from oncepipe.errors import BrokerError, ConfigError, FencedError, RetriableError, first_line
 from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
 from oncepipe.kafka import (
     KafkaShareConsumer,
@@ -69,6 +69,7 @@ from oncepipe.settings import Settings
 __all__ = ["QueueRuntime", "queue_retry_policy"]
 
 _PUBLISH_EVERY_S = 1.0
+_WAIT_OUT = frozenset({"_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN"})
 
 
 class QueueRuntime:
@@ -128,6 +129,9 @@ class QueueRuntime:
                 "--on-poison skip with --mode queue, or --mode partition"
             )
         self.limits = self._configure_group()
+        if self.limits is None:
+            self._log.info("stopped before starting", reason="the brokers did not answer")
+            return
         self._policy = queue_retry_policy(self._failures, self._config, self.limits, self._hooks)
         try:
             self._connection()
@@ -161,14 +165,26 @@ class QueueRuntime:
         """The inbox partitions' watch (it warns before they run out), unless turned off."""
         return Maintainer.for_worker(self._settings, self._config, self._log)
 
-    def _configure_group(self) -> GroupLimits:
-        """Set the group configs queue mode needs (logged), then read what the group applies."""
+    def _configure_group(self) -> GroupLimits | None:
+        """Set the group configs queue mode needs (logged), then read what the group applies.
+
+        None when asked to stop while the brokers did not answer.
+        """
         admin = create_admin(self._settings)
-        if self._queue.configure_group:
-            wanted = self._queue.group_configs()
-            set_share_group_configs(admin, self._group, wanted)
-            self._log.info("share group configured", set=wanted)
-        return GroupLimits.of(share_group_configs(admin, self._group), self._queue)
+        while True:
+            try:
+                if self._queue.configure_group:
+                    wanted = self._queue.group_configs()
+                    set_share_group_configs(admin, self._group, wanted)
+                    self._log.info("share group configured", set=wanted)
+                return GroupLimits.of(share_group_configs(admin, self._group), self._queue)
+            except BrokerError as exc:
+                # A broker restarting (no controller yet, timed out) is waited out, not fatal.
+                if not (exc.retriable or exc.name in _WAIT_OUT):
+                    raise
+                self._pause(first_line(exc))
+                if self._stopping.is_set():
+                    return None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -176,6 +192,9 @@ class QueueRuntime:
         self._hooks.heartbeat()
         polled = self._kafka().poll(self._config.batch_timeout_s)
         deadline = time.monotonic() + limits.batch_deadline_s
+        # The crash dead letters are tried until the locks end, past the deadline and a stop:
+        # released at their last delivery, Kafka would archive them without a dead letter.
+        locks_end = deadline - limits.batch_deadline_s + limits.lock_duration_s
         records = records_without_errors(polled, self._log, "consuming from the share group")
         if not records:
             return
@@ -211,9 +230,13 @@ class QueueRuntime:
             # delivery and an outage of seconds would push innocent ones to the limit; and
             # the crash dead letters (no handler runs), which Kafka, released at their last
             # delivery, would archive without a dead letter.
-            while not committed and (killers or self._transient) and time.monotonic() < deadline:
-                if self._stopping.is_set():
+            while not committed and (killers or self._transient):
+                if time.monotonic() > (locks_end if killers else deadline):
                     break
+                if self._stopping.is_set():
+                    if not killers:
+                        break
+                    time.sleep(0.2)  # the backoff's wait returns at once once stopping
                 committed = self._apply(todo, killers)
             # Acknowledged at once: should the next record kill the worker, these are done.
             if committed:
