@@ -11,8 +11,11 @@ of ``apply_batch``: inbox rows, handler, derived events and dead letters into th
 1. records on their last allowed delivery (delivery count at the group's limit): dead-lettered
    with stage ``crash`` without running the handler (a killer would kill the worker again);
 2. records delivered for the first time, together;
-3. records delivered before (a crash, a lock expiry, a release): one per transaction, so a
-   killer or a slow record cannot push innocent neighbours towards the limit.
+3. records delivered before (a crash, a lock expiry, a release): in chunks of about the
+   square root of their number while far from the limit (a poll returns whole producer
+   batches, and one transaction each would outlast the deadline, charging the rest one more
+   delivery poll after poll), one per transaction at the last two deliveries before it, so a
+   killer or a slow record cannot push innocent neighbours to the limit.
 
 After COMMIT the group's records are accepted at once (acknowledgements sent), after a failed
 transaction released. No transaction starts once the poll's batch deadline (below the lock
@@ -20,11 +23,12 @@ duration) passed: the records left are released, to be taken by a member with ti
 A transaction that runs late (a stall past the lock) still commits: its records may have gone
 to another member meanwhile, and whichever commits second finds the inbox rows of the first.
 
-Public names: ``QueueRuntime``.
+Public names: ``QueueRuntime``, ``queue_retry_policy``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -48,7 +52,7 @@ from consumers.registry import Handler
 from consumers.retry_policy import RetryPolicy
 from consumers.settings import ConsumerSettings
 from oncepipe.db import connect
-from oncepipe.errors import ConfigError, FencedError, RetriableError, first_line
+from oncepipe.errors import BrokerError, ConfigError, FencedError, RetriableError, first_line
 from oncepipe.hooks import NO_HOOKS, BatchFailed, Hooks
 from oncepipe.kafka import (
     KafkaShareConsumer,
@@ -62,9 +66,10 @@ from oncepipe.kafka import (
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
-__all__ = ["QueueRuntime"]
+__all__ = ["QueueRuntime", "queue_retry_policy"]
 
 _PUBLISH_EVERY_S = 1.0
+_WAIT_OUT = frozenset({"_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN"})
 
 
 class QueueRuntime:
@@ -124,6 +129,10 @@ class QueueRuntime:
                 "--on-poison skip with --mode queue, or --mode partition"
             )
         self.limits = self._configure_group()
+        if self.limits is None:
+            self._log.info("stopped before starting", reason="the brokers did not answer")
+            return
+        self._policy = queue_retry_policy(self._failures, self._config, self.limits, self._hooks)
         try:
             self._connection()
         except RetriableError as exc:
@@ -156,14 +165,26 @@ class QueueRuntime:
         """The inbox partitions' watch (it warns before they run out), unless turned off."""
         return Maintainer.for_worker(self._settings, self._config, self._log)
 
-    def _configure_group(self) -> GroupLimits:
-        """Set the group configs queue mode needs (logged), then read what the group applies."""
+    def _configure_group(self) -> GroupLimits | None:
+        """Set the group configs queue mode needs (logged), then read what the group applies.
+
+        None when asked to stop while the brokers did not answer.
+        """
         admin = create_admin(self._settings)
-        if self._queue.configure_group:
-            wanted = self._queue.group_configs()
-            set_share_group_configs(admin, self._group, wanted)
-            self._log.info("share group configured", set=wanted)
-        return GroupLimits.of(share_group_configs(admin, self._group), self._queue)
+        while True:
+            try:
+                if self._queue.configure_group:
+                    wanted = self._queue.group_configs()
+                    set_share_group_configs(admin, self._group, wanted)
+                    self._log.info("share group configured", set=wanted)
+                return GroupLimits.of(share_group_configs(admin, self._group), self._queue)
+            except BrokerError as exc:
+                # A broker restarting (no controller yet, timed out) is waited out, not fatal.
+                if not (exc.retriable or exc.name in _WAIT_OUT):
+                    raise
+                self._pause(first_line(exc))
+                if self._stopping.is_set():
+                    return None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -171,6 +192,9 @@ class QueueRuntime:
         self._hooks.heartbeat()
         polled = self._kafka().poll(self._config.batch_timeout_s)
         deadline = time.monotonic() + limits.batch_deadline_s
+        # The crash dead letters are tried until the locks end, past the deadline and a stop:
+        # released at their last delivery, Kafka would archive them without a dead letter.
+        locks_end = deadline - limits.batch_deadline_s + limits.lock_duration_s
         records = records_without_errors(polled, self._log, "consuming from the share group")
         if not records:
             self._publish()  # an idle member shows in `oncepipe status` too
@@ -193,7 +217,7 @@ class QueueRuntime:
         # A poll may return more than the batch size (the client treats it as a hint).
         size = self._config.batch_size
         groups += [(fresh[n : n + size], []) for n in range(0, len(fresh), size)]
-        groups += [([r], []) for r, _ in _suspects_in_turn(again)]
+        groups += [(chunk, []) for chunk in _redelivered_groups(again, limits.delivery_limit)]
         rest: list[Record] = []
         for n, (todo, killers) in enumerate(groups):
             mine = todo or last
@@ -207,9 +231,13 @@ class QueueRuntime:
             # delivery and an outage of seconds would push innocent ones to the limit; and
             # the crash dead letters (no handler runs), which Kafka, released at their last
             # delivery, would archive without a dead letter.
-            while not committed and (killers or self._transient) and time.monotonic() < deadline:
-                if self._stopping.is_set():
+            while not committed and (killers or self._transient):
+                if time.monotonic() > (locks_end if killers else deadline):
                     break
+                if self._stopping.is_set():
+                    if not killers:
+                        break
+                    time.sleep(0.2)  # the backoff's wait returns at once once stopping
                 committed = self._apply(todo, killers)
             # Acknowledged at once: should the next record kill the worker, these are done.
             if committed:
@@ -377,6 +405,50 @@ class QueueRuntime:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._log.info("consumer stopped", **self.counts.snapshot())
+
+
+def queue_retry_policy(
+    failures: FailureLog, config: ConsumerSettings, limits: GroupLimits, hooks: Hooks
+) -> RetryPolicy:
+    """The retry policy of queue mode: every hold must end below the delivery limit.
+
+    A held record (an unexpected decode failure, an unknown writer schema) is released, and
+    the share group hands it out again at once, one delivery more: a hold cannot wait out the
+    schema grace here (the deliveries would run out within a second, ending as a ``crash``
+    dead letter the record did not earn), and more attempts than deliveries would do the same.
+    So an unknown schema is dead-lettered at its first failure (``oncepipe dlq replay`` once
+    the schema is registered), and an unexpected failure after ``delivery limit - 1``
+    attempts at most.
+    """
+    return RetryPolicy(
+        failures,
+        max_attempts=min(config.max_attempts, limits.delivery_limit - 1),
+        unknown_schema_grace_s=0.0,
+        hooks=hooks,
+    )
+
+
+def _redelivered_groups(again: Sequence[tuple[Record, int]], limit: int) -> list[list[Record]]:
+    """The transactions of a poll's records delivered before: whole chunks early, alone late.
+
+    A poll hands out whole producer batches (``max.poll.records`` is only a hint: a poll asked
+    for 50 returns a batch of 1,000, redelivered ones too), so the records of a worker that died
+    come back together. One transaction each (about 15 a second on a loaded machine) would
+    outlast the batch deadline, and each record left is released, charged one more delivery,
+    poll after poll, until innocent ones reach the limit. So below the last two deliveries
+    before the limit (``count < limit - 2``) the records of one delivery count run in
+    chunks of ``ceil(sqrt(n))``: a poll of 1,000 in 32 transactions. A killer
+    among them charges its chunk and the records after it, which the alternating order puts
+    first next time; from ``limit - 2`` on they run alone, so its neighbours, acknowledged on
+    one side in one round and on the other in the next, never reach the limit.
+    """
+    ordered = _suspects_in_turn(again)
+    groups: list[list[Record]] = []
+    for count in sorted({c for _, c in ordered}):
+        records = [r for r, c in ordered if c == count]
+        size = math.isqrt(len(records) - 1) + 1 if count < limit - 2 else 1  # ceil(sqrt n)
+        groups += [records[n : n + size] for n in range(0, len(records), size)]
+    return groups
 
 
 def _suspects_in_turn(again: Sequence[tuple[Record, int]]) -> list[tuple[Record, int]]:

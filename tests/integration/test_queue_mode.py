@@ -263,3 +263,33 @@ def test_a_bad_mode_and_a_deadline_past_the_lock_are_refused_with_one_line(
     refused = [line for line in late.stderr.splitlines() if "BATCH_DEADLINE_S" in line]
     assert refused, late.stderr
     assert "is not below the group's record lock duration (30 s)" in refused[0]
+
+
+def test_a_worker_killed_holding_a_whole_producer_batch_leaves_no_innocent_at_the_limit(
+    shared_pool: WorkerPool,
+) -> None:
+    """A poll returns whole producer batches (``max.poll.records`` is a hint): the worker
+    killed before its first transaction held all 1,000 records, which come back together at
+    delivery 2. One transaction each outlasts a short batch deadline, so the rest would be
+    released, poll after poll, until innocent records reach the limit as ``crash`` dead
+    letters; in chunks they all apply within the first redelivery."""
+    events = make_clicks(1000, seed=45)
+    produce_clicks(shared_pool.settings, shared_pool.topic, events)
+    url = shared_pool.settings.database_url.get_secret_value()
+    shared_pool.extra_env.update(
+        {
+            "ONCEPIPE_QUEUE_DELIVERY_LIMIT": "6",
+            "ONCEPIPE_QUEUE_LOCK_DURATION_MS": "15000",
+            "ONCEPIPE_QUEUE_BATCH_DEADLINE_S": "1",
+            "ONCEPIPE_CONSUMER_BATCH_SIZE": "50",
+        }
+    )
+    first = shared_pool.start(crash_points="consumer.before_transaction")
+    wait_until(lambda: not first.alive(), 60, "the first worker to die holding its poll")
+    other = shared_pool.start()
+    wait_until(lambda: inbox_count(url, shared_pool.group) == len(events), 120, "all applied")
+    assert other.terminate() == 0, other.text()[-3000:]
+    assert_exact_without_offsets(url, shared_pool.group, events)
+    lines = other.lines()
+    assert not [line for line in lines if "last delivery" in str(line.get("event"))]
+    assert sum(line["applied"] for line in committed(lines)) == len(events)
