@@ -26,6 +26,7 @@ import logging
 import operator
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
@@ -159,15 +160,32 @@ def message_headers(message: Record | Message) -> list[tuple[str, bytes | None]]
     may not catch that: once the interpreter specialises the call site in a hot loop, it skips
     the check for a pending error, and the error then surfaces at some later, unrelated line.
     ``operator.call`` goes through ``PyObject_Call``, which always checks, so the error is
-    raised here. Call it at most once per message: the client caches the partial list.
+    raised here. A second ``headers()`` call on the same message returns the client's cached
+    partial list, whose unreadable name is a NULL pointer (a worker retrying a batch of the same
+    messages crashed on it): an unreadable record's reason is remembered by its coordinates and
+    raised again without asking the client.
     """
+    where = (message.topic(), message.partition(), message.offset())
+    known = _UNREADABLE_HEADERS.get(where)
+    if known is not None:
+        _UNREADABLE_HEADERS.move_to_end(where)
+        raise HeadersUnreadableError(known)
     try:
         headers = operator.call(message.headers)
         # Consumed messages carry a list of (name, value) pairs; the stubs also allow a dict.
         return cast("list[tuple[str, bytes | None]]", list(headers or ()))
     except (SystemError, UnicodeError, ValueError, TypeError) as exc:
         cause = exc.__cause__ or exc.__context__ or exc
-        raise HeadersUnreadableError(f"{type(cause).__name__}: {cause}") from None
+        reason = f"{type(cause).__name__}: {cause}"
+        _UNREADABLE_HEADERS[where] = reason
+        if len(_UNREADABLE_HEADERS) > _UNREADABLE_REMEMBERED:
+            _UNREADABLE_HEADERS.popitem(last=False)
+        raise HeadersUnreadableError(reason) from None
+
+
+# Records whose headers the client could not read, by (topic, partition, offset), newest last.
+_UNREADABLE_HEADERS: OrderedDict[tuple[str | None, int | None, int | None], str] = OrderedDict()
+_UNREADABLE_REMEMBERED = 10_000
 
 
 # Values that, if a caller overrides them, would break exactly-once guarantees.

@@ -326,3 +326,31 @@ def test_an_unreadable_header_name_in_a_hot_loop_leaves_no_pending_error(
             unreadable.append((message.key(), headers, reason))
     assert unreadable == [(b"bad", (), unreadable[0][2])]
     assert "UnicodeDecodeError" in unreadable[0][2]
+
+
+def test_an_unreadable_header_name_read_twice_stays_unreadable(
+    settings: Settings, make_topic: Callable[..., str]
+) -> None:
+    """A second ``headers()`` call on the same message returns the client's cached partial list
+    with a NULL name (a queue-mode worker retrying a batch of the same messages died of a
+    segmentation fault on it): ``message_headers`` must raise again, never hand that list out."""
+    topic = make_topic(partitions=1)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    bad = HostileRecord(b"bad", b"v", ((b"name-\xff\xfe", b"value"), (b"after", None)))
+    produce_raw(admin, topic, 0, [bad])
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": f"twice-{topic}"}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        messages: list[Any] = []
+        while not messages:
+            messages += consumer.consume(1, timeout=1)
+    finally:
+        consumer.close()
+    first = read_headers(messages[0])
+    second = read_headers(messages[0])
+    assert first[0] == ()
+    assert second == first
+    assert first[1] is not None
+    assert "UnicodeDecodeError" in first[1]
