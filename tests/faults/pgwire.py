@@ -28,6 +28,7 @@ _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
 _PROTOCOLS = {196608, 196610}  # 3.0, 3.2
 _LONGEST = 1 << 30  # the server's own limit on a message
+_REMEMBERED = 256  # statements of one transaction kept for ``lose``
 _TRANSACTION_ENDS = {"COMMIT", "END", "ROLLBACK", "ABORT", "COMMIT TRANSACTION", "COMMIT WORK"}
 _COMMITS = {"COMMIT", "END", "COMMIT TRANSACTION", "COMMIT WORK"}
 
@@ -153,7 +154,8 @@ class Conversation:
         if command in _TRANSACTION_ENDS:
             self.transaction = []
         else:
-            self.transaction.append(sql)
+            # Bounded: an autocommit session never ends a transaction by statement.
+            self.transaction = [*self.transaction[-(_REMEMBERED - 1) :], sql]
 
     # -- server to client ----------------------------------------------------------------
     def from_server(self, chunk: bytes) -> ServerReplies:
