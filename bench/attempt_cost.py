@@ -8,18 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import uuid
-from collections.abc import Sequence
 
-from bench.consume import PARTITIONS, Clock, _fill, _reset, _Timed
+from bench.consume import PARTITIONS, Clock, _fill, _reset, run_until
 from bench.env import BenchEnv
 from bench.events import EventSet
 from bench.services import ServiceCpu
-from consumers.context import HandlerContext
-from consumers.events import InboundEvent
-from consumers.handlers.clicks import handle_clicks
-from consumers.runtime import ConsumerRuntime
-from consumers.settings import ConsumerSettings
 from schemas import Codec
 
 CASES = ((10, 5_000), (500, 40_000))
@@ -30,22 +23,7 @@ def _rate(env: BenchEnv, topic: str, total: int, batch: int, crash_attempts: int
     with env.connect(autocommit=True) as conn:
         conn.execute("TRUNCATE oncepipe.consumer_attempts")
     clock = Clock(ServiceCpu(), total)
-    settings = ConsumerSettings(
-        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks",
-        batch_size=batch, batch_timeout_s=1.0, crash_attempts=crash_attempts,
-    )  # fmt: skip
-    holder: list[ConsumerRuntime] = []
-
-    def handler(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
-        handle_clicks(events, tx)
-        if clock.events >= total:
-            holder[0].stop()
-
-    runtime = ConsumerRuntime(
-        env.settings, settings, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
-    )
-    holder.append(runtime)
-    runtime.run()
+    run_until(env, topic, total, clock, batch_size=batch, crash_attempts=crash_attempts)
     sample = clock.sample()
     return sample.events / sample.wall_s
 

@@ -17,14 +17,20 @@ The clock runs from the start of the first batch's writes to the start of the la
 (so group joins, the first fetch and shutdown are not timed): the events of every batch in
 between completed a whole cycle (consume, decode, write, commit).
 
-Public names: ``run_consume``, ``BATCH_SIZES``.
+Public names: ``run_consume``, ``run_until``, ``Clock``, ``BATCH_SIZES``.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -45,7 +51,7 @@ from oncepipe.hooks import BatchStarted, NoHooks
 from oncepipe.kafka import connection_config
 from schemas import Codec
 
-__all__ = ["BATCH_SIZES", "run_consume"]
+__all__ = ["BATCH_SIZES", "Clock", "run_consume", "run_until"]
 
 BATCH_SIZES = (1, 10, 100, 500, 2000)
 PARTITIONS = 6
@@ -155,13 +161,18 @@ def _per_message(conn: Any, events: Sequence[InboundEvent]) -> None:
             conn.commit()
 
 
-def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu) -> Sample:
-    _reset(env)
-    clock = Clock(cpu, total)
-    settings = ConsumerSettings(
-        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks",
-        batch_size=batch, batch_timeout_s=1.0,
-    )  # fmt: skip
+def run_until(
+    env: BenchEnv, topic: str, total: int, clock: Clock, **settings: Any
+) -> ConsumerRuntime:
+    """Run ``ConsumerRuntime`` (click handler) on ``topic`` until ``clock`` counted ``total``.
+
+    ``settings`` are ``ConsumerSettings`` fields (``batch_size``, ``crash_attempts``...); the
+    group is a fresh one. Returns the stopped runtime.
+    """
+    fields: dict[str, Any] = {"batch_size": 500, "batch_timeout_s": 1.0, **settings}
+    consumer = ConsumerSettings(
+        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks", **fields
+    )
     holder: list[ConsumerRuntime] = []
 
     def handler(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
@@ -170,10 +181,17 @@ def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu
             holder[0].stop()
 
     runtime = ConsumerRuntime(
-        env.settings, settings, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
+        env.settings, consumer, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
     )
     holder.append(runtime)
     runtime.run()
+    return runtime
+
+
+def _oncepipe(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu) -> Sample:
+    _reset(env)
+    clock = Clock(cpu, total)
+    run_until(env, topic, total, clock, batch_size=batch)
     return clock.sample()
 
 
@@ -257,3 +275,72 @@ def run_consume(env: BenchEnv, *, quick: bool, runs: int) -> SuiteResult:
     for name in topics.values():
         env.delete_topic(name)
     return result
+
+
+# -- peak RSS of a worker process -------------------------------------------------------------
+
+WORKER_RSS_CASES = (("click", 500), ("click", 2000), ("click-2k", 500), ("click-2k", 2000))
+
+
+def worker_peak_rss(env: BenchEnv, topic: str, total: int, batch: int) -> float:
+    """Peak RSS (MB) of one consumer worker process (``bench.effects``) applying ``total``.
+
+    The worker runs alone in its own process, as ``oncepipe consume`` does; its ``VmHWM`` is
+    read once every event's batch committed, before it is stopped.
+    """
+    _reset(env)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "effects.log"
+        child_env = {**os.environ, "ONCEPIPE_DATABASE_URL": env.database_url,
+                     "ONCEPIPE_LOG_LEVEL": "WARNING"}  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bench.effects", "--topic", topic, "--group",
+             f"bench-{uuid.uuid4().hex[:8]}", "--out", str(out), "--batch-size", str(batch),
+             "--batch-timeout", "1"],
+            env=child_env,
+        )  # fmt: skip
+        try:
+            seen = 0
+            while seen < total:
+                if worker.poll() is not None:
+                    raise RuntimeError(f"the worker exited ({worker.returncode}) early")
+                time.sleep(0.2)
+                seen = sum(1 for _ in out.open()) if out.exists() else 0
+            peak = _hwm_mb(worker.pid)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+    if peak is None:
+        raise RuntimeError("cannot read the worker's VmHWM")
+    return peak
+
+
+def _hwm_mb(pid: int) -> float | None:
+    """``VmHWM`` of ``pid`` in MB (10^6 bytes), or None."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.consume --worker-rss``: a worker's peak RSS per event kind and batch."""
+    parser = argparse.ArgumentParser(prog="python -m bench.consume")
+    parser.add_argument("--worker-rss", action="store_true", required=True)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    env = BenchEnv()
+    codec = Codec.load()
+    print("kind\tbatch\tevents\tworker peak RSS (MB)")
+    for kind in dict.fromkeys(k for k, _ in WORKER_RSS_CASES):
+        with env.topic("rss", PARTITIONS) as topic:
+            _fill(env, topic, EventSet.build(kind, args.events, codec))
+            for case_kind, batch in WORKER_RSS_CASES:
+                if case_kind == kind:
+                    peak = worker_peak_rss(env, topic, args.events, batch)
+                    print(f"{kind}\t{batch}\t{args.events}\t{peak:.0f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,8 +14,9 @@ Variants, interleaved, each sending every dead letter back to its source topic:
   id) before the clock: a fresh librdkafka producer holds its first records about 0.5 s
   here until it has the topic's metadata, which would make the ceiling a start-up figure.
 - ``replay (ledger + idempotent send)``: ``Replayer.replay`` of the parsed dead letters,
-  batch 500: destination check, then per chunk the ledger claim (one committed transaction),
-  ``EventProducer.send_all`` waiting for every acknowledgement, the ledger's ``sent`` records.
+  batch 500: destination check, then per chunk the ledger claim (one committed transaction,
+  which also records the chunk before's ``sent`` rows), the chunk sent while the next one is
+  claimed, its acknowledgements awaited before the next send.
   The ledger rows of the previous run are deleted before the clock starts. Everything one
   replay does is timed, its start included (destination check, producer, connection).
 - ``dlq list + replay (read, parse, ledger, send)``: reading and parsing the dead-letter

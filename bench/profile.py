@@ -10,6 +10,7 @@ it (their CPU is in the consume tables).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--out", default="consume-profile.txt", help="file in bench/results")
     args = parser.parse_args(argv)
     try:
         from pyinstrument import Profiler  # noqa: PLC0415 - the bench extra
@@ -48,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     tree = profiler.output_text(time="percent_of_total", show_all=False)
     header = (
         f"oncepipe consumer, click handler, batch {args.batch}, {args.events} events: "
-        f"{sample.events / sample.wall_s:,.0f} events/s while profiled\n\n"
+        f"{sample.events / sample.wall_s:,.0f} events/s while profiled "
+        f"(load average {os.getloadavg()[0]:.1f} at the end)\n\n"
     )
-    path = RESULTS_DIR / "consume-profile.txt"
+    path = RESULTS_DIR / args.out
     path.write_text(f"{header}{tree}\n{_self_times(profiler)}")
     print(f"bench.profile: wrote {path}", file=sys.stderr)
     return 0

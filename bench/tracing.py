@@ -18,27 +18,19 @@ Public names: ``run_tracing``.
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from bench.consume import PARTITIONS, Clock
+from bench.consume import PARTITIONS, Clock, run_until
 from bench.env import BenchEnv
 from bench.events import EventSet
 from bench.measure import Sample
 from bench.raw import Producer, raw_config, raw_send
 from bench.results import SuiteResult, Variant, interleave
 from bench.services import ServiceCpu
-from consumers.context import HandlerContext
-from consumers.events import InboundEvent
-from consumers.handlers.clicks import handle_clicks
-from consumers.runtime import ConsumerRuntime
-from consumers.settings import ConsumerSettings
 from oncepipe import tracing
-from oncepipe.hooks import BatchStarted, NoHooks
 from schemas import Codec
 
 __all__ = ["run_tracing"]
@@ -51,14 +43,6 @@ RESET = (
     "TRUNCATE public.click_events, public.item_click_counts, public.user_item_click_counts,"
     " oncepipe.inbox, oncepipe.consumer_offsets, oncepipe.consumer_owners"
 )
-
-
-class _Timed(NoHooks):
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-
-    def batch_started(self, batch: BatchStarted) -> None:
-        self._clock.mark(batch.events)
 
 
 def _traced(data: EventSet) -> EventSet:
@@ -79,23 +63,8 @@ def _run(env: BenchEnv, topic: str, total: int, cpu: ServiceCpu, mode: str) -> S
     tracing.set_enabled(mode != OFF)
     tracing.install(provider if mode == SDK else None)
     clock = Clock(cpu, total)
-    settings = ConsumerSettings(
-        group=f"bench-{uuid.uuid4().hex[:8]}", topics=(topic,), handler="clicks",
-        batch_size=BATCH, batch_timeout_s=1.0,
-    )  # fmt: skip
-    holder: list[ConsumerRuntime] = []
-
-    def handler(events: Sequence[InboundEvent], tx: HandlerContext) -> None:
-        handle_clicks(events, tx)
-        if clock.events >= total:
-            holder[0].stop()
-
-    runtime = ConsumerRuntime(
-        env.settings, settings, decoder=Codec.load(), handler=handler, hooks=_Timed(clock)
-    )
-    holder.append(runtime)
     try:
-        runtime.run()
+        run_until(env, topic, total, clock, batch_size=BATCH)
     finally:
         provider.shutdown()
         tracing.install(None)

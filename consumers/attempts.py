@@ -34,7 +34,8 @@ Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``, ``Range``, ``crash
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +162,8 @@ class Attempts:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = self._connect()
+            # Transactions are spelled out (BEGIN ... COMMIT), so that a pipeline carries them.
+            self._conn.autocommit = True
         return self._conn
 
     def begin(
@@ -190,7 +193,9 @@ class Attempts:
             cleanup=self.close,
         ):
             conn = self._connection()
-            with conn.transaction():
+            # Two round trips (pipeline mode): BEGIN, SET and SELECT; then INSERT and COMMIT.
+            with _rolled_back_on_error(conn), conn.pipeline():
+                conn.execute("BEGIN")
                 conn.execute("SET LOCAL synchronous_commit = off")
                 known = {
                     (t, int(p)): Range(int(s), int(e), int(last), int(n), until)
@@ -205,7 +210,7 @@ class Attempts:
                 # The attempt is one record alone while its partition's range is narrowed.
                 single = next((w for w in firsts if after[w].narrow_until is not None), None)
                 counted = list(firsts) if single is None else [single]
-                rows = conn.execute(
+                inserted = conn.execute(
                     _BEGIN,
                     {
                         "group": self._group,
@@ -218,7 +223,9 @@ class Attempts:
                         "counts": [after[w].attempts for w in counted],
                         "untils": [after[w].narrow_until for w in counted],
                     },
-                ).fetchall()
+                )
+                conn.execute("COMMIT")
+            rows = inserted.fetchall()
         if single is None:
             return Narrowed(records=list(records))
         attempts = next((int(n) for t, p, n in rows if (t, int(p)) == single), 0)
@@ -262,6 +269,19 @@ class Attempts:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._conn = None
+
+
+@contextmanager
+def _rolled_back_on_error(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """ROLLBACK a transaction begun by statement (autocommit session) when its block fails."""
+    try:
+        yield
+    except BaseException:
+        if not conn.closed and not conn.broken:
+            with suppress(psycopg.Error):
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+        raise
 
 
 def _start(position: int | None, first: int) -> int:

@@ -212,10 +212,14 @@ def apply_batch(
                 deferred = [e for e, _ in verdicts.retry_later]
                 parking.park(cursor, group, parked, to_dead_letter, deferred)
             moves = plan_moves(last, positions, verdicts.held)
-            forget_below(cursor, group, moves)
-            offsets.compare_and_set(cursor, group, moves)
-        hooks.point("consumer.after_handler")
-        conn.commit()
+            # One round trip for the rest (pipeline mode): the compare-and-set raises when
+            # fenced, which aborts the transaction, so the COMMIT queued behind it cannot commit
+            # a fenced batch. COMMIT as a statement: conn.commit() would sync once more.
+            with offsets.fenced_errors(group, moves), conn.pipeline():
+                forget_below(cursor, group, moves)
+                offsets.compare_and_set(cursor, group, moves)
+                hooks.point("consumer.after_handler")
+                cursor.execute("COMMIT")
     aside = {(e.topic, e.partition, e.offset) for e in parked} | {
         (e.topic, e.partition, e.offset) for e, _ in verdicts.retry_later
     }

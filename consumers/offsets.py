@@ -4,13 +4,14 @@ A batch moves a partition's offset with a compare-and-set on the value it starte
 consumer that lost the partition (rebalance, long stall) finds another value there and its
 whole batch rolls back (DESIGN invariant 4).
 
-Public names: ``OffsetMove``, ``StoredOffset``, ``compare_and_set``, ``load``, ``list_stored``,
-``overwrite``.
+Public names: ``OffsetMove``, ``StoredOffset``, ``compare_and_set``, ``fenced_errors``,
+``FENCED_SQLSTATE``, ``load``, ``list_stored``, ``overwrite``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,16 @@ import psycopg
 from consumers.events import Coordinates
 from oncepipe.errors import FencedError
 
-__all__ = ["OffsetMove", "StoredOffset", "compare_and_set", "list_stored", "load", "overwrite"]
+__all__ = [
+    "FENCED_SQLSTATE",
+    "OffsetMove",
+    "StoredOffset",
+    "compare_and_set",
+    "fenced_errors",
+    "list_stored",
+    "load",
+    "overwrite",
+]
 
 
 @dataclass(frozen=True)
@@ -46,25 +56,14 @@ class StoredOffset:
 
 # Two owners of one partition only meet when one of them is a zombie; if their row locks
 # deadlock, PostgreSQL aborts one and it retries (a transient error), so no lock order is needed.
-_UPDATE = """
-WITH moves AS (
-    SELECT * FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(expected)s::bigint[],
-                         %(next)s::bigint[]) AS m(topic, partition, expected, next_offset)
+# The function (oncepipe/sql/0021_offsets_move.sql) raises FENCED_SQLSTATE when fenced, so the
+# batch can send it with its COMMIT in one round trip (pipeline mode).
+_MOVE = (
+    "SELECT oncepipe.consumer_offsets_move(%(group)s, %(topics)s::text[], %(partitions)s::int[],"
+    " %(expected)s::bigint[], %(next)s::bigint[])"
 )
-UPDATE oncepipe.consumer_offsets AS o
-SET next_offset = m.next_offset, updated_at = now()
-FROM moves AS m
-WHERE o.consumer_group = %(group)s AND o.topic = m.topic AND o.partition = m.partition
-  AND o.next_offset = m.expected
-"""
-
-_INSERT = """
-INSERT INTO oncepipe.consumer_offsets (consumer_group, topic, partition, next_offset)
-SELECT %(group)s, m.topic, m.partition, m.next_offset
-FROM unnest(%(topics)s::text[], %(partitions)s::int[], %(next)s::bigint[])
-     AS m(topic, partition, next_offset)
-ON CONFLICT (consumer_group, topic, partition) DO NOTHING
-"""
+FENCED_SQLSTATE = "OP409"
+"""What ``oncepipe.consumer_offsets_move`` raises when another consumer moved a partition."""
 
 
 def _columns(moves: Sequence[OffsetMove]) -> dict[str, list[Any]]:
@@ -84,22 +83,29 @@ def compare_and_set(cursor: psycopg.Cursor[Any], group: str, moves: Sequence[Off
        value matches no row.
     2. Partitions without one: INSERT ... ON CONFLICT DO NOTHING; someone else's row wins.
     3. Fewer rows written than moves means another consumer moved a partition: fenced.
+
+    One statement, which fails (SQLSTATE ``OP409``) when fenced: in pipeline mode the error
+    comes at the next sync, which ``fenced_errors`` turns into ``FencedError`` there.
     """
-    updates = [m for m in moves if m.expected is not None]
-    inserts = [m for m in moves if m.expected is None]
-    written = 0
-    if updates:
-        cursor.execute(_UPDATE, {"group": group, **_columns(updates)})
-        written += cursor.rowcount
-    if inserts:
-        cursor.execute(_INSERT, {"group": group, **_columns(inserts)})
-        written += cursor.rowcount
-    if written != len(moves):
+    if not moves:
+        return
+    with fenced_errors(group, moves):
+        cursor.execute(_MOVE, {"group": group, **_columns(moves)})
+
+
+@contextmanager
+def fenced_errors(group: str, moves: Sequence[OffsetMove]) -> Iterator[None]:
+    """Turn the compare-and-set's failure (``FENCED_SQLSTATE``) into ``FencedError``."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        if exc.sqlstate != FENCED_SQLSTATE:
+            raise
         where = ", ".join(f"{m.topic}[{m.partition}]@{m.expected}" for m in moves)
+        primary = exc.diag.message_primary or "offset compare-and-set failed"
         raise FencedError(
-            f"offset compare-and-set wrote {written} of {len(moves)} partitions for group "
-            f"{group!r} ({where}): another consumer moved them; rolling back"
-        )
+            f"{primary} ({where}): another consumer moved them; rolling back"
+        ) from exc
 
 
 def topics_with_offsets(cursor: psycopg.Cursor[Any], group: str, topics: Iterable[str]) -> set[str]:

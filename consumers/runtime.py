@@ -5,7 +5,6 @@ Public names: ``ConsumerRuntime``.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -51,6 +50,10 @@ from oncepipe.settings import Settings
 __all__ = ["ConsumerRuntime"]
 
 
+# How often a backoff wait looks whether ``stop`` was called.
+_STOP_CHECK_S = 0.1
+
+
 class ConsumerRuntime:
     """One worker of a consumer group; several processes of one group share its partitions.
 
@@ -81,7 +84,7 @@ class ConsumerRuntime:
         self._handler = handler
         self._sink = sink
         self._hooks = hooks
-        self._stopping = threading.Event()
+        self._stop_asked = False
         self._parking = Parking(decoder) if consumer_settings.on_poison == "park-key" else None
         self._next_release_check = 0.0
         self._retries = Retries(
@@ -149,13 +152,18 @@ class ConsumerRuntime:
         )
 
     def stop(self) -> None:
-        """Ask the loop to finish the batch in flight, leave the group and return."""
-        self._stopping.set()
+        """Ask the loop to finish the batch in flight, leave the group and return.
+
+        Safe in a signal handler: it takes no lock. The handler runs on the main thread between
+        two bytecodes, possibly inside a ``threading.Event.wait`` while that thread holds the
+        event's own lock (not reentrant), where an ``Event.set`` would wait forever.
+        """
+        self._stop_asked = True
 
     @property
     def stopping(self) -> bool:
         """True once ``stop`` was called."""
-        return self._stopping.is_set()
+        return self._stop_asked
 
     def run(self) -> None:
         """Consume until ``stop``; raises ``ConfigError`` when the handler or schema is wrong."""
@@ -177,7 +185,7 @@ class ConsumerRuntime:
         )
         self._log.info("consumer started", topics=list(self._config.topics))
         try:
-            while not self._stopping.is_set():
+            while not self._stop_asked:
                 self._step()
         finally:
             if maintainer is not None:
@@ -374,7 +382,7 @@ class ConsumerRuntime:
                 self._conn = connect(self._settings, f"oncepipe-consumer:{self._group}")
             except RetriableError as exc:
                 self._pause(str(exc))
-                if self._stopping.is_set():
+                if self._stop_asked:
                     raise
         return self._conn
 
@@ -395,7 +403,10 @@ class ConsumerRuntime:
         delay = self._backoff.next_delay()
         self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
         self._hooks.heartbeat()  # waiting by design is not a stalled loop
-        self._stopping.wait(delay)
+        # In short sleeps rather than on an Event: ``stop`` (a signal handler) sets a flag only.
+        until = time.monotonic() + delay
+        while not self._stop_asked and (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, _STOP_CHECK_S))
         self._hooks.heartbeat()
 
     def _load_positions(
@@ -427,7 +438,7 @@ class ConsumerRuntime:
                 if not is_transient(exc):
                     raise
                 self._drop_sessions()
-                if self._stopping.is_set():
+                if self._stop_asked:
                     return None
                 self._pause(first_line(exc))
 

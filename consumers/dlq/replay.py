@@ -8,17 +8,21 @@ same ``event_id``), none of the dead-letter headers of any dialect, plus ``repla
 2. publish the claimed ones with the idempotent producer and wait for every acknowledgement;
 3. record ``sent`` (with the replay's partition and offset) or ``failed`` for each.
 
-A replay killed between 1 and 3 leaves claims that a later replay takes over once stale; the
-consumer's inbox absorbs a record that was in fact sent twice.
+Without ``rate``, chunks overlap: the claim of chunk N+1 is committed while chunk N's records
+are in flight, and it carries chunk N-1's records (step 3), so each chunk costs one ledger
+transaction and its acknowledgements are not waited for idle. A replay killed between 1 and 3
+leaves claims that a later replay takes over once stale; the consumer's inbox absorbs a
+record that was in fact sent twice.
 
 Public names: ``ReplayOutcome``, ``Replayer``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import psycopg
@@ -33,7 +37,7 @@ from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaException, broker_error, create_admin
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from producers import EventProducer, OutgoingRecord, ProducerSettings, check_topic_name
+from producers import Delivery, EventProducer, OutgoingRecord, ProducerSettings, check_topic_name
 from schemas import topic_name_problem
 
 __all__ = ["Outcome", "ReplayOutcome", "Replayer"]
@@ -131,13 +135,19 @@ class Replayer:
     ) -> list[ReplayOutcome]:
         """Replay each dead letter at most once (``force``: once more); see the module."""
         routed, outcomes = self._route(letters, to)
-        self._check_destinations({destination for _, destination in routed})
-        if progress and outcomes:
-            progress(outcomes)
-        chunk = self._batch_size if rate is None else max(1, min(self._batch_size, int(rate)))
         producer = EventProducer(self._settings, self._producer_settings)
         try:
+            # The producer's own metadata answers the check and warms it up: its first
+            # records are not held while it learns the topics.
+            self._check_destinations({destination for _, destination in routed}, producer)
+            if progress and outcomes:
+                progress(outcomes)
+            chunk = self._batch_size if rate is None else max(1, min(self._batch_size, int(rate)))
             with connect(self._settings, "oncepipe-dlq-replay", autocommit=True) as conn:
+                if rate is None:
+                    chunks = [routed[i : i + chunk] for i in range(0, len(routed), chunk)]
+                    outcomes += self._overlapped(conn, producer, chunks, force, progress)
+                    return _in_order(letters, outcomes)
                 for start in range(0, len(routed), chunk):
                     began = time.monotonic()
                     done = self._replay_chunk(conn, producer, routed[start : start + chunk], force)
@@ -187,19 +197,105 @@ class Replayer:
                 routed.append((letter, destination))
         return routed, refused
 
-    def _check_destinations(self, topics: set[str]) -> None:
+    def _check_destinations(self, topics: set[str], producer: EventProducer | None = None) -> None:
         if not topics:
             return
-        try:
-            existing = create_admin(self._settings).list_topics(timeout=10).topics
-        except KafkaException as exc:
-            raise broker_error(exc, "listing topics") from exc
+        existing: Collection[str]
+        if producer is not None:
+            existing = producer.partition_counts(timeout=10).keys()
+        else:
+            try:
+                existing = create_admin(self._settings).list_topics(timeout=10).topics
+            except KafkaException as exc:
+                raise broker_error(exc, "listing topics") from exc
         missing = sorted(topics - set(existing))
         if missing:
             raise ConfigError(
                 f"destination topic(s) {', '.join(missing)} do not exist; create them "
                 "(oncepipe topics create) or choose another with --to"
             )
+
+    def _overlapped(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        producer: EventProducer,
+        chunks: Sequence[Sequence[tuple[DeadLetter, str]]],
+        force: bool,
+        progress: Progress | None,
+    ) -> list[ReplayOutcome]:
+        """Chunks in flight one at a time, each claim committed during the previous send."""
+        outcomes: list[ReplayOutcome] = []
+        flight: _Flight | None = None  # sent, acknowledgements pending
+        landed: _Flight | None = None  # acknowledged, its ledger rows not written yet
+        try:
+            for part in chunks:
+                claim = self._claim_after(conn, part, force, landed)
+                landed = None
+                if flight is not None:
+                    landed = self._land(producer, flight)
+                    outcomes += landed.outcomes
+                    if progress:
+                        progress(landed.outcomes)
+                flight = _Flight.launch(producer, part, claim)
+                outcomes += flight.skipped(self, conn)
+            if flight is not None:
+                last = self._land(producer, flight)
+                outcomes += last.outcomes
+                if progress:
+                    progress(last.outcomes)
+                flight = None
+                _record(conn, [x for x in (landed, last) if x is not None])
+                landed = None
+        except BaseException:
+            # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
+            with contextlib.suppress(psycopg.Error):
+                _record(conn, [landed] if landed is not None else [])
+                if flight is not None:
+                    ledger.record_failed(conn, flight.claim.claim_id, [
+                        (ledger.key_of(letter), "interrupted before the send was acknowledged")
+                        for _, letter, _ in flight.claimed
+                    ])  # fmt: skip
+            raise
+        return outcomes
+
+    def _claim_after(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        part: Sequence[tuple[DeadLetter, str]],
+        force: bool,
+        landed: _Flight | None,
+    ) -> ledger.Claim:
+        """Claim ``part`` and record the chunk acknowledged before it, in one transaction."""
+        with conn.transaction():
+            if landed is not None:
+                _record(conn, [landed])
+            return ledger.claim(
+                conn, part, force=force, stale_after_s=self._stale_claim_s, by=self._by
+            )
+
+    def _land(self, producer: EventProducer, flight: _Flight) -> _Flight:
+        """Wait for ``flight``'s acknowledgements; its outcomes filled in."""
+        wait = self._producer_settings.delivery_timeout_ms / 1000 + 30
+        deadline = time.monotonic() + wait
+        while len(flight.answers) < len(flight.claimed) and time.monotonic() < deadline:
+            producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        for i, letter, to in flight.claimed:
+            key, count = ledger.key_of(letter), flight.claim.counts[ledger.key_of(letter)]
+            delivery = flight.answers.get(i)
+            if delivery is not None and delivery.ok:
+                flight.sent.append((key, delivery.partition, delivery.offset))
+                flight.outcomes.append(
+                    ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
+                                  delivery.partition, delivery.offset)
+                )  # fmt: skip
+            else:
+                reason = str(delivery.error) if delivery else "not within the delivery timeout"
+                flight.failed.append((key, reason))
+                flight.outcomes.append(
+                    ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
+                )
+                log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
+        return flight
 
     def _replay_chunk(
         self,
@@ -294,6 +390,65 @@ class Replayer:
             entry.replay_offset if entry else None,
             reason,
         )
+
+
+@dataclass
+class _Flight:
+    """One chunk sent by the overlapped replay: its claim, answers and outcomes."""
+
+    chunk: Sequence[tuple[DeadLetter, str]]
+    claim: ledger.Claim
+    claimed: list[tuple[int, DeadLetter, str]]
+    answers: dict[int, Delivery] = field(default_factory=dict)
+    sent: list[tuple[Key, int | None, int | None]] = field(default_factory=list)
+    failed: list[tuple[Key, str]] = field(default_factory=list)
+    outcomes: list[ReplayOutcome] = field(default_factory=list)
+
+    @classmethod
+    def launch(
+        cls,
+        producer: EventProducer,
+        chunk: Sequence[tuple[DeadLetter, str]],
+        claim: ledger.Claim,
+    ) -> _Flight:
+        """Send the claimed dead letters of ``chunk`` without waiting for their acks."""
+        claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
+                   if ledger.key_of(letter) in claim.counts]  # fmt: skip
+        flight = cls(chunk, claim, claimed)
+        records = [
+            OutgoingRecord(
+                ref=i,
+                topic=to,
+                key=letter.key,
+                value=letter.value,
+                headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
+            )
+            for i, letter, to in claimed
+        ]
+        if records:
+            to_topics = ",".join(sorted({record.topic for record in records}))
+            with tracing.links_span("replay", to_topics, [r.headers for r in records]):
+                producer.send(records, lambda d: flight.answers.__setitem__(d.ref, d))
+        return flight
+
+    def skipped(
+        self, replayer: Replayer, conn: psycopg.Connection[TupleRow]
+    ) -> list[ReplayOutcome]:
+        """The outcomes of the dead letters another replay holds or sent."""
+        others = [(letter, to) for letter, to in self.chunk
+                  if ledger.key_of(letter) not in self.claim.counts]  # fmt: skip
+        if not others:
+            return []
+        known = ledger.entries(conn, [ledger.key_of(letter) for letter, _ in others])
+        return [replayer._skipped(letter, to, known.get(ledger.key_of(letter)))
+                for letter, to in others]  # fmt: skip
+
+
+def _record(conn: psycopg.Connection[TupleRow], flights: Sequence[_Flight]) -> None:
+    """The ledger's ``sent`` and ``failed`` rows of acknowledged chunks."""
+    for flight in flights:
+        ledger.record_sent(conn, flight.claim.claim_id, flight.sent)
+        ledger.record_failed(conn, flight.claim.claim_id, flight.failed)
 
 
 def _in_order(letters: Sequence[DeadLetter], outcomes: list[ReplayOutcome]) -> list[ReplayOutcome]:

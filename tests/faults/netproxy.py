@@ -5,9 +5,13 @@ database URL with the proxy's port); the service sees ordinary connections. Faul
 
 - ``cut()``: close every open connection at once and refuse new ones until ``restore()``;
 - ``delay``: seconds added before each chunk is relayed, both ways;
-- ``lose_commit_replies(n)``: for the next ``n`` PostgreSQL ``COMMIT`` statements, forward the
-  COMMIT, wait for the server's answer (so the transaction has committed) and then drop the
-  connection without relaying it: the client sees an error for a commit that happened.
+- ``lose_commit_replies(n, after=...)``: for the next ``n`` PostgreSQL COMMITs (simple query,
+  or extended protocol alone or in a pipeline: ``tests.faults.pgwire``), forward the COMMIT,
+  relay the replies before the server's confirmation and then drop the connection instead of
+  relaying it: the client sees an error for a commit that happened. With ``after``, only
+  COMMITs of a transaction that ran SQL containing that text count (``consumer_offsets_move``:
+  a consumer's batch). A COMMIT that rolls back (or never runs, its pipeline failed before
+  it) is relayed as it is and does not use up a loss.
 
 Public names: ``TcpProxy``.
 """
@@ -18,14 +22,18 @@ import contextlib
 import socket
 import threading
 import time
+from dataclasses import dataclass
+
+from tests.faults.pgwire import Conversation
 
 __all__ = ["TcpProxy"]
 
-# psycopg sends COMMIT as a simple Query message: 'Q', int32 length, "COMMIT", NUL; the server
-# confirms a successful commit with CommandComplete 'C' tagged "COMMIT".
-COMMIT_QUERY = b"Q\x00\x00\x00\x0bCOMMIT\x00"
-COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"
-READY_FOR_QUERY = b"Z\x00\x00\x00\x05"
+
+@dataclass(frozen=True, eq=False)
+class _Loss:
+    """One COMMIT reply to lose; ``after``: only in a transaction that ran SQL with this text."""
+
+    after: str | None
 
 
 class _Link:
@@ -34,7 +42,8 @@ class _Link:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = client
         self.upstream = upstream
-        self.commit_in_flight = threading.Event()
+        self.conversation = Conversation()
+        self.lock = threading.Lock()  # the two relay threads share the conversation
         self.closed = False
 
     def close(self) -> None:
@@ -56,7 +65,7 @@ class TcpProxy:
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._refusing = False
-        self._commit_losses = 0
+        self._commit_losses: list[_Loss] = []
         self.delay = 0.0
         self.lost_commit_replies = 0
         self.connections = 0
@@ -77,15 +86,18 @@ class TcpProxy:
         with self._lock:
             self._refusing = False
 
-    def lose_commit_replies(self, count: int) -> None:
-        """Lose the server's answer to the next ``count`` COMMITs (after they committed)."""
+    def lose_commit_replies(self, count: int, after: str | None = None) -> None:
+        """Lose the server's answer to the next ``count`` COMMITs (after they committed).
+
+        ``after``: only COMMITs of transactions that ran SQL containing this text.
+        """
         with self._lock:
-            self._commit_losses += count
+            self._commit_losses += [_Loss(after) for _ in range(count)]
 
     def keep_commit_replies(self) -> None:
         """Cancel the COMMIT reply losses not spent yet."""
         with self._lock:
-            self._commit_losses = 0
+            self._commit_losses = []
 
     def close(self) -> None:
         """Stop accepting and drop everything."""
@@ -119,15 +131,20 @@ class TcpProxy:
             threading.Thread(target=self._client_to_server, args=(link,), daemon=True).start()
             threading.Thread(target=self._server_to_client, args=(link,), daemon=True).start()
 
-    def _take_commit_loss(self) -> bool:
+    def _take_commit_loss(self, transaction: list[str]) -> _Loss | None:
         with self._lock:
-            if self._commit_losses <= 0:
-                return False
-            self._commit_losses -= 1
-            return True
+            for at, loss in enumerate(self._commit_losses):
+                if loss.after is None or any(loss.after in sql for sql in transaction):
+                    return self._commit_losses.pop(at)
+            return None
+
+    def _give_back(self, unspent: list[object]) -> None:
+        """Losses taken by COMMITs that did not commit wait for the next ones."""
+        if unspent:
+            with self._lock:
+                self._commit_losses[:0] = [u for u in unspent if isinstance(u, _Loss)]
 
     def _client_to_server(self, link: _Link) -> None:
-        tail = b""
         while not link.closed:
             try:
                 chunk = link.client.recv(65536)
@@ -135,12 +152,9 @@ class TcpProxy:
                 break
             if not chunk:
                 break
-            # Keep a short tail so a COMMIT split across two reads is still seen; one byte
-            # shorter than a COMMIT, so a COMMIT that ended the last read is not seen twice.
-            window = tail + chunk
-            if COMMIT_QUERY in window and self._take_commit_loss():
-                link.commit_in_flight.set()
-            tail = window[-(len(COMMIT_QUERY) - 1) :]
+            # Read before relaying: a COMMIT to lose is marked before the server can answer it.
+            with link.lock:
+                link.conversation.from_client(chunk, self._take_commit_loss)
             if self.delay:
                 time.sleep(self.delay)
             try:
@@ -150,7 +164,6 @@ class TcpProxy:
         link.close()
 
     def _server_to_client(self, link: _Link) -> None:
-        held = b""
         while not link.closed:
             try:
                 chunk = link.upstream.recv(65536)
@@ -158,24 +171,19 @@ class TcpProxy:
                 break
             if not chunk:
                 break
-            if link.commit_in_flight.is_set():
-                # Hold the answers back until the server confirms the COMMIT: then it is
-                # durable, and the client never hears of it.
-                held += chunk
-                if COMMIT_DONE in held:
-                    with self._lock:
-                        self.lost_commit_replies += 1
-                    break
-                if READY_FOR_QUERY not in held:
-                    continue
-                # The COMMIT failed (rolled back): nothing to lose; relay the answer as it is.
-                link.commit_in_flight.clear()
-                chunk, held = held, b""
+            with link.lock:
+                replies = link.conversation.from_server(chunk)
+            self._give_back(replies.unspent)
             if self.delay:
                 time.sleep(self.delay)
             try:
-                link.client.sendall(chunk)
+                link.client.sendall(replies.relay)
             except OSError:
+                break
+            if replies.lost:
+                # Committed, and the client never hears of it.
+                with self._lock:
+                    self.lost_commit_replies += 1
                 break
         link.close()
         with self._lock:
