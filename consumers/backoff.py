@@ -1,13 +1,31 @@
 """Jittered exponential backoff between attempts after transient failures.
 
-Public names: ``Backoff``.
+Public names: ``Backoff``, ``sleep_unless``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "sleep_unless"]
+
+# How often a wait looks whether the worker was asked to stop.
+_STOP_CHECK_S = 0.1
+
+
+def sleep_unless(stopped: Callable[[], bool], seconds: float) -> None:
+    """Sleep ``seconds``, or less once ``stopped()`` is true (looked at every 0.1 s).
+
+    In short sleeps rather than on a ``threading.Event``: a worker's ``stop`` runs in a signal
+    handler on the main thread, possibly inside that thread's ``Event.wait`` while it holds the
+    event's own lock (not reentrant), where an ``Event.set`` would wait forever.
+    """
+    until = time.monotonic() + seconds
+    while not stopped() and (left := until - time.monotonic()) > 0:
+        time.sleep(min(left, _STOP_CHECK_S))
 
 
 class Backoff:

@@ -29,7 +29,6 @@ Public names: ``QueueRuntime``, ``queue_retry_policy``.
 from __future__ import annotations
 
 import math
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,7 +37,7 @@ from typing import Any
 import psycopg
 
 from consumers.attempts import CrashLoopError, crash_rejection
-from consumers.backoff import Backoff
+from consumers.backoff import Backoff, sleep_unless
 from consumers.batch import BatchResult, apply_batch
 from consumers.classify import is_transient
 from consumers.context import OutboxSink
@@ -96,7 +95,7 @@ class QueueRuntime:
         self._sink = sink
         self._hooks = hooks
         self.counts = counts or QueueCounts(self._group)
-        self._stopping = threading.Event()
+        self._stop_asked = False
         self._backoff = Backoff(consumer_settings.retry_initial_s, consumer_settings.retry_max_s)
         self._conn: psycopg.Connection[Any] | None = None
         self._consumer: KafkaShareConsumer | None = None
@@ -118,8 +117,11 @@ class QueueRuntime:
         self._transient = False  # the last transaction failed on a transient error
 
     def stop(self) -> None:
-        """Finish the poll in flight, acknowledge it, leave the group and return."""
-        self._stopping.set()
+        """Finish the poll in flight, acknowledge it, leave the group and return.
+
+        Safe in a signal handler: it takes no lock (see ``consumers.backoff.sleep_unless``).
+        """
+        self._stop_asked = True
 
     def run(self) -> None:
         """Configure the group, join it and consume until ``stop``."""
@@ -154,7 +156,7 @@ class QueueRuntime:
         )
         maintainer = self._start_maintainer()
         try:
-            while not self._stopping.is_set():
+            while not self._stop_asked:
                 self._step(self.limits)
         finally:
             if maintainer is not None:
@@ -183,7 +185,7 @@ class QueueRuntime:
                 if not (exc.retriable or exc.name in _WAIT_OUT):
                     raise
                 self._pause(first_line(exc))
-                if self._stopping.is_set():
+                if self._stop_asked:
                     return None
 
     # -- the loop -------------------------------------------------------------------------
@@ -222,7 +224,7 @@ class QueueRuntime:
         for n, (todo, killers) in enumerate(groups):
             mine = todo or last
             # Past the deadline (or asked to stop) the rest goes back at once, its locks held.
-            if n > 0 and (self._stopping.is_set() or time.monotonic() > deadline):
+            if n > 0 and (self._stop_asked or time.monotonic() > deadline):
                 rest += mine
                 continue
             committed = self._apply(todo, killers)
@@ -234,7 +236,7 @@ class QueueRuntime:
             while not committed and (killers or self._transient):
                 if time.monotonic() > (locks_end if killers else deadline):
                     break
-                if self._stopping.is_set():
+                if self._stop_asked:
                     if not killers:
                         break
                     time.sleep(0.2)  # the backoff's wait returns at once once stopping
@@ -364,7 +366,7 @@ class QueueRuntime:
                 self._conn = connect(self._settings, f"oncepipe-consumer:{self._group}")
             except RetriableError as exc:
                 self._pause(str(exc))
-                if self._stopping.is_set():
+                if self._stop_asked:
                     raise
         return self._conn
 
@@ -378,7 +380,7 @@ class QueueRuntime:
         delay = self._backoff.next_delay()
         self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
         self._hooks.heartbeat()
-        self._stopping.wait(delay)
+        sleep_unless(lambda: self._stop_asked, delay)
         self._hooks.heartbeat()
 
     def _kafka(self) -> KafkaShareConsumer:

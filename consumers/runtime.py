@@ -15,7 +15,7 @@ import psycopg
 from consumers import offsets
 from consumers.assignment import Assignment
 from consumers.attempts import Attempts
-from consumers.backoff import Backoff
+from consumers.backoff import Backoff, sleep_unless
 from consumers.batch import BatchResult, apply_batch
 from consumers.bounds import LogBounds
 from consumers.classify import is_transient
@@ -48,10 +48,6 @@ from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
 
 __all__ = ["ConsumerRuntime"]
-
-
-# How often a backoff wait looks whether ``stop`` was called.
-_STOP_CHECK_S = 0.1
 
 
 class ConsumerRuntime:
@@ -403,10 +399,7 @@ class ConsumerRuntime:
         delay = self._backoff.next_delay()
         self._log.warning("waiting before retry", reason=reason, delay_s=round(delay, 3))
         self._hooks.heartbeat()  # waiting by design is not a stalled loop
-        # In short sleeps rather than on an Event: ``stop`` (a signal handler) sets a flag only.
-        until = time.monotonic() + delay
-        while not self._stop_asked and (left := until - time.monotonic()) > 0:
-            time.sleep(min(left, _STOP_CHECK_S))
+        sleep_unless(lambda: self._stop_asked, delay)  # stop (a signal handler) sets a flag only
         self._hooks.heartbeat()
 
     def _load_positions(
