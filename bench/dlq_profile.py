@@ -55,12 +55,14 @@ class _StatementCount:
             self.transactions += conn.info.transaction_status == idle
             return transaction(conn, *args, **kwargs)
 
-        psycopg.Cursor.execute = counted  # type: ignore[method-assign]
-        psycopg.Connection.transaction = block  # type: ignore[method-assign]
+        psycopg.Cursor.execute = counted  # type: ignore[method-assign,assignment]
+        psycopg.Connection.transaction = block  # type: ignore[method-assign,assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        psycopg.Cursor.execute, psycopg.Connection.transaction = self._saved  # type: ignore[method-assign]
+        execute, transaction = self._saved
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+        psycopg.Connection.transaction = transaction  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,6 @@ from psycopg.rows import TupleRow
 
 from consumers.dlq import ledger
 from consumers.dlq.headers import DeadLetter, replay_headers
-from consumers.events import Key
 from oncepipe import tracing
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError
@@ -244,17 +243,17 @@ class Replayer:
                 if progress:
                     progress(last.outcomes)
                 flight = None
-                _record(conn, [x for x in (landed, last) if x is not None])
+                ledger.record(conn, _marks(landed, last))
                 landed = None
         except BaseException:
             # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
             with contextlib.suppress(psycopg.Error):
-                _record(conn, [landed] if landed is not None else [])
+                marks = _marks(landed)
                 if flight is not None:
-                    ledger.record_failed(conn, flight.claim.claim_id, [
-                        (ledger.key_of(letter), "interrupted before the send was acknowledged")
-                        for _, letter, _ in flight.claimed
-                    ])  # fmt: skip
+                    why = "interrupted before the send was acknowledged"
+                    for _, letter, _ in flight.claimed:
+                        marks.failed(flight.claim.claim_id, ledger.key_of(letter), why)
+                ledger.record(conn, marks)
             raise
         return outcomes
 
@@ -265,13 +264,15 @@ class Replayer:
         force: bool,
         landed: _Flight | None,
     ) -> ledger.Claim:
-        """Claim ``part`` and record the chunk acknowledged before it, in one transaction."""
-        with conn.transaction():
-            if landed is not None:
-                _record(conn, [landed])
-            return ledger.claim(
-                conn, part, force=force, stale_after_s=self._stale_claim_s, by=self._by
-            )
+        """Claim ``part`` and record the chunk acknowledged before it, in one statement."""
+        return ledger.claim(
+            conn,
+            part,
+            force=force,
+            stale_after_s=self._stale_claim_s,
+            by=self._by,
+            marks=_marks(landed),
+        )
 
     def _land(self, producer: EventProducer, flight: _Flight) -> _Flight:
         """Wait for ``flight``'s acknowledgements; its outcomes filled in."""
@@ -279,18 +280,21 @@ class Replayer:
         deadline = time.monotonic() + wait
         while len(flight.answers) < len(flight.claimed) and time.monotonic() < deadline:
             producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+        claim_id, counts, marks = flight.claim.claim_id, flight.claim.counts, flight.marks
+        answers, outcomes = flight.answers, flight.outcomes
         for i, letter, to in flight.claimed:
-            key, count = ledger.key_of(letter), flight.claim.counts[ledger.key_of(letter)]
-            delivery = flight.answers.get(i)
-            if delivery is not None and delivery.ok:
-                flight.sent.append((key, delivery.partition, delivery.offset))
-                flight.outcomes.append(
+            key = (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+            count = counts[key]
+            delivery = answers.get(i)
+            if delivery is not None and delivery.error is None:
+                marks.sent(claim_id, key, delivery.partition, delivery.offset)
+                outcomes.append(
                     ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
                                   delivery.partition, delivery.offset)
                 )  # fmt: skip
             else:
                 reason = str(delivery.error) if delivery else "not within the delivery timeout"
-                flight.failed.append((key, reason))
+                marks.failed(claim_id, key, reason)
                 flight.outcomes.append(
                     ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
                 )
@@ -335,26 +339,24 @@ class Replayer:
                  for _, letter, _ in claimed],
             )  # fmt: skip
             raise
-        sent: list[tuple[Key, int | None, int | None]] = []
-        failed: list[tuple[Key, str]] = []
+        marks = ledger.Marks()
         for i, letter, to in claimed:
             delivery = deliveries[i]
             key, count = ledger.key_of(letter), claim.counts[ledger.key_of(letter)]
             if delivery.ok:
-                sent.append((key, delivery.partition, delivery.offset))
+                marks.sent(claim.claim_id, key, delivery.partition, delivery.offset)
                 outcomes.append(
                     ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
                                   delivery.partition, delivery.offset)
                 )  # fmt: skip
             else:
                 reason = str(delivery.error)
-                failed.append((key, reason))
+                marks.failed(claim.claim_id, key, reason)
                 outcomes.append(
                     ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
                 )
                 log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
-        ledger.record_sent(conn, claim.claim_id, sent)
-        ledger.record_failed(conn, claim.claim_id, failed)
+        ledger.record(conn, marks)
         if len(claimed) < len(chunk):
             known = ledger.entries(
                 conn,
@@ -400,8 +402,7 @@ class _Flight:
     claim: ledger.Claim
     claimed: list[tuple[int, DeadLetter, str]]
     answers: dict[int, Delivery] = field(default_factory=dict)
-    sent: list[tuple[Key, int | None, int | None]] = field(default_factory=list)
-    failed: list[tuple[Key, str]] = field(default_factory=list)
+    marks: ledger.Marks = field(default_factory=ledger.Marks)
     outcomes: list[ReplayOutcome] = field(default_factory=list)
 
     @classmethod
@@ -444,11 +445,13 @@ class _Flight:
                 for letter, to in others]  # fmt: skip
 
 
-def _record(conn: psycopg.Connection[TupleRow], flights: Sequence[_Flight]) -> None:
+def _marks(*flights: _Flight | None) -> ledger.Marks:
     """The ledger's ``sent`` and ``failed`` rows of acknowledged chunks."""
+    marks = ledger.Marks()
     for flight in flights:
-        ledger.record_sent(conn, flight.claim.claim_id, flight.sent)
-        ledger.record_failed(conn, flight.claim.claim_id, flight.failed)
+        if flight is not None:
+            marks.extend(flight.marks)
+    return marks
 
 
 def _in_order(letters: Sequence[DeadLetter], outcomes: list[ReplayOutcome]) -> list[ReplayOutcome]:
