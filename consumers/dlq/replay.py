@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -222,64 +223,82 @@ class Replayer:
         force: bool,
         progress: Progress | None,
     ) -> list[ReplayOutcome]:
-        """Chunks in flight one at a time, each claim committed during the previous send."""
+        """Chunks back to back; the ledger works in a thread of its own while this one sends.
+
+        While chunk k is queued and chunk k-1's acknowledgements are collected here, the
+        ledger thread claims chunk k+1 in one statement that also records the outcomes
+        collected before: the database, the broker and this thread work at the same time.
+        """
         outcomes: list[ReplayOutcome] = []
-        flight: _Flight | None = None  # sent, acknowledgements pending
-        landed: _Flight | None = None  # acknowledged, its ledger rows not written yet
-        try:
-            for part in chunks:
-                claim = self._claim_after(conn, part, force, landed)
-                landed = None
-                if flight is not None:
-                    landed = self._land(producer, flight)
-                    outcomes += landed.outcomes
-                    if progress:
-                        progress(landed.outcomes)
-                flight = _Flight.launch(producer, part, claim)
-                outcomes += flight.skipped(self, conn)
-            if flight is not None:
-                last = self._land(producer, flight)
-                outcomes += last.outcomes
-                if progress:
-                    progress(last.outcomes)
-                flight = None
-                ledger.record(conn, _marks(landed, last))
-                landed = None
-        except BaseException:
-            # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
-            with contextlib.suppress(psycopg.Error):
-                marks = _marks(landed)
-                if flight is not None:
-                    why = "interrupted before the send was acknowledged"
-                    for _, letter, _ in flight.claimed:
-                        marks.failed(flight.claim.claim_id, ledger.key_of(letter), why)
+        marks = ledger.Marks()  # acknowledged (or refused), not recorded yet
+        flights: list[_Flight] = []  # sent, acknowledgements pending: at most two
+        claiming: Future[ledger.Claim] | None = None  # of ``after``
+        after: Sequence[tuple[DeadLetter, str]] = ()
+        with ThreadPoolExecutor(1, thread_name_prefix="dlq-ledger") as db:
+            try:
+                for k, part in enumerate(chunks):
+                    if claiming is None:  # the first chunk
+                        claiming = db.submit(self._claim, conn, part, force, ledger.Marks())
+                    claim, claiming = claiming.result(), None
+                    if k + 1 < len(chunks):
+                        after = chunks[k + 1]
+                        claiming = db.submit(self._claim, conn, after, force, marks)
+                        marks = ledger.Marks()
+                    flights.append(_Flight.launch(producer, part, claim))
+                    if flights[-1].others:
+                        outcomes += db.submit(flights[-1].skipped, self, conn).result()
+                    if len(flights) > 1:
+                        outcomes += self._landed(producer, flights.pop(0), marks, progress)
+                while flights:
+                    outcomes += self._landed(producer, flights.pop(0), marks, progress)
                 ledger.record(conn, marks)
-            raise
+            except BaseException:
+                # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
+                with contextlib.suppress(Exception):
+                    if claiming is not None:
+                        flights.append(_Flight(after, claiming.result(), []))
+                with contextlib.suppress(psycopg.Error):
+                    why = "interrupted before the send was acknowledged"
+                    for flight in flights:
+                        for letter in flight.claimed_letters():
+                            marks.failed(flight.claim.claim_id, ledger.key_of(letter), why)
+                    ledger.record(conn, marks)
+                raise
         return outcomes
 
-    def _claim_after(
+    def _claim(
         self,
         conn: psycopg.Connection[TupleRow],
         part: Sequence[tuple[DeadLetter, str]],
         force: bool,
-        landed: _Flight | None,
+        marks: ledger.Marks,
     ) -> ledger.Claim:
-        """Claim ``part`` and record the chunk acknowledged before it, in one statement."""
+        """Claim ``part`` and record ``marks`` (chunks acknowledged before it), one statement."""
         return ledger.claim(
-            conn,
-            part,
-            force=force,
-            stale_after_s=self._stale_claim_s,
-            by=self._by,
-            marks=_marks(landed),
+            conn, part, force=force, stale_after_s=self._stale_claim_s, by=self._by, marks=marks
         )
+
+    def _landed(
+        self,
+        producer: EventProducer,
+        flight: _Flight,
+        marks: ledger.Marks,
+        progress: Progress | None,
+    ) -> list[ReplayOutcome]:
+        """Wait for ``flight``'s acknowledgements; its ledger rows go to ``marks``."""
+        self._land(producer, flight)
+        marks.extend(flight.marks)
+        if progress:
+            progress(flight.outcomes)
+        return flight.outcomes
 
     def _land(self, producer: EventProducer, flight: _Flight) -> _Flight:
         """Wait for ``flight``'s acknowledgements; its outcomes filled in."""
         wait = self._producer_settings.delivery_timeout_ms / 1000 + 30
         deadline = time.monotonic() + wait
+        # poll, not flush: the next chunk is queued behind this one and need not be waited for.
         while len(flight.answers) < len(flight.claimed) and time.monotonic() < deadline:
-            producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            producer.poll(min(1.0, max(0.0, deadline - time.monotonic())))
         claim_id, counts, marks = flight.claim.claim_id, flight.claim.counts, flight.marks
         answers, outcomes = flight.answers, flight.outcomes
         for i, letter, to in flight.claimed:
@@ -432,6 +451,15 @@ class _Flight:
                 producer.send(records, lambda d: flight.answers.__setitem__(d.ref, d))
         return flight
 
+    @property
+    def others(self) -> bool:
+        """True when another replay holds or sent some dead letters of the chunk."""
+        return len(self.claimed) < len(self.chunk)
+
+    def claimed_letters(self) -> list[DeadLetter]:
+        """The dead letters of the chunk this replay claimed."""
+        return [letter for letter, _ in self.chunk if ledger.key_of(letter) in self.claim.counts]
+
     def skipped(
         self, replayer: Replayer, conn: psycopg.Connection[TupleRow]
     ) -> list[ReplayOutcome]:
@@ -443,15 +471,6 @@ class _Flight:
         known = ledger.entries(conn, [ledger.key_of(letter) for letter, _ in others])
         return [replayer._skipped(letter, to, known.get(ledger.key_of(letter)))
                 for letter, to in others]  # fmt: skip
-
-
-def _marks(*flights: _Flight | None) -> ledger.Marks:
-    """The ledger's ``sent`` and ``failed`` rows of acknowledged chunks."""
-    marks = ledger.Marks()
-    for flight in flights:
-        if flight is not None:
-            marks.extend(flight.marks)
-    return marks
 
 
 def _in_order(letters: Sequence[DeadLetter], outcomes: list[ReplayOutcome]) -> list[ReplayOutcome]:
