@@ -236,28 +236,44 @@ def claim(
     earlier sends (none of these dead letters), recorded in the same statement.
     """
     claim_id = uuid.uuid4()
-    unique = {key_of(letter): (letter, to) for letter, to in letters}
-    if not unique:
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+    topics, partitions, offsets, sources, source_partitions, source_offsets = columns[:6]
+    event_ids, destinations, counts = columns[6:]
+    seen: set[Key] = set()
+    for letter, to in letters:  # one pass, the statement's columns
+        key = (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+        if key in seen:
+            continue
+        seen.add(key)
+        topics.append(key[0])
+        partitions.append(key[1])
+        offsets.append(key[2])
+        sources.append(letter.source_topic)
+        source_partitions.append(letter.source_partition)
+        source_offsets.append(letter.source_offset)
+        event_ids.append(letter.event_id)
+        destinations.append(to)
+        # A dead letter of a replayed record continues that record's count.
+        counts.append(letter.replay_count + 1)
+    if not seen:
         if marks:
             record(conn, marks)
         return Claim(claim_id, {})
-    pairs = list(unique.values())
     params = {
         **(marks or Marks()).params(),
         "claim_id": claim_id,
         "by": by or replayed_by(),
         "force": force,
         "stale_s": stale_after_s,
-        "topics": [letter.dlq_topic for letter, _ in pairs],
-        "partitions": [letter.dlq_partition for letter, _ in pairs],
-        "offsets": [letter.dlq_offset for letter, _ in pairs],
-        "sources": [letter.source_topic for letter, _ in pairs],
-        "source_partitions": [letter.source_partition for letter, _ in pairs],
-        "source_offsets": [letter.source_offset for letter, _ in pairs],
-        "event_ids": [letter.event_id for letter, _ in pairs],
-        "destinations": [to for _, to in pairs],
-        # A dead letter of a replayed record continues that record's count.
-        "counts": [letter.replay_count + 1 for letter, _ in pairs],
+        "topics": topics,
+        "partitions": partitions,
+        "offsets": offsets,
+        "sources": sources,
+        "source_partitions": source_partitions,
+        "source_offsets": source_offsets,
+        "event_ids": event_ids,
+        "destinations": destinations,
+        "counts": counts,
     }
     rows = _committed(conn, _CLAIM, params).fetchall()
     return Claim(claim_id, {(t, p, o): n for t, p, o, n in rows})

@@ -170,14 +170,20 @@ class Replayer:
         routed: list[tuple[DeadLetter, str]] = []
         refused: list[ReplayOutcome] = []
         seen: set[str] = set()
+        problems: dict[str, str | None] = {}  # by destination: a name is checked once
         if to is not None:
             check_topic_name(to, "--to")
         for letter in letters:
-            if letter.ref in seen:
+            ref = letter.ref
+            if ref in seen:
                 continue
-            seen.add(letter.ref)
+            seen.add(ref)
             destination = to or letter.source_topic
-            problem = None if destination is None else topic_name_problem(destination)
+            problem = None
+            if destination is not None:
+                if destination not in problems:
+                    problems[destination] = topic_name_problem(destination)
+                problem = problems[destination]
             if destination is None or problem is not None:
                 reason = (
                     "the dead letter names no source topic"
@@ -432,21 +438,21 @@ class _Flight:
         claim: ledger.Claim,
     ) -> _Flight:
         """Send the claimed dead letters of ``chunk`` without waiting for their acks."""
-        claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
-                   if ledger.key_of(letter) in claim.counts]  # fmt: skip
+        counts = claim.counts
+        claimed: list[tuple[int, DeadLetter, str]] = []
+        records: list[OutgoingRecord] = []
+        topics: set[str] = set()
+        for i, (letter, to) in enumerate(chunk):
+            count = counts.get((letter.dlq_topic, letter.dlq_partition, letter.dlq_offset))
+            if count is not None:
+                claimed.append((i, letter, to))
+                records.append(
+                    OutgoingRecord(i, to, letter.key, letter.value, replay_headers(letter, count))
+                )
+                topics.add(to)
         flight = cls(chunk, claim, claimed)
-        records = [
-            OutgoingRecord(
-                ref=i,
-                topic=to,
-                key=letter.key,
-                value=letter.value,
-                headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
-            )
-            for i, letter, to in claimed
-        ]
         if records:
-            to_topics = ",".join(sorted({record.topic for record in records}))
+            to_topics = ",".join(sorted(topics))
             with tracing.links_span("replay", to_topics, [r.headers for r in records]):
                 producer.send(records, lambda d: flight.answers.__setitem__(d.ref, d))
         return flight
