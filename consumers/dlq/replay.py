@@ -8,11 +8,12 @@ same ``event_id``), none of the dead-letter headers of any dialect, plus ``repla
 2. publish the claimed ones with the idempotent producer and wait for every acknowledgement;
 3. record ``sent`` (with the replay's partition and offset) or ``failed`` for each.
 
-Without ``rate``, chunks overlap: the claim of chunk N+1 is committed while chunk N's records
-are in flight, and it carries chunk N-1's records (step 3), so each chunk costs one ledger
-transaction and its acknowledgements are not waited for idle. A replay killed between 1 and 3
-leaves claims that a later replay takes over once stale; the consumer's inbox absorbs a
-record that was in fact sent twice.
+Without ``rate``, chunks overlap: while chunk N is queued and chunk N-1's acknowledgements
+are collected, a ledger thread (the connection is used by it alone meanwhile) claims chunk N+1
+in one statement that also records the outcomes collected before (step 3): one round trip and
+one commit per chunk, and the database, the broker and this thread at work together. A replay
+killed between 1 and 3 leaves claims (up to three chunks) that a later replay takes over once
+stale; the consumer's inbox absorbs a record that was in fact sent twice.
 
 Public names: ``ReplayOutcome``, ``Replayer``.
 """
