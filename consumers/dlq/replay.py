@@ -133,10 +133,17 @@ class Replayer:
         force: bool = False,
         rate: float | None = None,
         progress: Progress | None = None,
+        producer: EventProducer | None = None,
     ) -> list[ReplayOutcome]:
-        """Replay each dead letter at most once (``force``: once more); see the module."""
+        """Replay each dead letter at most once (``force``: once more); see the module.
+
+        ``producer``: an open producer to send with (left open), e.g. one that serves several
+        replays; by default the replay opens its own and closes it.
+        """
         routed, outcomes = self._route(letters, to)
-        producer = EventProducer(self._settings, self._producer_settings)
+        owned = producer is None
+        if producer is None:
+            producer = EventProducer(self._settings, self._producer_settings)
         try:
             # The producer's own metadata answers the check and warms it up: its first
             # records are not held while it learns the topics.
@@ -159,7 +166,8 @@ class Replayer:
                         # Pace whole chunks: chunk / rate seconds each at the least.
                         time.sleep(max(0.0, len(done) / rate - (time.monotonic() - began)))
         finally:
-            producer.close()
+            if owned:
+                producer.close()
         return _in_order(letters, outcomes)
 
     # -- internals ---------------------------------------------------------------------------
