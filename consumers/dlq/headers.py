@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Literal
 
 from consumers.deadletter_headers import (
@@ -63,6 +64,7 @@ __all__ = [
 
 REPLAY_OF = "replay_of"
 REPLAY_COUNT = "replay_count"
+_REPLAY_NAMES = frozenset((REPLAY_OF, REPLAY_COUNT))
 
 # The dead-letter namespaces of the four dialects; a replay strips all of them.
 _SPRING = "kafka_dlt-"
@@ -105,9 +107,10 @@ class DeadLetter:
     extras: Mapping[str, str] = field(default_factory=dict)
     """Dialect-specific context: connector name, task id, raw stage, cause class, ..."""
 
-    @property
+    @cached_property
     def ref(self) -> str:
         """``<dlq-topic>:<partition>:<offset>``, how commands and ``replay_of`` name it."""
+        # Cached: a replay names each letter several times (routing, headers, outcome, order).
         return format_ref(self.dlq_topic, self.dlq_partition, self.dlq_offset)
 
     @property
@@ -165,14 +168,10 @@ def is_dead_letter_header(name: str) -> bool:
 
 def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes | None]]:
     """The headers of a replay: the original ones as they were, ``replay_of``, ``replay_count``."""
-    kept: list[tuple[str, bytes | None]] = [
-        (name, raw) for name, raw in dead_letter.headers if name not in {REPLAY_OF, REPLAY_COUNT}
-    ]
-    return [
-        *kept,
-        (REPLAY_OF, dead_letter.ref.encode()),
-        (REPLAY_COUNT, str(replay_count).encode()),
-    ]
+    kept = [header for header in dead_letter.headers if header[0] not in _REPLAY_NAMES]
+    kept.append((REPLAY_OF, dead_letter.ref.encode()))
+    kept.append((REPLAY_COUNT, b"%d" % replay_count))
+    return kept
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ same ``event_id``), none of the dead-letter headers of any dialect, plus ``repla
 2. publish the claimed ones with the idempotent producer and wait for every acknowledgement;
 3. record ``sent`` (with the replay's partition and offset) or ``failed`` for each.
 
-Without ``rate``, chunks overlap: the claim of chunk N+1 is committed while chunk N's records
-are in flight, and it carries chunk N-1's records (step 3), so each chunk costs one ledger
-transaction and its acknowledgements are not waited for idle. A replay killed between 1 and 3
-leaves claims that a later replay takes over once stale; the consumer's inbox absorbs a
-record that was in fact sent twice.
+Without ``rate``, chunks overlap: while chunk N is queued and chunk N-1's acknowledgements
+are collected, a ledger thread (the connection is used by it alone meanwhile) claims chunk N+1
+in one statement that also records the outcomes collected before (step 3): one round trip and
+one commit per chunk, and the database, the broker and this thread at work together. A replay
+killed between 1 and 3 leaves claims (up to three chunks) that a later replay takes over once
+stale; the consumer's inbox absorbs a record that was in fact sent twice.
 
 Public names: ``ReplayOutcome``, ``Replayer``.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,7 +32,6 @@ from psycopg.rows import TupleRow
 
 from consumers.dlq import ledger
 from consumers.dlq.headers import DeadLetter, replay_headers
-from consumers.events import Key
 from oncepipe import tracing
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError
@@ -132,10 +133,17 @@ class Replayer:
         force: bool = False,
         rate: float | None = None,
         progress: Progress | None = None,
+        producer: EventProducer | None = None,
     ) -> list[ReplayOutcome]:
-        """Replay each dead letter at most once (``force``: once more); see the module."""
+        """Replay each dead letter at most once (``force``: once more); see the module.
+
+        ``producer``: an open producer to send with (left open), e.g. one that serves several
+        replays; by default the replay opens its own and closes it.
+        """
         routed, outcomes = self._route(letters, to)
-        producer = EventProducer(self._settings, self._producer_settings)
+        owned = producer is None
+        if producer is None:
+            producer = EventProducer(self._settings, self._producer_settings)
         try:
             # The producer's own metadata answers the check and warms it up: its first
             # records are not held while it learns the topics.
@@ -158,7 +166,8 @@ class Replayer:
                         # Pace whole chunks: chunk / rate seconds each at the least.
                         time.sleep(max(0.0, len(done) / rate - (time.monotonic() - began)))
         finally:
-            producer.close()
+            if owned:
+                producer.close()
         return _in_order(letters, outcomes)
 
     # -- internals ---------------------------------------------------------------------------
@@ -170,14 +179,20 @@ class Replayer:
         routed: list[tuple[DeadLetter, str]] = []
         refused: list[ReplayOutcome] = []
         seen: set[str] = set()
+        problems: dict[str, str | None] = {}  # by destination: a name is checked once
         if to is not None:
             check_topic_name(to, "--to")
         for letter in letters:
-            if letter.ref in seen:
+            ref = letter.ref
+            if ref in seen:
                 continue
-            seen.add(letter.ref)
+            seen.add(ref)
             destination = to or letter.source_topic
-            problem = None if destination is None else topic_name_problem(destination)
+            problem = None
+            if destination is not None:
+                if destination not in problems:
+                    problems[destination] = topic_name_problem(destination)
+                problem = problems[destination]
             if destination is None or problem is not None:
                 reason = (
                     "the dead letter names no source topic"
@@ -223,74 +238,97 @@ class Replayer:
         force: bool,
         progress: Progress | None,
     ) -> list[ReplayOutcome]:
-        """Chunks in flight one at a time, each claim committed during the previous send."""
+        """Chunks back to back; the ledger works in a thread of its own while this one sends.
+
+        While chunk k is queued and chunk k-1's acknowledgements are collected here, the
+        ledger thread claims chunk k+1 in one statement that also records the outcomes
+        collected before: the database, the broker and this thread work at the same time.
+        """
         outcomes: list[ReplayOutcome] = []
-        flight: _Flight | None = None  # sent, acknowledgements pending
-        landed: _Flight | None = None  # acknowledged, its ledger rows not written yet
-        try:
-            for part in chunks:
-                claim = self._claim_after(conn, part, force, landed)
-                landed = None
-                if flight is not None:
-                    landed = self._land(producer, flight)
-                    outcomes += landed.outcomes
-                    if progress:
-                        progress(landed.outcomes)
-                flight = _Flight.launch(producer, part, claim)
-                outcomes += flight.skipped(self, conn)
-            if flight is not None:
-                last = self._land(producer, flight)
-                outcomes += last.outcomes
-                if progress:
-                    progress(last.outcomes)
-                flight = None
-                _record(conn, [x for x in (landed, last) if x is not None])
-                landed = None
-        except BaseException:
-            # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
-            with contextlib.suppress(psycopg.Error):
-                _record(conn, [landed] if landed is not None else [])
-                if flight is not None:
-                    ledger.record_failed(conn, flight.claim.claim_id, [
-                        (ledger.key_of(letter), "interrupted before the send was acknowledged")
-                        for _, letter, _ in flight.claimed
-                    ])  # fmt: skip
-            raise
+        marks = ledger.Marks()  # acknowledged (or refused), not recorded yet
+        flights: list[_Flight] = []  # sent, acknowledgements pending: at most two
+        claiming: Future[ledger.Claim] | None = None  # of ``after``
+        after: Sequence[tuple[DeadLetter, str]] = ()
+        with ThreadPoolExecutor(1, thread_name_prefix="dlq-ledger") as db:
+            try:
+                for k, part in enumerate(chunks):
+                    if claiming is None:  # the first chunk
+                        claiming = db.submit(self._claim, conn, part, force, ledger.Marks())
+                    claim, claiming = claiming.result(), None
+                    if k + 1 < len(chunks):
+                        after = chunks[k + 1]
+                        claiming = db.submit(self._claim, conn, after, force, marks)
+                        marks = ledger.Marks()
+                    flights.append(_Flight.launch(producer, part, claim))
+                    if flights[-1].others:
+                        outcomes += db.submit(flights[-1].skipped, self, conn).result()
+                    if len(flights) > 1:
+                        outcomes += self._landed(producer, flights.pop(0), marks, progress)
+                while flights:
+                    outcomes += self._landed(producer, flights.pop(0), marks, progress)
+                ledger.record(conn, marks)
+            except BaseException:
+                # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
+                with contextlib.suppress(Exception):
+                    if claiming is not None:
+                        flights.append(_Flight(after, claiming.result(), []))
+                with contextlib.suppress(psycopg.Error):
+                    why = "interrupted before the send was acknowledged"
+                    for flight in flights:
+                        for letter in flight.claimed_letters():
+                            marks.failed(flight.claim.claim_id, ledger.key_of(letter), why)
+                    ledger.record(conn, marks)
+                raise
         return outcomes
 
-    def _claim_after(
+    def _claim(
         self,
         conn: psycopg.Connection[TupleRow],
         part: Sequence[tuple[DeadLetter, str]],
         force: bool,
-        landed: _Flight | None,
+        marks: ledger.Marks,
     ) -> ledger.Claim:
-        """Claim ``part`` and record the chunk acknowledged before it, in one transaction."""
-        with conn.transaction():
-            if landed is not None:
-                _record(conn, [landed])
-            return ledger.claim(
-                conn, part, force=force, stale_after_s=self._stale_claim_s, by=self._by
-            )
+        """Claim ``part`` and record ``marks`` (chunks acknowledged before it), one statement."""
+        return ledger.claim(
+            conn, part, force=force, stale_after_s=self._stale_claim_s, by=self._by, marks=marks
+        )
+
+    def _landed(
+        self,
+        producer: EventProducer,
+        flight: _Flight,
+        marks: ledger.Marks,
+        progress: Progress | None,
+    ) -> list[ReplayOutcome]:
+        """Wait for ``flight``'s acknowledgements; its ledger rows go to ``marks``."""
+        self._land(producer, flight)
+        marks.extend(flight.marks)
+        if progress:
+            progress(flight.outcomes)
+        return flight.outcomes
 
     def _land(self, producer: EventProducer, flight: _Flight) -> _Flight:
         """Wait for ``flight``'s acknowledgements; its outcomes filled in."""
         wait = self._producer_settings.delivery_timeout_ms / 1000 + 30
         deadline = time.monotonic() + wait
+        # poll, not flush: the next chunk is queued behind this one and need not be waited for.
         while len(flight.answers) < len(flight.claimed) and time.monotonic() < deadline:
-            producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            producer.poll(min(1.0, max(0.0, deadline - time.monotonic())))
+        claim_id, counts, marks = flight.claim.claim_id, flight.claim.counts, flight.marks
+        answers, outcomes = flight.answers, flight.outcomes
         for i, letter, to in flight.claimed:
-            key, count = ledger.key_of(letter), flight.claim.counts[ledger.key_of(letter)]
-            delivery = flight.answers.get(i)
-            if delivery is not None and delivery.ok:
-                flight.sent.append((key, delivery.partition, delivery.offset))
-                flight.outcomes.append(
+            key = (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+            count = counts[key]
+            delivery = answers.get(i)
+            if delivery is not None and delivery.error is None:
+                marks.sent(claim_id, key, delivery.partition, delivery.offset)
+                outcomes.append(
                     ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
                                   delivery.partition, delivery.offset)
                 )  # fmt: skip
             else:
                 reason = str(delivery.error) if delivery else "not within the delivery timeout"
-                flight.failed.append((key, reason))
+                marks.failed(claim_id, key, reason)
                 flight.outcomes.append(
                     ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
                 )
@@ -335,26 +373,24 @@ class Replayer:
                  for _, letter, _ in claimed],
             )  # fmt: skip
             raise
-        sent: list[tuple[Key, int | None, int | None]] = []
-        failed: list[tuple[Key, str]] = []
+        marks = ledger.Marks()
         for i, letter, to in claimed:
             delivery = deliveries[i]
             key, count = ledger.key_of(letter), claim.counts[ledger.key_of(letter)]
             if delivery.ok:
-                sent.append((key, delivery.partition, delivery.offset))
+                marks.sent(claim.claim_id, key, delivery.partition, delivery.offset)
                 outcomes.append(
                     ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
                                   delivery.partition, delivery.offset)
                 )  # fmt: skip
             else:
                 reason = str(delivery.error)
-                failed.append((key, reason))
+                marks.failed(claim.claim_id, key, reason)
                 outcomes.append(
                     ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
                 )
                 log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
-        ledger.record_sent(conn, claim.claim_id, sent)
-        ledger.record_failed(conn, claim.claim_id, failed)
+        ledger.record(conn, marks)
         if len(claimed) < len(chunk):
             known = ledger.entries(
                 conn,
@@ -400,8 +436,7 @@ class _Flight:
     claim: ledger.Claim
     claimed: list[tuple[int, DeadLetter, str]]
     answers: dict[int, Delivery] = field(default_factory=dict)
-    sent: list[tuple[Key, int | None, int | None]] = field(default_factory=list)
-    failed: list[tuple[Key, str]] = field(default_factory=list)
+    marks: ledger.Marks = field(default_factory=ledger.Marks)
     outcomes: list[ReplayOutcome] = field(default_factory=list)
 
     @classmethod
@@ -412,24 +447,33 @@ class _Flight:
         claim: ledger.Claim,
     ) -> _Flight:
         """Send the claimed dead letters of ``chunk`` without waiting for their acks."""
-        claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
-                   if ledger.key_of(letter) in claim.counts]  # fmt: skip
+        counts = claim.counts
+        claimed: list[tuple[int, DeadLetter, str]] = []
+        records: list[OutgoingRecord] = []
+        topics: set[str] = set()
+        for i, (letter, to) in enumerate(chunk):
+            count = counts.get((letter.dlq_topic, letter.dlq_partition, letter.dlq_offset))
+            if count is not None:
+                claimed.append((i, letter, to))
+                records.append(
+                    OutgoingRecord(i, to, letter.key, letter.value, replay_headers(letter, count))
+                )
+                topics.add(to)
         flight = cls(chunk, claim, claimed)
-        records = [
-            OutgoingRecord(
-                ref=i,
-                topic=to,
-                key=letter.key,
-                value=letter.value,
-                headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
-            )
-            for i, letter, to in claimed
-        ]
         if records:
-            to_topics = ",".join(sorted({record.topic for record in records}))
+            to_topics = ",".join(sorted(topics))
             with tracing.links_span("replay", to_topics, [r.headers for r in records]):
                 producer.send(records, lambda d: flight.answers.__setitem__(d.ref, d))
         return flight
+
+    @property
+    def others(self) -> bool:
+        """True when another replay holds or sent some dead letters of the chunk."""
+        return len(self.claimed) < len(self.chunk)
+
+    def claimed_letters(self) -> list[DeadLetter]:
+        """The dead letters of the chunk this replay claimed."""
+        return [letter for letter, _ in self.chunk if ledger.key_of(letter) in self.claim.counts]
 
     def skipped(
         self, replayer: Replayer, conn: psycopg.Connection[TupleRow]
@@ -442,13 +486,6 @@ class _Flight:
         known = ledger.entries(conn, [ledger.key_of(letter) for letter, _ in others])
         return [replayer._skipped(letter, to, known.get(ledger.key_of(letter)))
                 for letter, to in others]  # fmt: skip
-
-
-def _record(conn: psycopg.Connection[TupleRow], flights: Sequence[_Flight]) -> None:
-    """The ledger's ``sent`` and ``failed`` rows of acknowledged chunks."""
-    for flight in flights:
-        ledger.record_sent(conn, flight.claim.claim_id, flight.sent)
-        ledger.record_failed(conn, flight.claim.claim_id, flight.failed)
 
 
 def _in_order(letters: Sequence[DeadLetter], outcomes: list[ReplayOutcome]) -> list[ReplayOutcome]:
