@@ -82,6 +82,13 @@ class ConsumerSettings(BaseSettings):
         description="re-read the topics' metadata this often: partitions added to a topic are "
         "assigned at the next rebalance after that",
     )
+    prefetch_kbytes: int = Field(
+        16_384,
+        ge=1_024,
+        description="at most this many kilobytes of records fetched ahead of the batch in hand "
+        "(librdkafka's queued.max.messages.kbytes, 64 MB by default there): a few batches of "
+        "records keep the worker busy; more only holds memory",
+    )
     offset_out_of_range: Literal["hold", "reset"] = Field(
         "hold",
         description="a stored offset outside the log (topic recreated, records gone with "
@@ -207,6 +214,7 @@ class ConsumerSettings(BaseSettings):
                 "max.poll.interval.ms": self.max_poll_interval_ms,
                 "auto.offset.reset": self.auto_offset_reset,
                 "topic.metadata.refresh.interval.ms": self.metadata_refresh_ms,
+                "queued.max.messages.kbytes": self.prefetch_kbytes,
                 "client.id": self.client_id,
             }
         )

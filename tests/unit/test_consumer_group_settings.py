@@ -82,3 +82,11 @@ def test_the_fatal_error_event_of_a_fenced_static_member_counts_as_fatal() -> No
     assert is_fatal(fenced)
     assert broker_error(fenced, "consuming").fatal
     assert not is_fatal(KafkaError(KafkaError._TRANSPORT, "connection reset"))
+
+
+def test_the_prefetch_queue_is_bounded_to_16_mb_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_consumer_settings().client_config()["queued.max.messages.kbytes"] == 16_384
+    monkeypatch.setenv("ONCEPIPE_CONSUMER_PREFETCH_KBYTES", "4096")
+    assert load_consumer_settings().client_config()["queued.max.messages.kbytes"] == 4_096
