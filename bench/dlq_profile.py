@@ -21,7 +21,7 @@ import psycopg
 
 from bench.dlq import BATCH, _clear_ledger, _read, _replay, write_dead_letters
 from bench.env import BenchEnv
-from bench.profile import _self_times
+from bench.profile import _self_times, new_profiler
 from bench.results import RESULTS_DIR
 from bench.services import ServiceCpu
 from oncepipe.kafka import create_admin, create_topics
@@ -71,12 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dead-letters", type=int, default=5_000)
     parser.add_argument("--out", default="dlq-replay-profile.txt", help="file in bench/results")
     args = parser.parse_args(argv)
-    try:
-        from pyinstrument import Profiler  # noqa: PLC0415 - the bench extra
-    except ImportError as exc:
-        raise SystemExit(
-            "bench.dlq_profile: pyinstrument is missing (pip install -e '.[bench]')"
-        ) from exc
+    profiler = new_profiler("bench.dlq_profile")
     configure_logging(load_settings(log_level="WARNING"))
     env = BenchEnv()
     count = args.dead_letters
@@ -89,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
             letters = _read(env, dlq, count)
             _replay(env, letters)  # warm-up
             _clear_ledger(env, dlq)
-            profiler = Profiler(interval=0.0005)
             before = cpu.snapshot()
             with _StatementCount() as sql:
                 wall, process = time.perf_counter(), time.process_time()

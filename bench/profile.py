@@ -26,6 +26,15 @@ from schemas import Codec
 _TOP_FRAMES = 20
 
 
+def new_profiler(prog: str) -> Any:
+    """A pyinstrument sampler at 0.5 ms, or exit saying how to install it (the bench extra)."""
+    try:
+        from pyinstrument import Profiler  # noqa: PLC0415 - the bench extra
+    except ImportError as exc:
+        raise SystemExit(f"{prog}: pyinstrument is missing (pip install -e '.[bench]')") from exc
+    return Profiler(interval=0.0005)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile one consumer run and write the text report."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile")
@@ -33,17 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--out", default="consume-profile.txt", help="file in bench/results")
     args = parser.parse_args(argv)
-    try:
-        from pyinstrument import Profiler  # noqa: PLC0415 - the bench extra
-    except ImportError as exc:
-        raise SystemExit(
-            "bench.profile: pyinstrument is missing (pip install -e '.[bench]')"
-        ) from exc
+    profiler = new_profiler("bench.profile")
     configure_logging(load_settings(log_level="WARNING"))
     env = BenchEnv()
     with env.topic("profile", PARTITIONS) as topic:
         _fill(env, topic, EventSet.build("click", args.events, Codec.load()))
-        profiler = Profiler(interval=0.0005)
         profiler.start()
         sample = _oncepipe(env, topic, args.events, args.batch, ServiceCpu())
         profiler.stop()

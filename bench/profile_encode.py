@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.env import BenchEnv
 from bench.events import make_events
 from bench.produce import CHUNK
-from bench.profile import _self_times
+from bench.profile import _self_times, new_profiler
 from bench.results import RESULTS_DIR
 from oncepipe.logging import configure_logging
 from oncepipe.settings import load_settings
@@ -35,12 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", default="click", choices=("click", "click-2k"))
     parser.add_argument("--label", default="after")
     args = parser.parse_args(argv)
-    try:
-        from pyinstrument import Profiler  # noqa: PLC0415 - the bench extra
-    except ImportError as exc:
-        raise SystemExit(
-            "bench.profile_encode: pyinstrument is missing (pip install -e '.[bench]')"
-        ) from exc
+    profiler = new_profiler("bench.profile_encode")
     configure_logging(load_settings(log_level="WARNING"))
     env = BenchEnv()
     codec = Codec.load()
@@ -65,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         plain_cpu = time.process_time()
         run()
         plain_cpu = time.process_time() - plain_cpu
-        profiler = Profiler(interval=0.0005)
         began, began_cpu = time.perf_counter(), time.process_time()
         profiler.start()
         run()

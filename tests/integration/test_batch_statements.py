@@ -27,6 +27,7 @@ from oncepipe.errors import FencedError, PoisonError
 from oncepipe.hooks import NoHooks
 from oncepipe.settings import Settings
 from schemas import ClickEvent, Codec
+from tests.fixtures.pgtrace import round_trips, start_trace
 from tests.fixtures.workers import make_clicks
 
 pytestmark = pytest.mark.integration
@@ -156,18 +157,6 @@ class _Points(NoHooks):
         self.points.append(name)
 
 
-def _round_trips(trace: str) -> int:
-    """Client waits: each run of messages sent followed by one received (libpq's trace)."""
-    trips, last = 0, ""
-    for line in trace.splitlines():
-        direction = line[:1]
-        if direction == "B" and last == "F":
-            trips += 1
-        if direction in {"B", "F"}:
-            last = direction
-    return trips
-
-
 def test_a_plain_batch_takes_four_round_trips_to_postgresql(settings: Settings) -> None:
     """BEGIN, the inbox claim, the handler's statement, then offsets and COMMIT together."""
     codec = Codec.load()
@@ -177,8 +166,7 @@ def test_a_plain_batch_takes_four_round_trips_to_postgresql(settings: Settings) 
         psycopg.connect(settings.database_url.get_secret_value()) as conn,
         tempfile.TemporaryFile() as out,
     ):
-        conn.pgconn.trace(out.fileno())
-        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+        start_trace(conn, out)
         result = apply_batch(
             conn, settings=settings, group="g", events=events, positions={(TOPIC, 0): None},
             handler=handle_clicks, hooks=hooks,
@@ -188,7 +176,7 @@ def test_a_plain_batch_takes_four_round_trips_to_postgresql(settings: Settings) 
         trace = out.read().decode("utf-8", "replace")
     assert result.applied == 20
     assert hooks.points == ["consumer.before_handler", "consumer.after_handler"]
-    assert _round_trips(trace) == 4, trace
+    assert round_trips(trace) == 4, trace
 
 
 class _Record:
@@ -217,8 +205,7 @@ def test_the_attempt_record_takes_two_round_trips_and_counts_as_before(
 
         def connect() -> psycopg.Connection[Any]:
             conn = psycopg.connect(url)
-            conn.pgconn.trace(out.fileno())
-            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            start_trace(conn, out)
             opened.append(conn)
             return conn
 
@@ -230,7 +217,7 @@ def test_the_attempt_record_takes_two_round_trips_and_counts_as_before(
         # The next attempt at the same range counts on: the first one committed.
         attempts.begin([_Record(0), _Record(1)], {(TOPIC, 0): None})
         attempts.close()
-    assert _round_trips(trace) == 2, trace
+    assert round_trips(trace) == 2, trace
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT start_offset, end_offset, attempts FROM oncepipe.consumer_attempts"

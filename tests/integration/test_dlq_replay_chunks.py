@@ -22,6 +22,7 @@ from consumers.dlq.replay import Replayer
 from oncepipe.db import connect
 from oncepipe.settings import Settings
 from producers import ProducerSettings
+from tests.fixtures.pgtrace import round_trips, start_trace
 from tests.integration import test_dlq
 from tests.integration.test_dlq import Topics, ledger_rows, oncepipe_letter, replays_in, write
 
@@ -68,18 +69,6 @@ def test_chunks_in_flight_together_send_each_dead_letter_once_and_record_where(
     assert {o.outcome for o in paced} == {"skipped"}
 
 
-def _round_trips(trace: str) -> int:
-    """Client waits: each run of messages sent followed by one received (libpq's trace)."""
-    trips, last = 0, ""
-    for line in trace.splitlines():
-        direction = line[:1]
-        if direction == "B" and last == "F":
-            trips += 1
-        if direction in {"B", "F"}:
-            last = direction
-    return trips
-
-
 def test_each_chunk_is_one_round_trip_and_one_transaction_of_the_ledger(
     settings: Settings, topics: Topics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -91,8 +80,7 @@ def test_each_chunk_is_one_round_trip_and_one_transaction_of_the_ledger(
 
         def traced(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
             conn = connect(*args, **kwargs)
-            conn.pgconn.trace(out.fileno())
-            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            start_trace(conn, out)
             return conn
 
         monkeypatch.setattr("consumers.dlq.replay.connect", traced)
@@ -100,7 +88,7 @@ def test_each_chunk_is_one_round_trip_and_one_transaction_of_the_ledger(
         out.seek(0)
         trace = out.read().decode("utf-8", "replace")
     assert {o.outcome for o in outcomes} == {"sent"}
-    assert _round_trips(trace) == 5, trace
+    assert round_trips(trace) == 5, trace
     assert "BEGIN" not in trace, trace
     assert "SAVEPOINT" not in trace, trace
     assert [row[3:5] for row in ledger_rows(settings)] == [("sent", 1)] * count
