@@ -1,4 +1,4 @@
-"""The codec's per-core encode and decode rates (``bench/codec_rates.py``), in the same run.
+"""The codec's per-core encode and decode rates (``python -m bench.codec_rates``), in the same run.
 
 Public names: ``run_codec``.
 """
@@ -15,18 +15,29 @@ from bench.results import RESULTS_DIR
 
 __all__ = ["run_codec"]
 
-SCRIPT = Path(__file__).resolve().parent / "codec_rates.py"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_codec(*, quick: bool, runs: int) -> Path:
-    """Run codec_rates.py and write ``bench/results/codec.json``; return its path."""
+    """Run ``python -m bench.codec_rates``, write ``bench/results/codec.json``, return its path."""
     events = 20_000 if quick else 100_000
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", "--events", str(events), "--repeats", str(runs)],
+        # As a module: run as a script, bench/ would come first on sys.path and its queue.py
+        # and profile.py would shadow the standard library's modules of those names.
+        [
+            sys.executable,
+            "-m",
+            "bench.codec_rates",
+            "--json",
+            "--events",
+            str(events),
+            "--repeats",
+            str(runs),
+        ],
         check=True,
         capture_output=True,
         text=True,
-        cwd=SCRIPT.parent.parent,
+        cwd=ROOT,
     )
     data: dict[str, Any] = json.loads(out.stdout)
     data.update({"suite": "codec", "quick": quick, "events": events, "repeats": runs})
