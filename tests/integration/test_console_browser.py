@@ -94,6 +94,14 @@ def shoot(driver: WebDriver, name: str) -> None:
 
 
 def text(driver: WebDriver, css: str) -> str:
+    """The text of ``css``, once the page shows it: a click that submits a form returns before
+    the next page is there (the full suite once read the old page after "preview")."""
+    try:
+        WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, css)
+        )
+    except TimeoutException:
+        pytest.fail(f"no {css} on {driver.current_url}: {driver.page_source[:2000]}")
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
 
@@ -220,6 +228,7 @@ def test_an_operator_replays_a_failure_group_and_discards_a_poison_record_in_the
     # The poison record: nothing to fix, discard it.
     browser.get(f"{url}/letters?topic={dlq_topic}&fingerprint={poison_fingerprint}")
     browser.find_elements(By.CSS_SELECTOR, "a.letter")[0].click()
+    text(browser, "#error-message")  # the letter's page is there
     browser.find_element(By.ID, "preview-discard").click()
     assert "1 would-discard" in text(browser, "#preview-counts")
     browser.find_element(By.ID, "confirm").click()
