@@ -2,8 +2,10 @@
 
 fastavro's ``schemaless_writer`` walks the parsed schema for every record (type names, logical
 type look-ups, a stream object): about half the producer's Python time per event. This module
-turns a parsed schema into a chain of small closures once; a record is then encoded in one
-pass, with precomputed varints for small lengths and enum indexes.
+turns a parsed schema into a writer once: the top-level record becomes one generated function
+whose fields are written straight-line (strings, uuids, enums, longs and timestamps inline, no
+call per field), nested values a chain of small closures; precomputed varints for small
+lengths and enum indexes.
 
 Only unambiguous shapes are compiled: records, ``null``, ``boolean``, ``int``, ``long``,
 ``float``, ``double``, ``bytes``, ``string``, enums, maps, arrays, ``uuid`` strings,
@@ -22,7 +24,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.errors import OncepipeError
@@ -33,6 +35,7 @@ Write = Callable[[Any, list[bytes]], None]
 """Appends the encoding of one value to the parts list."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
@@ -101,9 +104,8 @@ def _write_int(value: Any, parts: list[bytes]) -> None:
 
 def _write_timestamp_millis(value: Any, parts: list[bytes]) -> None:
     if value.__class__ is datetime and value.tzinfo is not None:
-        # fastavro's own arithmetic: microseconds truncated towards zero.
-        delta = value - _EPOCH
-        value = (delta.days * 86_400 + delta.seconds) * 1000 + int(delta.microseconds / 1000)
+        # fastavro truncates the (never negative) microseconds part towards zero: the floor.
+        value = (value - _EPOCH) // _ONE_MS
     parts.append(_long(value))
 
 
@@ -285,14 +287,94 @@ def compile_writer(schema: Any) -> Callable[[Mapping[str, Any]], bytes] | None:
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
     try:
-        write_record = _compile(schema)
+        return _generate(schema["fields"])
     except (Unsupported, KeyError, TypeError):
         return None
-    join = b"".join
 
-    def write(record: Mapping[str, Any]) -> bytes:
-        parts: list[bytes] = []
-        write_record(record, parts)
-        return join(parts)
 
+# Straight-line code for the top-level record. The source holds only these templates and
+# numbered names (field names, writers and tables are bound in its namespace): no schema text.
+_STRING = """\
+    if not isinstance(v, str):
+        raise Unsupported
+    b = v.encode()
+    n = len(b)
+    a(S[n] if n < 128 else varint(n))
+    a(b)
+"""
+_LONG = """\
+    if v.__class__ is not int or not LO{i} <= v <= HI{i}:
+        raise Unsupported
+    a(S[v] if 0 <= v < 128 else varint(v))
+"""
+_TEMPLATES: dict[str, str] = {
+    "string": _STRING,
+    "uuid": "    if v.__class__ is UUID:\n        v = str(v)\n" + _STRING,
+    "enum": "    if not isinstance(v, str):\n        raise Unsupported\n    a(E{i}[v])\n",
+    "long": _LONG,
+    "timestamp": "    if v.__class__ is datetime and v.tzinfo is not None:\n"
+    "        v = (v - EPOCH) // ONE_MS\n" + _LONG,
+    "optional": "    if v is None:\n        a(NULL{i})\n    else:\n        a(OTHER{i})\n"
+    "        W{i}(v, parts)\n",
+    "call": "    W{i}(v, parts)\n",
+}
+
+
+def _field_kind(schema: Any) -> tuple[str, dict[str, Any]]:
+    """How the generated writer writes a field of ``schema``, and the names it needs bound."""
+    if isinstance(schema, dict) and schema.keys() == {"type"}:
+        schema = schema["type"]
+    inline = _inline_kind(schema)
+    if inline is not None:
+        return inline
+    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
+        other = schema[1] if schema[0] == "null" else schema[0]
+        if other != "null":
+            null_first = schema[0] == "null"
+            return "optional", {
+                "NULL": b"\x00" if null_first else b"\x02",
+                "OTHER": b"\x02" if null_first else b"\x00",
+                "W": _compile(other),
+            }
+    return "call", {"W": _compile(schema)}
+
+
+def _inline_kind(schema: Any) -> tuple[str, dict[str, Any]] | None:
+    if schema == "string":
+        return "string", {}
+    if schema in ("long", "int"):
+        low, high = (_LONG_MIN, _LONG_MAX) if schema == "long" else (_INT_MIN, _INT_MAX)
+        return "long", {"LO": low, "HI": high}
+    if isinstance(schema, dict) and schema.get("type") == "enum" and "logicalType" not in schema:
+        return "enum", {"E": {s: _length(n) for n, s in enumerate(schema["symbols"])}}
+    if isinstance(schema, dict) and schema.get("logicalType") is not None:
+        logical = (str(schema.get("type")), str(schema["logicalType"]))
+        if logical == ("string", "uuid"):
+            return "uuid", {}
+        if logical == ("long", "timestamp-millis"):
+            return "timestamp", {"LO": _LONG_MIN, "HI": _LONG_MAX}
+    return None
+
+
+def _generate(fields: list[dict[str, Any]]) -> Callable[[Mapping[str, Any]], bytes]:
+    namespace: dict[str, Any] = {
+        "Unsupported": Unsupported,
+        "UUID": uuid.UUID,
+        "datetime": datetime,
+        "EPOCH": _EPOCH,
+        "ONE_MS": _ONE_MS,
+        "S": _SMALL,
+        "varint": _varint,
+        "join": b"".join,
+    }
+    lines = ["def write(r):\n    parts = []\n    a = parts.append\n"]
+    for i, field in enumerate(fields):
+        kind, names = _field_kind(field["type"])
+        namespace[f"N{i}"] = field["name"]
+        namespace.update({f"{name}{i}": value for name, value in names.items()})
+        # A missing field raises KeyError (fastavro may write its default): the caller falls back.
+        lines.append(f"    v = r[N{i}]\n{_TEMPLATES[kind].format(i=i)}")
+    lines.append("    return join(parts)\n")
+    exec(compile("".join(lines), "<avro_write generated>", "exec"), namespace)  # noqa: S102
+    write: Callable[[Mapping[str, Any]], bytes] = namespace["write"]
     return write

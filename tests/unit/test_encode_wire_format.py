@@ -8,7 +8,7 @@ import json
 import random
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -192,3 +192,72 @@ def test_produced_at_is_now_in_utc_to_the_millisecond() -> None:
     after = datetime.now(UTC)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", text)
     assert before <= datetime.fromisoformat(text) <= after
+
+
+LOGICAL_DOC = {
+    "type": "record",
+    "name": "Logical",
+    "fields": [
+        {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["a", "b"]}},
+        {"name": "n", "type": {"type": "int"}},
+        {"name": "s", "type": {"type": "string"}},
+        {"name": "maybe", "type": [{"type": "map", "values": "string"}, "null"]},
+    ],
+}
+LOGICAL = parse_schema(LOGICAL_DOC)
+LOGICAL_GOOD = {
+    "id": uuid.UUID(int=7),
+    "at": datetime(2026, 1, 1, tzinfo=UTC),
+    "kind": "b",
+    "n": -5,
+    "s": "x",
+    "maybe": {"k": "v"},
+}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {},
+        {"id": "not-a-uuid-but-a-string"},  # fastavro writes strings as they are
+        {"id": 5},
+        {"at": datetime(2026, 1, 1)},  # naive: fastavro's own rule
+        {"at": datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)},
+        {"at": datetime(2026, 1, 1, 1, tzinfo=timezone(timedelta(hours=2)))},
+        {"at": 1_700_000_000_000},
+        {"at": 2**63},
+        {"kind": "c"},
+        {"kind": ClickAction.VIEW},  # a str subclass not among the symbols
+        {"n": 2**31},
+        {"n": 1.0},
+        {"s": None},
+        {"maybe": None},
+        {"maybe": {"k": 1}},
+    ],
+)
+def test_the_generated_record_writer_matches_fastavro_or_leaves_the_value_to_it(
+    odd: dict[str, Any],
+) -> None:
+    record = {**LOGICAL_GOOD, **odd}
+    schema = load_schema(json.dumps(LOGICAL_DOC))
+    assert schema.compiled is not None
+    try:
+        expected: bytes | type[Exception] = fastavro_bytes(LOGICAL, record)
+    except Exception as exc:  # noqa: BLE001 - whatever fastavro raises, write_body must too
+        expected = type(exc)
+    if isinstance(expected, bytes):
+        assert write_body(schema, record) == expected
+    else:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - wrapped as AvroDataError
+            write_body(schema, record)
+
+
+def test_a_record_missing_a_field_is_left_to_fastavro() -> None:
+    schema = load_schema(json.dumps(LOGICAL_DOC))
+    record = {key: value for key, value in LOGICAL_GOOD.items() if key != "maybe"}
+    assert schema.compiled is not None
+    with pytest.raises(KeyError):
+        schema.compiled(record)
+    assert write_body(schema, record) == fastavro_bytes(LOGICAL, record)
