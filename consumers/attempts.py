@@ -105,6 +105,8 @@ _BEGIN_SENT = re.sub(
     r"%\((\w+)\)s", lambda m: f"${_BEGIN_NAMES.index(m.group(1)) + 1}", _BEGIN
 ).encode()
 
+_PREPARED = b"oncepipe_attempt"
+
 
 _STATE = """
 SELECT topic, partition, start_offset, end_offset, coalesce(last_end, end_offset), attempts,
@@ -192,8 +194,11 @@ class Attempts:
         # The attempt rows as this worker last wrote (or read) them; a partition missing is
         # one whose row must be read first. None: the partition has no row.
         self._rows: dict[Coordinates, Range | None] = {}
-        # The partitions of an attempt sent without waiting for its reply yet.
+        # The partitions of an attempt sent without waiting for its reply yet, and how many
+        # replies it has (a statement prepared with it has one more).
         self._sent: list[Coordinates] | None = None
+        self._replies = 0
+        self._prepared = False
 
     def _open(self) -> bool:
         return self._conn is not None and not self._conn.closed and not self._conn.broken
@@ -202,6 +207,7 @@ class Attempts:
         if self._conn is None or not self._open():
             self._rows.clear()
             self._sent = None
+            self._prepared = False
             self._conn = self._connect()
             # Transactions are spelled out (BEGIN ... COMMIT), so that a pipeline carries them.
             self._conn.autocommit = True
@@ -291,17 +297,30 @@ class Attempts:
         counted = list(after)
         values = _parameters(self._group, self._owner, after, counted)
         pg = conn.pgconn
+        params = [_text(values[name]) for name in _BEGIN_NAMES]
+        # Prepared once per session (planning it is most of its server time), unless the
+        # session is a transaction pooler's (prepare_threshold None: prepared statements are
+        # not kept there).
+        prepare = conn.prepare_threshold is not None
         pg.enter_pipeline_mode()
         try:
             pg.send_query_params(b"BEGIN", None)
             pg.send_query_params(b"SET LOCAL synchronous_commit = off", None)
-            pg.send_query_params(_BEGIN_SENT, [_text(values[name]) for name in _BEGIN_NAMES])
+            if prepare and not self._prepared:
+                pg.send_prepare(_PREPARED, _BEGIN_SENT)
+            if prepare:
+                pg.send_query_prepared(_PREPARED, params)
+            else:
+                pg.send_query_params(_BEGIN_SENT, params)
             pg.send_query_params(b"COMMIT", None)
             pg.pipeline_sync()
             conn.wait(generators.send(pg))
         except BaseException:
             self.close()
             raise
+        # BEGIN, SET, (PREPARE,) INSERT, COMMIT, then the pipeline's Sync.
+        self._replies = 6 if prepare and not self._prepared else 5
+        self._prepared = self._prepared or prepare
         self._sent = counted
 
     def confirm(self) -> None:
@@ -327,8 +346,7 @@ class Attempts:
         failure: psycopg.Error | None = None
         written: set[Coordinates] = set()
         try:
-            # BEGIN, SET, INSERT, COMMIT, then the pipeline's Sync.
-            for _ in range(5):
+            for _ in range(self._replies):
                 for result in conn.wait(generators.fetch_many(pg)):
                     if result.status == pq.ExecStatus.FATAL_ERROR and failure is None:
                         failure = psycopg.errors.error_from_result(
@@ -344,7 +362,8 @@ class Attempts:
             self.close()
             raise
         if failure is not None:
-            # An aborted explicit transaction stays open after the Sync: a new session is simpler.
+            # An aborted explicit transaction stays open after the Sync (and a failed PREPARE
+            # leaves no statement): a new session is simpler.
             self.close()
             raise failure
         for w in sent:
@@ -395,6 +414,7 @@ class Attempts:
         self._conn = None
         self._rows.clear()
         self._sent = None
+        self._prepared = False
 
 
 def _parameters(
