@@ -134,9 +134,16 @@ def _events(count: int) -> list[InboundEvent]:
     codec = Codec.load()
     return [
         InboundEvent(
-            event=e, event_id=e.event_id, topic=TOPIC, partition=0, offset=n, key=b"K",
-            timestamp_ms=1_000 + n, value=codec.encode(e).value, headers=(),
-        )  # fmt: skip
+            event=e,
+            event_id=e.event_id,
+            topic=TOPIC,
+            partition=0,
+            offset=n,
+            key=b"K",
+            timestamp_ms=1_000 + n,
+            value=codec.encode(e).value,
+            headers=(),
+        )
         for n, e in enumerate(make_clicks(count, seed=71))
     ]
 
@@ -193,3 +200,41 @@ def test_a_new_assignment_reads_the_attempt_row_again(settings: Settings) -> Non
     attempts.confirm()
     attempts.close()
     assert _row(url, group) == (0, 2, 3)
+
+
+def _traced_attempts(url: str, group: str, **connect: Any) -> str:
+    """Three attempts on one session (the first reads the row), their protocol trace."""
+    with tempfile.TemporaryFile() as out:
+
+        def open_traced() -> psycopg.Connection[Any]:
+            conn = psycopg.connect(url, **connect)
+            start_trace(conn, out)
+            return conn
+
+        attempts = Attempts(open_traced, group, uuid.uuid4(), limit=3)
+        for start in (0, 2, 4):
+            attempts.begin([_Record(start), _Record(start + 1)], {(TOPIC, 0): start})
+            attempts.confirm()
+        attempts.close()
+        out.seek(0)
+        return out.read().decode("utf-8", "replace")
+
+
+def test_the_attempt_is_prepared_once_per_session_except_behind_a_transaction_pooler(
+    settings: Settings,
+) -> None:
+    url = settings.database_url.get_secret_value()
+    group = f"g-prep-{uuid.uuid4().hex[:6]}"
+    direct = _traced_attempts(url, group)
+    # What oncepipe.db.connect sets behind PgBouncer's transaction pooling.
+    pooled = _traced_attempts(url, group + "-p", prepare_threshold=None)
+
+    def named_parses(trace: str) -> int:
+        return sum(
+            1 for line in trace.splitlines() if "Parse" in line and "oncepipe_attempt" in line
+        )
+
+    assert named_parses(direct) == 1, direct
+    assert named_parses(pooled) == 0, pooled
+    assert _row(url, group) == (4, 6, 1)
+    assert _row(url, group + "-p") == (4, 6, 1)
