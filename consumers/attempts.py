@@ -9,6 +9,16 @@ survives the death of the process. The WAL flush is not waited for: a crash of P
 itself may lose the last few hundred milliseconds of attempt records, which only makes a
 crash loop take a restart or two longer to catch (a count lost is never a count invented).
 
+The reply is not waited for either, once the worker knows its partitions' rows: the worker
+is the only writer of the rows of the partitions it owns (``oncepipe.consumer_owners``), so
+after it read a row once it computes the next one itself, sends the transaction (BEGIN ...
+COMMIT in one pipeline) and goes on to the handler. Bytes handed to the kernel are delivered
+even if the process dies at once (``kill -9``, ``os._exit``): the server reads the whole
+pipeline and commits it, as it would if the worker had waited. The reply is read before the
+batch commits (``confirm``): a failed attempt fails its batch. The rows are read (and the
+attempt waited for) when the worker does not know them: the first batch of a partition after
+an assignment or a reconnect, after a failure it survived, and while a range is narrowed.
+
 - ``limit`` attempts of one suspect range without a commit: the next attempt narrows the
   range (start .. the furthest end attempted) to ONE record per batch. Attempts count by
   overlapping ranges, not by exact start offset: when a restarted worker's batches are shaped
@@ -27,12 +37,13 @@ transient error, a fence, a held record) are not crashes: the worker remembers t
 next attempt at the same offset does not count. A worker counts only on partitions it took
 last (``oncepipe.consumer_owners``), so a zombie counts nothing.
 
-Public names: ``Attempts``, ``CrashLoopError``, ``Narrowed``, ``Range``, ``crash_rejection``,
-``next_range``.
+Public names: ``AttemptRecordError``, ``Attempts``, ``CrashLoopError``, ``Narrowed``,
+``Range``, ``crash_rejection``, ``next_range``.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -40,18 +51,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import generators, pq
 
 from consumers.decoding import Rejected, read_headers
 from consumers.events import Coordinates
 from oncepipe.db import wrap_as_unavailable
-from oncepipe.errors import PoisonError, RetriableError
+from oncepipe.errors import DatabaseUnavailableError, PoisonError, RetriableError
 from oncepipe.logging import get_logger
 
-__all__ = ["Attempts", "CrashLoopError", "Narrowed", "Range", "crash_rejection", "next_range"]
+__all__ = [
+    "AttemptRecordError",
+    "Attempts",
+    "CrashLoopError",
+    "Narrowed",
+    "Range",
+    "crash_rejection",
+    "next_range",
+]
 
 
 class CrashLoopError(PoisonError):
     """The worker died every time it applied this record alone."""
+
+
+class AttemptRecordError(DatabaseUnavailableError):
+    """The attempt record sent before the batch failed: the batch must not commit."""
 
 
 _BEGIN = """
@@ -73,6 +97,15 @@ ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET
     narrow_until = excluded.narrow_until, updated_at = now()
 RETURNING topic, partition, attempts
 """
+
+
+# The same statement sent by libpq itself (``Attempts._send``): numbered, text parameters.
+_BEGIN_NAMES = tuple(dict.fromkeys(re.findall(r"%\((\w+)\)s", _BEGIN)))
+_BEGIN_SENT = re.sub(
+    r"%\((\w+)\)s", lambda m: f"${_BEGIN_NAMES.index(m.group(1)) + 1}", _BEGIN
+).encode()
+
+_PREPARED = b"oncepipe_attempt"
 
 
 _STATE = """
@@ -158,9 +191,23 @@ class Attempts:
         self._limit = limit
         self._conn: psycopg.Connection[Any] | None = None
         self._survived: set[tuple[str, int, int]] = set()
+        # The attempt rows as this worker last wrote (or read) them; a partition missing is
+        # one whose row must be read first. None: the partition has no row.
+        self._rows: dict[Coordinates, Range | None] = {}
+        # The partitions of an attempt sent without waiting for its reply yet, and how many
+        # replies it has (a statement prepared with it has one more).
+        self._sent: list[Coordinates] | None = None
+        self._replies = 0
+        self._prepared = False
+
+    def _open(self) -> bool:
+        return self._conn is not None and not self._conn.closed and not self._conn.broken
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if self._conn is None or not self._open():
+            self._rows.clear()
+            self._sent = None
+            self._prepared = False
             self._conn = self._connect()
             # Transactions are spelled out (BEGIN ... COMMIT), so that a pipeline carries them.
             self._conn.autocommit = True
@@ -174,7 +221,8 @@ class Attempts:
         ``records`` are Kafka records in partition order; ``positions`` the stored offsets.
         While any partition of the batch is narrowed, the batch is that partition's first
         record alone and only that attempt counts: a crash is charged to the record in flight
-        and to nothing else.
+        and to nothing else. When the worker knows the rows of the batch's partitions and none
+        is narrowed, the attempt is sent without waiting for its reply: ``confirm`` reads it.
         """
         firsts: dict[Coordinates, Any] = {}
         ends: dict[Coordinates, int] = {}
@@ -192,6 +240,15 @@ class Attempts:
             lambda exc: f"cannot record a batch attempt ({exc.sqlstate or 'connection'})",
             cleanup=self.close,
         ):
+            self._settle()
+            if self._open() and all(w in self._rows for w in firsts):
+                after = {
+                    w: next_range(self._rows[w], starts[w], ends[w], counts[w], self._limit)
+                    for w in firsts
+                }
+                if all(after[w].narrow_until is None for w in firsts):
+                    self._send(after)
+                    return Narrowed(records=list(records))
             conn = self._connection()
             # Two round trips (pipeline mode): BEGIN, SET and SELECT; then INSERT and COMMIT.
             with _rolled_back_on_error(conn), conn.pipeline():
@@ -211,21 +268,17 @@ class Attempts:
                 single = next((w for w in firsts if after[w].narrow_until is not None), None)
                 counted = list(firsts) if single is None else [single]
                 inserted = conn.execute(
-                    _BEGIN,
-                    {
-                        "group": self._group,
-                        "owner": self._owner,
-                        "topics": [w[0] for w in counted],
-                        "partitions": [w[1] for w in counted],
-                        "starts": [after[w].start for w in counted],
-                        "ends": [after[w].end for w in counted],
-                        "lasts": [after[w].last_end for w in counted],
-                        "counts": [after[w].attempts for w in counted],
-                        "untils": [after[w].narrow_until for w in counted],
-                    },
+                    _BEGIN, _parameters(self._group, self._owner, after, counted)
                 )
                 conn.execute("COMMIT")
             rows = inserted.fetchall()
+        written = {(t, int(p)) for t, p, _ in rows}
+        for w in firsts:
+            if w in written:
+                self._rows[w] = after[w]
+            else:
+                # Not counted (narrowed elsewhere in the batch) or refused (not the owner).
+                self._rows.pop(w, None)
         if single is None:
             return Narrowed(records=list(records))
         attempts = next((int(n) for t, p, n in rows if (t, int(p)) == single), 0)
@@ -233,6 +286,94 @@ class Attempts:
         if attempts > self._limit:
             return Narrowed(killers=[_killer(record, self._limit)], narrowed=set(firsts))
         return Narrowed(records=[record], narrowed=set(firsts))
+
+    def _send(self, after: Mapping[Coordinates, Range]) -> None:
+        """BEGIN, SET, the attempt rows and COMMIT in one pipeline, handed to the kernel.
+
+        Nothing is waited for: once the bytes are in the socket's buffer, the server gets them
+        even if this process dies now, and commits them (the pipeline's Sync ends it).
+        """
+        conn = self._connection()  # open: the caller checked
+        counted = list(after)
+        values = _parameters(self._group, self._owner, after, counted)
+        pg = conn.pgconn
+        params = [_text(values[name]) for name in _BEGIN_NAMES]
+        # Prepared once per session (planning it is most of its server time), unless the
+        # session is a transaction pooler's (prepare_threshold None: prepared statements are
+        # not kept there).
+        prepare = conn.prepare_threshold is not None
+        pg.enter_pipeline_mode()
+        try:
+            pg.send_query_params(b"BEGIN", None)
+            pg.send_query_params(b"SET LOCAL synchronous_commit = off", None)
+            if prepare and not self._prepared:
+                pg.send_prepare(_PREPARED, _BEGIN_SENT)
+            if prepare:
+                pg.send_query_prepared(_PREPARED, params)
+            else:
+                pg.send_query_params(_BEGIN_SENT, params)
+            pg.send_query_params(b"COMMIT", None)
+            pg.pipeline_sync()
+            conn.wait(generators.send(pg))
+        except BaseException:
+            self.close()
+            raise
+        # BEGIN, SET, (PREPARE,) INSERT, COMMIT, then the pipeline's Sync.
+        self._replies = 6 if prepare and not self._prepared else 5
+        self._prepared = self._prepared or prepare
+        self._sent = counted
+
+    def confirm(self) -> None:
+        """Read the reply of the attempt sent without waiting, before the batch commits.
+
+        Raises ``AttemptRecordError`` when it failed (the batch must not commit: a crash in it
+        would not be counted). Nothing to read is fine: the attempt was waited for, or none.
+        """
+        try:
+            self._settle()
+        except psycopg.Error as exc:
+            raise AttemptRecordError(
+                f"the batch's attempt record failed ({exc.sqlstate or 'connection'}): "
+                f"{type(exc).__name__}"
+            ) from exc
+
+    def _settle(self) -> None:
+        """Read the pending attempt's replies; a failure closes the connection and raises."""
+        sent, self._sent = self._sent, None
+        if sent is None or self._conn is None:
+            return
+        conn, pg = self._conn, self._conn.pgconn
+        failure: psycopg.Error | None = None
+        written: set[Coordinates] = set()
+        try:
+            for _ in range(self._replies):
+                for result in conn.wait(generators.fetch_many(pg)):
+                    if result.status == pq.ExecStatus.FATAL_ERROR and failure is None:
+                        failure = psycopg.errors.error_from_result(
+                            result, encoding=conn.info.encoding
+                        )
+                    elif result.status == pq.ExecStatus.TUPLES_OK:
+                        written = {
+                            (_value(result, n, 0), int(_value(result, n, 1)))
+                            for n in range(result.ntuples)
+                        }
+            pg.exit_pipeline_mode()
+        except BaseException:
+            self.close()
+            raise
+        if failure is not None:
+            # An aborted explicit transaction stays open after the Sync (and a failed PREPARE
+            # leaves no statement): a new session is simpler.
+            self.close()
+            raise failure
+        for w in sent:
+            if w not in written:
+                self._rows.pop(w, None)  # refused (not the owner): read it next time
+
+    def forget(self, partitions: Sequence[Coordinates]) -> None:
+        """Read these partitions' rows again before counting on them (a new assignment)."""
+        for where in partitions:
+            self._rows.pop(where, None)
 
     def survived(self, starts: Mapping[Coordinates, int | None]) -> None:
         """Attempts at these start offsets failed without killing the worker: not crashes.
@@ -242,9 +383,11 @@ class Attempts:
         and the next attempt at the same offset counts 0.
         """
         known = [(t, p, s) for (t, p), s in starts.items() if s is not None]
+        self.forget(list(starts))
         if not known:
             return
         try:
+            self._settle()
             conn = self._connection()
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
@@ -269,6 +412,46 @@ class Attempts:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
         self._conn = None
+        self._rows.clear()
+        self._sent = None
+        self._prepared = False
+
+
+def _parameters(
+    group: str, owner: uuid.UUID, after: Mapping[Coordinates, Range], counted: Sequence[Coordinates]
+) -> dict[str, Any]:
+    """The attempt rows of ``counted`` partitions as ``_BEGIN``'s parameters."""
+    return {
+        "group": group,
+        "owner": owner,
+        "topics": [w[0] for w in counted],
+        "partitions": [w[1] for w in counted],
+        "starts": [after[w].start for w in counted],
+        "ends": [after[w].end for w in counted],
+        "lasts": [after[w].last_end for w in counted],
+        "counts": [after[w].attempts for w in counted],
+        "untils": [after[w].narrow_until for w in counted],
+    }
+
+
+def _text(value: Any) -> bytes:
+    """A parameter in PostgreSQL's text format: a scalar, or a one-dimensional array."""
+    if isinstance(value, list):
+        return ("{" + ",".join(_element(v) for v in value) + "}").encode()
+    return str(value).encode()
+
+
+def _element(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def _value(result: Any, row: int, column: int) -> str:
+    raw = result.get_value(row, column)
+    return bytes(raw).decode() if raw is not None else ""
 
 
 @contextmanager

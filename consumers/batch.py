@@ -136,6 +136,7 @@ def apply_batch(
     hooks: Hooks = NO_HOOKS,
     parking: Parking | None = None,
     retries: Retries | None = None,
+    before_commit: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Apply ``events`` (partition order), dead-letter poison, move offsets, in one transaction.
 
@@ -164,7 +165,8 @@ def apply_batch(
     dead-lettered are parked instead of applied, and released ones applied in their place
     (``consumers.parking``). With ``retries``, the due events of the partitions in
     ``positions`` join the batch, and events whose handler raised ``RetryLater`` move to their
-    next tier (``consumers.retries``).
+    next tier (``consumers.retries``). ``before_commit`` runs last before the offsets and
+    COMMIT are sent (the crash-loop attempt record's reply is read there); raising rolls back.
     """
     # A batch of no records (a worker looking for due retries and released parked events when
     # idle) is heard of only if it applied something, and then after its commit.
@@ -212,6 +214,8 @@ def apply_batch(
                 deferred = [e for e, _ in verdicts.retry_later]
                 parking.park(cursor, group, parked, to_dead_letter, deferred)
             moves = plan_moves(last, positions, verdicts.held)
+            if before_commit is not None:
+                before_commit()
             # One round trip for the rest (pipeline mode): the compare-and-set raises when
             # fenced, which aborts the transaction, so the COMMIT queued behind it cannot commit
             # a fenced batch. COMMIT as a statement: conn.commit() would sync once more.

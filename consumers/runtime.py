@@ -14,7 +14,7 @@ import psycopg
 
 from consumers import offsets
 from consumers.assignment import Assignment
-from consumers.attempts import Attempts
+from consumers.attempts import AttemptRecordError, Attempts
 from consumers.backoff import Backoff, sleep_unless
 from consumers.batch import BatchResult, apply_batch
 from consumers.bounds import LogBounds
@@ -142,7 +142,7 @@ class ConsumerRuntime:
             assignment=self._assignment,
             holds=self._holds,
             bounds=self._bounds,
-            claim_positions=lambda wanted: self._load_positions(wanted, claiming=True),
+            claim_positions=self._claim_positions,
             start_offset=self._start_offset,
             log=self._log,
         )
@@ -299,6 +299,7 @@ class ConsumerRuntime:
                 hooks=self._hooks,
                 parking=self._parking,
                 retries=self._retries,
+                before_commit=None if self._attempts is None else self._attempts.confirm,
             )
         except FencedError as exc:
             self._log.warning("batch fenced", reason=str(exc), events=len(decoded.events))
@@ -312,7 +313,9 @@ class ConsumerRuntime:
                     raise _handler_or_schema_error(exc) from exc
                 raise
             self._log.warning(
-                "batch failed, will retry",
+                "attempt record failed, will retry"
+                if isinstance(exc, AttemptRecordError)
+                else "batch failed, will retry",
                 reason=first_line(exc),
                 error_class=type(exc).__name__,
                 events=len(decoded.events),
@@ -401,6 +404,17 @@ class ConsumerRuntime:
         self._hooks.heartbeat()  # waiting by design is not a stalled loop
         sleep_unless(lambda: self._stop_asked, delay)  # stop (a signal handler) sets a flag only
         self._hooks.heartbeat()
+
+    def _claim_positions(
+        self, partitions: Sequence[Coordinates]
+    ) -> dict[Coordinates, int | None] | None:
+        """On assignment: own ``partitions`` and load their offsets.
+
+        Their attempt rows are read again: another worker may have counted on them meanwhile.
+        """
+        if self._attempts is not None:
+            self._attempts.forget(partitions)
+        return self._load_positions(partitions, claiming=True)
 
     def _load_positions(
         self, partitions: Sequence[Coordinates], *, claiming: bool = False
