@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
+from consumers.dlq import ledger
 from consumers.dlq.headers import REPLAY_COUNT, REPLAY_OF, DeadLetter
 from consumers.dlq.reader import DeadLetterReader, Selection
 from consumers.dlq.replay import Replayer
+from oncepipe.db import connect
 from oncepipe.kafka import OFFSET_BEGINNING, TopicPartition, create_consumer
 from oncepipe.settings import Settings
 from producers import ProducerSettings
@@ -133,3 +135,70 @@ def test_a_record_refused_in_the_middle_of_a_chunk_is_failed_and_the_rest_are_se
 
     assert [o.outcome for o in again] == ["skipped", "skipped", "sent", "skipped", "skipped"]
     assert [row[3] for row in ledger_rows(settings)] == ["sent"] * 5
+
+
+def test_a_claim_stores_every_column_whether_a_chunk_shares_its_values_or_not(
+    settings: Settings,
+) -> None:
+    """The claim sends a column of one value for the whole chunk as that value: check both."""
+    dlq = f"ledger.shared.{uuid.uuid4().hex[:8]}.dlq"
+    shared = [(letter, "events.click") for letter, _ in chunk_of(dlq, 3, sources=["a"] * 3)]
+    mixed = [
+        (letter, to)
+        for (letter, _), to in zip(
+            chunk_of(dlq, 3, first=3, sources=["a", None, "b"], replayed=1),
+            ["x", "y", "x"],
+            strict=True,
+        )
+    ]
+    with connect(settings, "test", autocommit=True) as conn:
+        one = ledger.claim(conn, shared, by="t")
+        two = ledger.claim(conn, mixed, by="t", marks=sent_marks(one))
+        ledger.record(conn, sent_marks(two))
+        rows = conn.execute(
+            "SELECT dlq_offset, source_topic, destination_topic, replay_count, outcome,"
+            " replay_offset, error FROM oncepipe.dlq_replays WHERE dlq_topic = %s ORDER BY 1",
+            (dlq,),
+        ).fetchall()
+        conn.execute("DELETE FROM oncepipe.dlq_replays WHERE dlq_topic = %s", (dlq,))
+
+    assert rows == [
+        (0, "a", "events.click", 1, "sent", 100, None),
+        (1, "a", "events.click", 1, "sent", 101, None),
+        (2, "a", "events.click", 1, "sent", 102, None),
+        (3, "a", "x", 1, "sent", 103, None),
+        (4, None, "y", 2, "sent", 104, None),
+        (5, "b", "x", 1, "failed", None, "refused"),
+    ]
+
+
+def chunk_of(
+    dlq: str, count: int, *, first: int = 0, sources: list[str | None], replayed: int | None = None
+) -> list[tuple[DeadLetter, str]]:
+    """Dead letters at offsets ``first``...; the one at index ``replayed`` was replayed once."""
+    out = []
+    for n, source in enumerate(sources[:count]):
+        headers: list[tuple[str, bytes | None]] = [("event_id", f"e-{first + n}".encode())]
+        if n == replayed:
+            headers.append((REPLAY_COUNT, b"1"))
+        letter = DeadLetter(
+            dlq_topic=dlq, dlq_partition=0, dlq_offset=first + n, dialect="oncepipe",
+            source_topic=source, source_partition=0, source_offset=n, source_timestamp=None,
+            consumer_group="g", stage="handle", error_class="E", error_message="m",
+            attempts=1, first_failure=None, last_failure=None, stacktrace="",
+            event_id=f"e-{first + n}", event_type=None, key=b"k", value=b"v",
+            headers=tuple(headers),
+        )  # fmt: skip
+        out.append((letter, source or "events.click"))
+    return out
+
+
+def sent_marks(claim: ledger.Claim) -> ledger.Marks:
+    """Every claimed row sent at offset 100 + its own, except offset 5: refused."""
+    marks = ledger.Marks()
+    for key in sorted(claim.counts):
+        if key[2] == 5:
+            marks.failed(claim.claim_id, key, "refused")
+        else:
+            marks.sent(claim.claim_id, key, 0, 100 + key[2])
+    return marks
