@@ -114,17 +114,10 @@ _MARK = """
 UPDATE oncepipe.dlq_replays AS r
 SET outcome = t.outcome, replayed_at = now(), replay_partition = t.p, replay_offset = t.o,
     error = t.error
-FROM (
-    SELECT coalesce(u.claim_id, %(m_claim)b::uuid) AS claim_id,
-        coalesce(u.topic, %(m_topic)b::text) AS topic, u.partition, u."offset",
-        coalesce(u.outcome, %(m_outcome)b::text) AS outcome, u.p, u.o,
-        coalesce(u.error, %(m_error)b::text) AS error
-    FROM unnest(
-        %(m_claims)b::uuid[], %(m_topics)b::text[], %(m_partitions)b::int[],
-        %(m_offsets)b::bigint[], %(m_outcomes)b::text[], %(m_p)b::int[], %(m_o)b::bigint[],
-        %(m_errors)b::text[]
-    ) AS u(claim_id, topic, partition, "offset", outcome, p, o, error)
-) AS t
+FROM unnest(
+    %(m_claims)b::uuid[], %(m_topics)b::text[], %(m_partitions)b::int[], %(m_offsets)b::bigint[],
+    %(m_outcomes)b::text[], %(m_p)b::int[], %(m_o)b::bigint[], %(m_errors)b::text[]
+) AS t(claim_id, topic, partition, "offset", outcome, p, o, error)
 WHERE (r.dlq_topic, r.dlq_partition, r.dlq_offset) = (t.topic, t.partition, t."offset")
   AND r.claim_id = t.claim_id
 """
@@ -138,16 +131,12 @@ INSERT INTO oncepipe.dlq_replays AS r (
     dlq_topic, dlq_partition, dlq_offset, source_topic, source_partition, source_offset,
     event_id, destination_topic, replay_count, outcome, claim_id, replayed_by
 )
-SELECT coalesce(t.topic, %(topic)b::text), t.partition, t."offset",
-    coalesce(t.source, %(source)b::text), t.source_partition, t.source_offset, t.event_id,
-    coalesce(t.destination, %(destination)b::text), coalesce(t.count, %(count)b::int),
-    'claimed', %(claim_id)b, %(by)b
+SELECT t.*, 'claimed', %(claim_id)b, %(by)b
 FROM unnest(
     %(topics)b::text[], %(partitions)b::int[], %(offsets)b::bigint[], %(sources)b::text[],
     %(source_partitions)b::int[], %(source_offsets)b::bigint[], %(event_ids)b::text[],
     %(destinations)b::text[], %(counts)b::int[]
-) AS t(topic, partition, "offset", source, source_partition, source_offset, event_id,
-       destination, count)
+) AS t
 ON CONFLICT (dlq_topic, dlq_partition, dlq_offset) DO UPDATE SET
     outcome = 'claimed',
     replay_count = r.replay_count + 1,
@@ -216,16 +205,10 @@ class Marks:
         for mine, theirs in zip(self._columns(), other._columns(), strict=True):
             mine.extend(theirs)
 
-    def params(self) -> dict[str, Any]:
-        """The statement's ``m_*`` parameters (a column of one value as that value, see _shared)."""
+    def params(self) -> dict[str, list[Any]]:
+        """The statement's ``m_*`` parameters."""
         names = ("claims", "topics", "partitions", "offsets", "outcomes", "p", "o", "errors")
-        params: dict[str, Any] = dict(
-            zip((f"m_{name}" for name in names), self._columns(), strict=True)
-        )
-        for plural, one in (("claims", "claim"), ("topics", "topic"), ("outcomes", "outcome"),
-                            ("errors", "error")):  # fmt: skip
-            params[f"m_{plural}"], params[f"m_{one}"] = _shared(params[f"m_{plural}"])
-        return params
+        return {f"m_{name}": column for name, column in zip(names, self._columns(), strict=True)}
 
     def _columns(self) -> tuple[list[Any], ...]:
         return (self.claims, self.topics, self.partitions, self.offsets, self.outcomes,
@@ -300,31 +283,18 @@ def claim(
         "by": by or replayed_by(),
         "force": force,
         "stale_s": stale_after_s,
+        "topics": topics,
         "partitions": partitions,
         "offsets": offsets,
+        "sources": sources,
         "source_partitions": source_partitions,
         "source_offsets": source_offsets,
         "event_ids": event_ids,
+        "destinations": destinations,
+        "counts": counts,
     }
-    for plural, one, column in (("topics", "topic", topics), ("sources", "source", sources),
-                                ("destinations", "destination", destinations),
-                                ("counts", "count", counts)):  # fmt: skip
-        params[plural], params[one] = _shared(column)
     rows = _committed(conn, _CLAIM, params).fetchall()
     return Claim(claim_id, {(t, p, o): n for t, p, o, n in rows})
-
-
-def _shared(column: list[Any]) -> tuple[list[Any], Any]:
-    """``([], value)`` when every element is ``value``, else ``(column, None)``.
-
-    A column with one value for a whole chunk (the usual dead-letter topic, source,
-    destination, count, claim, outcome, no error) goes as that value and an empty array, which
-    ``unnest`` pads with NULLs: psycopg dumps arrays element by element in Python, in the
-    ledger's thread, and these are most of the elements.
-    """
-    if column and column.count(column[0]) == len(column):
-        return [], column[0]
-    return column, None
 
 
 def record(conn: Any, marks: Marks) -> None:

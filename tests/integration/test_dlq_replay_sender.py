@@ -137,10 +137,10 @@ def test_a_record_refused_in_the_middle_of_a_chunk_is_failed_and_the_rest_are_se
     assert [row[3] for row in ledger_rows(settings)] == ["sent"] * 5
 
 
-def test_a_claim_stores_every_column_whether_a_chunk_shares_its_values_or_not(
+def test_a_claim_and_its_marks_store_every_column_shared_by_the_chunk_or_not(
     settings: Settings,
 ) -> None:
-    """The claim sends a column of one value for the whole chunk as that value: check both."""
+    """Chunks whose columns share one value and chunks whose do not; marks of both kinds."""
     dlq = f"ledger.shared.{uuid.uuid4().hex[:8]}.dlq"
     shared = [(letter, "events.click") for letter, _ in chunk_of(dlq, 3, sources=["a"] * 3)]
     mixed = [
