@@ -19,8 +19,8 @@ Variants, interleaved, each sending every dead letter back to its source topic:
   claimed, its acknowledgements awaited before the next send.
   The ledger rows of the previous run are deleted before the clock starts. Everything one
   replay does is timed, its start included (destination check, producer, connection).
-- ``replay, producer started (ledger + idempotent send)``: the same replay given an
-  ``EventProducer`` created and warmed up before the clock as the ceiling's is (metadata,
+- ``replay, producer started (ledger + idempotent send)``: the same replay given a
+  ``ChunkSender`` created and warmed up before the clock as the ceiling's is (metadata,
   producer id: one record sent); what each further replay of a long-lived producer costs,
   like for like with the ceiling. A fresh idempotent producer's id takes 0.1-0.5 s here,
   which at 5,000 dead letters (quick) is as long as the replay itself.
@@ -51,9 +51,9 @@ from consumers.deadletter_headers import Failure, dead_letter_headers
 from consumers.dlq.headers import DeadLetter, replay_headers
 from consumers.dlq.reader import DeadLetterReader, Selection
 from consumers.dlq.replay import Replayer
+from consumers.dlq.sender import ChunkSender
 from oncepipe.kafka import create_admin, create_producer, create_topics
 from oncepipe.settings import Settings
-from producers import EventProducer, OutgoingRecord
 from producers.outbox import event_headers
 from producers.settings import ProducerSettings
 from schemas import ClickAction, ClickEvent, Codec
@@ -113,10 +113,10 @@ def _clear_ledger(env: BenchEnv, dlq: str) -> None:
 
 
 def _replay(
-    env: BenchEnv, letters: Sequence[DeadLetter], producer: EventProducer | None = None
+    env: BenchEnv, letters: Sequence[DeadLetter], sender: ChunkSender | None = None
 ) -> None:
     replayer = Replayer(env.settings, ProducerSettings(), batch_size=BATCH)
-    outcomes = replayer.replay(letters, producer=producer)
+    outcomes = replayer.replay(letters, sender=sender)
     sent = sum(o.outcome == "sent" for o in outcomes)
     if sent != len(letters):
         raise RuntimeError(f"only {sent} of {len(letters)} dead letters were replayed")
@@ -175,21 +175,23 @@ def _variants(env: BenchEnv, dlq: str, letters: list[DeadLetter]) -> list[Varian
 
     def warm() -> Sample:
         _clear_ledger(env, dlq)
-        producer = EventProducer(env.settings, ProducerSettings())
+        sender = ChunkSender(env.settings, ProducerSettings())
         try:
             topic, key, value, built = records[0]  # warm-up: metadata, producer id
-            if not producer.send_all([OutgoingRecord(0, topic, key, value, built)])[0].ok:
+            first = sender.send([(topic, key, value, list(built))])  # type: ignore[arg-type]
+            sender.wait(first, 30)
+            if first.errors:
                 raise RuntimeError("the warm-up record was not written")
             with Stopwatch(cpu) as sw:
-                _replay(env, letters, producer)
+                _replay(env, letters, sender)
         finally:
-            producer.close()
+            sender.close()
         return sw.sample(count, payload)
 
     return [
         Variant(BASELINE, "confluent-kafka, idempotent, acks=all, same records, no DB", raw),
         Variant(REPLAY, f"Replayer.replay, batch {BATCH}, ledger included", replay(False)),
-        Variant(WARM, "Replayer.replay(producer=...), producer warmed up like the ceiling's", warm),
+        Variant(WARM, "Replayer.replay(sender=...), producer warmed up like the ceiling's", warm),
         Variant(END_TO_END, "DeadLetterReader.select, then Replayer.replay", replay(True)),
     ]
 

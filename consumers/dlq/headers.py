@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from operator import itemgetter
 from typing import Literal
 
 from consumers.deadletter_headers import (
@@ -121,6 +122,8 @@ class DeadLetter:
     @property
     def replay_count(self) -> int:
         """How often the original record had already been replayed (its ``replay_count``)."""
+        if REPLAY_COUNT not in map(_name, self.headers):  # the usual case, at C speed
+            return 0
         for name, raw in self.headers:
             if name == REPLAY_COUNT and raw is not None:
                 text = raw.decode("utf-8", "replace").strip()
@@ -168,10 +171,22 @@ def is_dead_letter_header(name: str) -> bool:
 
 def replay_headers(dead_letter: DeadLetter, replay_count: int) -> list[tuple[str, bytes | None]]:
     """The headers of a replay: the original ones as they were, ``replay_of``, ``replay_count``."""
-    kept = [header for header in dead_letter.headers if header[0] not in _REPLAY_NAMES]
+    headers = dead_letter.headers
+    # Per record of a replay: the usual record (never replayed before) takes the C-level
+    # path, a copy with the two headers appended; a replayed one drops its old pair first.
+    if _REPLAY_NAMES.isdisjoint(map(_name, headers)):
+        return [
+            *headers,
+            (REPLAY_OF, dead_letter.ref.encode()),
+            (REPLAY_COUNT, b"%d" % replay_count),
+        ]
+    kept = [header for header in headers if header[0] not in _REPLAY_NAMES]
     kept.append((REPLAY_OF, dead_letter.ref.encode()))
     kept.append((REPLAY_COUNT, b"%d" % replay_count))
     return kept
+
+
+_name = itemgetter(0)
 
 
 # -- reading ---------------------------------------------------------------------------------

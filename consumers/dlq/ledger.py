@@ -178,6 +178,24 @@ class Marks:
         """``key`` (claimed by ``claim_id``) was acknowledged at ``partition``/``offset``."""
         self._add(claim_id, key, ("sent", partition, offset, None))
 
+    def sent_all(
+        self,
+        claim_id: uuid.UUID,
+        keys: Sequence[Key],
+        partitions: Sequence[int | None],
+        offsets: Sequence[int | None],
+    ) -> None:
+        """``keys`` (claimed by ``claim_id``) were acknowledged at ``partitions``/``offsets``."""
+        n = len(keys)
+        self.claims += [claim_id] * n
+        self.topics += [key[0] for key in keys]
+        self.partitions += [key[1] for key in keys]
+        self.offsets += [key[2] for key in keys]
+        self.outcomes += ["sent"] * n
+        self.landed_partitions += partitions
+        self.landed_offsets += offsets
+        self.errors += [None] * n
+
     def failed(self, claim_id: uuid.UUID, key: Key, error: str) -> None:
         """``key`` (claimed by ``claim_id``) was not written: the next replay may claim it."""
         self._add(claim_id, key, ("failed", None, None, error))

@@ -32,13 +32,15 @@ from psycopg.rows import TupleRow
 
 from consumers.dlq import ledger
 from consumers.dlq.headers import DeadLetter, replay_headers
+from consumers.dlq.sender import ChunkSender, OutRecord, Sent
+from consumers.events import Key
 from oncepipe import tracing
 from oncepipe.db import connect
 from oncepipe.errors import ConfigError
 from oncepipe.kafka import KafkaException, broker_error, create_admin
 from oncepipe.logging import get_logger
 from oncepipe.settings import Settings
-from producers import Delivery, EventProducer, OutgoingRecord, ProducerSettings, check_topic_name
+from producers import ProducerSettings, check_topic_name
 from schemas import topic_name_problem
 
 __all__ = ["Outcome", "ReplayOutcome", "Replayer"]
@@ -133,32 +135,32 @@ class Replayer:
         force: bool = False,
         rate: float | None = None,
         progress: Progress | None = None,
-        producer: EventProducer | None = None,
+        sender: ChunkSender | None = None,
     ) -> list[ReplayOutcome]:
         """Replay each dead letter at most once (``force``: once more); see the module.
 
-        ``producer``: an open producer to send with (left open), e.g. one that serves several
+        ``sender``: an open sender to send with (left open), e.g. one that serves several
         replays; by default the replay opens its own and closes it.
         """
         routed, outcomes = self._route(letters, to)
-        owned = producer is None
-        if producer is None:
-            producer = EventProducer(self._settings, self._producer_settings)
+        owned = sender is None
+        if sender is None:
+            sender = ChunkSender(self._settings, self._producer_settings)
         try:
             # The producer's own metadata answers the check and warms it up: its first
             # records are not held while it learns the topics.
-            self._check_destinations({destination for _, destination in routed}, producer)
+            self._check_destinations({destination for _, destination in routed}, sender)
             if progress and outcomes:
                 progress(outcomes)
             chunk = self._batch_size if rate is None else max(1, min(self._batch_size, int(rate)))
             with connect(self._settings, "oncepipe-dlq-replay", autocommit=True) as conn:
                 if rate is None:
                     chunks = [routed[i : i + chunk] for i in range(0, len(routed), chunk)]
-                    outcomes += self._overlapped(conn, producer, chunks, force, progress)
+                    outcomes += self._overlapped(conn, sender, chunks, force, progress)
                     return _in_order(letters, outcomes)
                 for start in range(0, len(routed), chunk):
                     began = time.monotonic()
-                    done = self._replay_chunk(conn, producer, routed[start : start + chunk], force)
+                    done = self._replay_chunk(conn, sender, routed[start : start + chunk], force)
                     outcomes += done
                     if progress:
                         progress(done)
@@ -167,7 +169,7 @@ class Replayer:
                         time.sleep(max(0.0, len(done) / rate - (time.monotonic() - began)))
         finally:
             if owned:
-                producer.close()
+                sender.close()
         return _in_order(letters, outcomes)
 
     # -- internals ---------------------------------------------------------------------------
@@ -212,12 +214,12 @@ class Replayer:
                 routed.append((letter, destination))
         return routed, refused
 
-    def _check_destinations(self, topics: set[str], producer: EventProducer | None = None) -> None:
+    def _check_destinations(self, topics: set[str], sender: ChunkSender | None = None) -> None:
         if not topics:
             return
         existing: Collection[str]
-        if producer is not None:
-            existing = producer.partition_counts(timeout=10).keys()
+        if sender is not None:
+            existing = sender.partition_counts(timeout=10).keys()
         else:
             try:
                 existing = create_admin(self._settings).list_topics(timeout=10).topics
@@ -233,7 +235,7 @@ class Replayer:
     def _overlapped(
         self,
         conn: psycopg.Connection[TupleRow],
-        producer: EventProducer,
+        sender: ChunkSender,
         chunks: Sequence[Sequence[tuple[DeadLetter, str]]],
         force: bool,
         progress: Progress | None,
@@ -259,13 +261,13 @@ class Replayer:
                         after = chunks[k + 1]
                         claiming = db.submit(self._claim, conn, after, force, marks)
                         marks = ledger.Marks()
-                    flights.append(_Flight.launch(producer, part, claim))
+                    flights.append(_Flight.launch(sender, part, claim))
                     if flights[-1].others:
                         outcomes += db.submit(flights[-1].skipped, self, conn).result()
                     if len(flights) > 1:
-                        outcomes += self._landed(producer, flights.pop(0), marks, progress)
+                        outcomes += self._landed(sender, flights.pop(0), marks, progress)
                 while flights:
-                    outcomes += self._landed(producer, flights.pop(0), marks, progress)
+                    outcomes += self._landed(sender, flights.pop(0), marks, progress)
                 ledger.record(conn, marks)
             except BaseException:
                 # Interrupted: what was acknowledged is recorded, the rest left to a next replay.
@@ -295,113 +297,91 @@ class Replayer:
 
     def _landed(
         self,
-        producer: EventProducer,
+        sender: ChunkSender,
         flight: _Flight,
         marks: ledger.Marks,
         progress: Progress | None,
     ) -> list[ReplayOutcome]:
         """Wait for ``flight``'s acknowledgements; its ledger rows go to ``marks``."""
-        self._land(producer, flight)
+        self._land(sender, flight)
         marks.extend(flight.marks)
         if progress:
             progress(flight.outcomes)
         return flight.outcomes
 
-    def _land(self, producer: EventProducer, flight: _Flight) -> _Flight:
-        """Wait for ``flight``'s acknowledgements; its outcomes filled in."""
-        wait = self._producer_settings.delivery_timeout_ms / 1000 + 30
-        deadline = time.monotonic() + wait
-        # poll, not flush: the next chunk is queued behind this one and need not be waited for.
-        while len(flight.answers) < len(flight.claimed) and time.monotonic() < deadline:
-            producer.poll(min(1.0, max(0.0, deadline - time.monotonic())))
-        claim_id, counts, marks = flight.claim.claim_id, flight.claim.counts, flight.marks
-        answers, outcomes = flight.answers, flight.outcomes
-        for i, letter, to in flight.claimed:
-            key = (letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
-            count = counts[key]
-            delivery = answers.get(i)
-            if delivery is not None and delivery.error is None:
-                marks.sent(claim_id, key, delivery.partition, delivery.offset)
-                outcomes.append(
-                    ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
-                                  delivery.partition, delivery.offset)
-                )  # fmt: skip
-            else:
-                reason = str(delivery.error) if delivery else "not within the delivery timeout"
-                marks.failed(claim_id, key, reason)
-                flight.outcomes.append(
-                    ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
-                )
-                log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
+    def _land(self, sender: ChunkSender, flight: _Flight) -> _Flight:
+        """Wait for ``flight``'s acknowledgements; its outcomes and marks filled in.
+
+        A dead letter is marked sent only when its own delivery report said so, failed
+        otherwise (refused, an error report, or none within the delivery timeout).
+        """
+        sent = flight.sent
+        if sent is not None:
+            # Not flush: the next chunk is queued behind this one and need not be waited for.
+            sender.wait(sent, self._producer_settings.delivery_timeout_ms / 1000 + 30)
+        claim_id, counts, outcomes = flight.claim.claim_id, flight.claim.counts, flight.outcomes
+        keys = [(letter.dlq_topic, letter.dlq_partition, letter.dlq_offset)
+                for _, letter, _ in flight.claimed]  # fmt: skip
+        if sent is None or sent.errors:
+            self._land_one_by_one(flight, keys)
+            return flight
+        # Every record acknowledged (the usual case): the chunk's columns in one go.
+        partitions, offsets = sent.partitions, sent.offsets
+        flight.marks.sent_all(claim_id, keys, partitions, offsets)
+        outcomes += [
+            ReplayOutcome(letter.ref, "sent", to, letter.event_id, counts[key], p, o)
+            for (_, letter, to), key, p, o in zip(
+                flight.claimed, keys, partitions, offsets, strict=True
+            )
+        ]
         return flight
+
+    @staticmethod
+    def _land_one_by_one(flight: _Flight, keys: list[Key]) -> None:
+        claim_id, counts, marks = flight.claim.claim_id, flight.claim.counts, flight.marks
+        sent = flight.sent
+        for j, ((_, letter, to), key) in enumerate(zip(flight.claimed, keys, strict=True)):
+            count = counts[key]
+            error = sent.errors.get(j) if sent is not None else None
+            if sent is not None and error is None:
+                partition, offset = sent.partitions[j], sent.offsets[j]
+                marks.sent(claim_id, key, partition, offset)
+                flight.outcomes.append(
+                    ReplayOutcome(letter.ref, "sent", to, letter.event_id, count, partition, offset)
+                )
+                continue
+            reason = str(error) if error is not None else "not sent"
+            marks.failed(claim_id, key, reason)
+            flight.outcomes.append(
+                ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
+            )
+            log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
 
     def _replay_chunk(
         self,
         conn: psycopg.Connection[TupleRow],
-        producer: EventProducer,
+        sender: ChunkSender,
         chunk: Sequence[tuple[DeadLetter, str]],
         force: bool,
     ) -> list[ReplayOutcome]:
         claim = ledger.claim(
             conn, chunk, force=force, stale_after_s=self._stale_claim_s, by=self._by
         )
-        claimed = [(i, letter, to) for i, (letter, to) in enumerate(chunk)
-                   if ledger.key_of(letter) in claim.counts]  # fmt: skip
-        outcomes: list[ReplayOutcome] = []
+        flight: _Flight | None = None
         try:
-            records = [
-                OutgoingRecord(
-                    ref=i,
-                    topic=to,
-                    key=letter.key,
-                    value=letter.value,
-                    headers=replay_headers(letter, claim.counts[ledger.key_of(letter)]),
-                )
-                for i, letter, to in claimed
-            ]
-            deliveries = {}
-            if records:
-                to_topics = ",".join(sorted({record.topic for record in records}))
-                with tracing.links_span("replay", to_topics, [r.headers for r in records]):
-                    deliveries = {d.ref: d for d in producer.send_all(records)}
+            flight = self._land(sender, _Flight.launch(sender, chunk, claim))
         except BaseException:
             # Interrupted before the acks came back: let the next replay take these over.
+            claimed = [letter for letter, _ in chunk if ledger.key_of(letter) in claim.counts]
             ledger.record_failed(
                 conn,
                 claim.claim_id,
                 [(ledger.key_of(letter), "interrupted before the send was acknowledged")
-                 for _, letter, _ in claimed],
+                 for letter in claimed],
             )  # fmt: skip
             raise
-        marks = ledger.Marks()
-        for i, letter, to in claimed:
-            delivery = deliveries[i]
-            key, count = ledger.key_of(letter), claim.counts[ledger.key_of(letter)]
-            if delivery.ok:
-                marks.sent(claim.claim_id, key, delivery.partition, delivery.offset)
-                outcomes.append(
-                    ReplayOutcome(letter.ref, "sent", to, letter.event_id, count,
-                                  delivery.partition, delivery.offset)
-                )  # fmt: skip
-            else:
-                reason = str(delivery.error)
-                marks.failed(claim.claim_id, key, reason)
-                outcomes.append(
-                    ReplayOutcome(letter.ref, "failed", to, letter.event_id, count, reason=reason)
-                )
-                log.warning("replay failed", ref=letter.ref, destination=to, error=reason)
-        ledger.record(conn, marks)
-        if len(claimed) < len(chunk):
-            known = ledger.entries(
-                conn,
-                [ledger.key_of(letter) for letter, _ in chunk
-                 if ledger.key_of(letter) not in claim.counts],
-            )  # fmt: skip
-            for letter, to in chunk:
-                entry = known.get(ledger.key_of(letter))
-                if ledger.key_of(letter) not in claim.counts:
-                    outcomes.append(self._skipped(letter, to, entry))
-        return outcomes
+        ledger.record(conn, flight.marks)
+        return flight.outcomes + (flight.skipped(self, conn) if flight.others else [])
 
     @staticmethod
     def _skipped(
@@ -430,40 +410,39 @@ class Replayer:
 
 @dataclass
 class _Flight:
-    """One chunk sent by the overlapped replay: its claim, answers and outcomes."""
+    """One chunk sent by the replay: its claim, answers and outcomes."""
 
     chunk: Sequence[tuple[DeadLetter, str]]
     claim: ledger.Claim
     claimed: list[tuple[int, DeadLetter, str]]
-    answers: dict[int, Delivery] = field(default_factory=dict)
+    sent: Sent | None = None
+    """The answers of ``claimed``, by position (None: nothing was sent)."""
     marks: ledger.Marks = field(default_factory=ledger.Marks)
     outcomes: list[ReplayOutcome] = field(default_factory=list)
 
     @classmethod
     def launch(
         cls,
-        producer: EventProducer,
+        sender: ChunkSender,
         chunk: Sequence[tuple[DeadLetter, str]],
         claim: ledger.Claim,
     ) -> _Flight:
         """Send the claimed dead letters of ``chunk`` without waiting for their acks."""
         counts = claim.counts
         claimed: list[tuple[int, DeadLetter, str]] = []
-        records: list[OutgoingRecord] = []
+        records: list[OutRecord] = []
         topics: set[str] = set()
         for i, (letter, to) in enumerate(chunk):
             count = counts.get((letter.dlq_topic, letter.dlq_partition, letter.dlq_offset))
             if count is not None:
                 claimed.append((i, letter, to))
-                records.append(
-                    OutgoingRecord(i, to, letter.key, letter.value, replay_headers(letter, count))
-                )
+                records.append((to, letter.key, letter.value, replay_headers(letter, count)))
                 topics.add(to)
         flight = cls(chunk, claim, claimed)
         if records:
             to_topics = ",".join(sorted(topics))
-            with tracing.links_span("replay", to_topics, [r.headers for r in records]):
-                producer.send(records, lambda d: flight.answers.__setitem__(d.ref, d))
+            with tracing.links_span("replay", to_topics, [r[3] for r in records]):
+                flight.sent = sender.send(records)
         return flight
 
     @property
