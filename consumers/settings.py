@@ -83,7 +83,7 @@ class ConsumerSettings(BaseSettings):
         "assigned at the next rebalance after that",
     )
     prefetch_kbytes: int = Field(
-        16_384,
+        8_192,
         ge=1_024,
         description="at most this many kilobytes of records fetched ahead of the batch in hand "
         "(librdkafka's queued.max.messages.kbytes, 64 MB by default there): a few batches of "

@@ -87,6 +87,6 @@ def test_the_fatal_error_event_of_a_fenced_static_member_counts_as_fatal() -> No
 def test_the_prefetch_queue_is_bounded_to_16_mb_unless_set(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert load_consumer_settings().client_config()["queued.max.messages.kbytes"] == 16_384
+    assert load_consumer_settings().client_config()["queued.max.messages.kbytes"] == 8_192
     monkeypatch.setenv("ONCEPIPE_CONSUMER_PREFETCH_KBYTES", "4096")
     assert load_consumer_settings().client_config()["queued.max.messages.kbytes"] == 4_096
