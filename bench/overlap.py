@@ -114,6 +114,12 @@ class _Worker:
         steps = {"read_decode_us": self.read_s * per, "apply_us": self.apply_s * per}
         return replace(sample, extra={**sample.extra, **steps})
 
+    def check(self) -> None:
+        """Every record read was applied: the stored positions add up to the records read."""
+        moved = sum(p or 0 for p in self.positions.values())
+        if moved != self.read_events:
+            raise RuntimeError(f"{self.read_events} records read but offsets moved by {moved}")
+
     def close(self) -> None:
         self.consumer.close()
         self.conn.close()
@@ -135,6 +141,7 @@ def run_serial(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCp
                 continue
             read += _size(decoded)
             worker.apply(decoded, clock)
+        worker.check()
     finally:
         worker.close()
     return worker.timed(clock.sample())
@@ -158,6 +165,7 @@ def run_overlap(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceC
                 pending = pool.submit(worker.apply, decoded, clock)
             if pending is not None:
                 pending.result()
+        worker.check()
     finally:
         worker.close()
     return worker.timed(clock.sample())
