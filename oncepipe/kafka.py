@@ -449,6 +449,18 @@ class KafkaConsumer:
         """Cluster metadata (of one ``topic``, or of all)."""
         return self._client.list_topics(topic, timeout=timeout)
 
+    def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
+        """Partitions of every topic the cluster knows now (topics in error are left out)."""
+        try:
+            metadata = self._client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise broker_error(exc, "reading the cluster's topics") from exc
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None and topic.partitions
+        }
+
     def close(self, timeout_s: float | None = None) -> bool:
         """Leave the group at once (revoke callbacks run here) and disconnect.
 
@@ -514,6 +526,18 @@ class KafkaProducer:
     def list_topics(self, topic: str | None = None, *, timeout: float) -> Any:
         """Cluster metadata (of one ``topic``, or of all)."""
         return self._client.list_topics(topic, timeout=timeout)
+
+    def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
+        """Partitions of every topic the cluster knows now (topics in error are left out)."""
+        try:
+            metadata = self._client.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise broker_error(exc, "reading the cluster's topics") from exc
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None and topic.partitions
+        }
 
 
 def is_fatal(error: KafkaError) -> bool:

@@ -99,15 +99,7 @@ class ChunkSender:
 
     def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
         """Partitions of every topic the cluster knows now (topics in error are left out)."""
-        try:
-            metadata = self._client.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise broker_error(exc, "reading the cluster's topics") from exc
-        return {
-            name: len(topic.partitions)
-            for name, topic in metadata.topics.items()
-            if topic.error is None and topic.partitions
-        }
+        return self._client.partition_counts(timeout)
 
     def send(self, records: Sequence[OutRecord]) -> Sent:
         """Queue ``records`` without waiting; their answers fill the returned ``Sent``."""
