@@ -451,15 +451,7 @@ class KafkaConsumer:
 
     def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
         """Partitions of every topic the cluster knows now (topics in error are left out)."""
-        try:
-            metadata = self._client.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise broker_error(exc, "reading the cluster's topics") from exc
-        return {
-            name: len(topic.partitions)
-            for name, topic in metadata.topics.items()
-            if topic.error is None and topic.partitions
-        }
+        return _partition_counts(self._client, timeout)
 
     def close(self, timeout_s: float | None = None) -> bool:
         """Leave the group at once (revoke callbacks run here) and disconnect.
@@ -529,15 +521,19 @@ class KafkaProducer:
 
     def partition_counts(self, timeout: float = 5.0) -> dict[str, int]:
         """Partitions of every topic the cluster knows now (topics in error are left out)."""
-        try:
-            metadata = self._client.list_topics(timeout=timeout)
-        except KafkaException as exc:
-            raise broker_error(exc, "reading the cluster's topics") from exc
-        return {
-            name: len(topic.partitions)
-            for name, topic in metadata.topics.items()
-            if topic.error is None and topic.partitions
-        }
+        return _partition_counts(self._client, timeout)
+
+
+def _partition_counts(client: Consumer | Producer, timeout: float) -> dict[str, int]:
+    try:
+        metadata = client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise broker_error(exc, "reading the cluster's topics") from exc
+    return {
+        name: len(topic.partitions)
+        for name, topic in metadata.topics.items()
+        if topic.error is None and topic.partitions
+    }
 
 
 def is_fatal(error: KafkaError) -> bool:
