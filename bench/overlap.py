@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
@@ -129,17 +129,22 @@ def _size(decoded: DecodedBatch) -> int:
     return len(decoded.events) + len(decoded.rejected)
 
 
+def _batches(worker: _Worker, total: int) -> Iterator[DecodedBatch]:
+    """The worker's decoded batches until ``total`` records were read."""
+    read = 0
+    while read < total:
+        decoded = worker.read()
+        if decoded is not None:
+            read += _size(decoded)
+            yield decoded
+
+
 def run_serial(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceCpu) -> Sample:
     """Read, decode, apply, in one thread."""
     _reset(env)
     clock, worker = Clock(cpu, total), _Worker(env, topic, batch, Codec.load())
     try:
-        read = 0
-        while read < total:
-            decoded = worker.read()
-            if decoded is None:
-                continue
-            read += _size(decoded)
+        for decoded in _batches(worker, total):
             worker.apply(decoded, clock)
         worker.check()
     finally:
@@ -154,12 +159,7 @@ def run_overlap(env: BenchEnv, topic: str, total: int, batch: int, cpu: ServiceC
     pending: Future[BatchResult] | None = None
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="overlap-apply") as pool:
-            read = 0
-            while read < total:
-                decoded = worker.read()
-                if decoded is None:
-                    continue
-                read += _size(decoded)
+            for decoded in _batches(worker, total):
                 if pending is not None:
                     pending.result()  # N committed (or raised) before N+1 starts
                 pending = pool.submit(worker.apply, decoded, clock)
